@@ -1,0 +1,292 @@
+"""HAC, PC and the segmentation losses of SPEC §3, and the full SRHA objective.
+
+* :func:`global_alignment_loss` (GA), :func:`regional_alignment_loss` (RA),
+  :func:`local_alignment_loss` (LA): one layer each, unweighted (SPEC §3.2).
+* :func:`prediction_consistency_loss`: the plain JS divergence of SPEC §3.3 (unweighted).
+* :func:`segmentation_losses`: CE on the main logits and on the dsn logits (SPEC §3.4).
+* :func:`build_teacher` and :func:`compute_srha_loss`: SPEC §3.1 and §3.5.
+
+Student features ``S`` have ``n·B`` rows (``n = 2`` after SRM); the teacher target ``t`` has the ``B``
+rows of the original images and stands for ``T = cat([t] * n)`` without being copied.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .srm import labels_to_regions, region_one_hot, resize_labels_nearest
+
+
+def _rows_view(student: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """View ``student`` (n·B, ...) as (n, B, ...) against ``target`` (B, ...) broadcast as (1, B, ...)."""
+    rows = target.shape[0]
+    if student.shape[0] % rows or student.shape[1:] != target.shape[1:]:
+        raise ValueError(
+            f"student features {tuple(student.shape)} do not line up with teacher targets {tuple(target.shape)}"
+        )
+    return student.reshape(student.shape[0] // rows, *target.shape), target.unsqueeze(0)
+
+
+def global_alignment_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """GA_l = MSE(GAP(S_l), GAP(T_l)), the mean over all ``2B·C`` pooled entries."""
+    s, t = _rows_view(student.float().mean(dim=(2, 3)), teacher.float().mean(dim=(2, 3)))
+    return (s - t).pow(2).mean()
+
+
+def local_alignment_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """LA_l = MSE(S_l, T_l), the mean over all ``2B·C·h·w`` entries."""
+    s, t = _rows_view(student.float(), teacher.float())
+    return (s - t).pow(2).mean()
+
+
+def regional_alignment_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    num_labels: int = 19,
+    ignore_index: int = 255,
+    include_ignore: bool = True,
+) -> torch.Tensor:
+    """RA_l of SPEC §3.2, vectorized over images and regions.
+
+    ``labels`` holds one map per student row (``2B``; ``B`` maps are repeated to match), at any
+    resolution; they are nearest-resized to the feature size. With ``a`` the area ratio of a region and
+    ``s``/``t`` its student/teacher mean feature, ``RA = Σ a·||s − t||² / (P·C)`` over the ``P``
+    (image, region) pairs present, 0 when ``P = 0``. ``include_ignore`` (SPEC §9 M5, faithful ``True``)
+    counts the ignore label as a region. The per-region mean difference is computed as the region mean
+    of ``S − T`` (one batched matmul), which equals ``s − t``.
+    """
+    s, t = _rows_view(student, teacher)
+    n_rep, batch, channels, height, width = s.shape
+    if labels.shape[0] == batch and n_rep > 1:
+        labels = labels.repeat(n_rep, 1, 1)
+    if labels.shape[0] != n_rep * batch:
+        raise ValueError(f"labels batch {labels.shape[0]} does not match the {n_rep * batch} student rows")
+    with torch.autocast(device_type=student.device.type, enabled=False):
+        diff = (s.float() - t.float()).reshape(n_rep * batch, channels, height * width)
+        regions = labels_to_regions(
+            resize_labels_nearest(labels.to(student.device), (height, width)), num_labels, ignore_index
+        )
+        one_hot = region_one_hot(regions, num_labels + 1)  # (2B, R, N)
+        if not include_ignore:
+            one_hot = one_hot[:, :num_labels]
+        counts = one_hot.sum(dim=-1)  # (2B, R)
+        present = counts > 0
+        num_pairs = present.sum()
+        if int(num_pairs) == 0:
+            return diff.sum() * 0.0
+        mean_diff = torch.bmm(one_hot, diff.transpose(1, 2)) / counts.clamp_min(1.0)[:, :, None]  # (2B, R, C)
+        area = counts / float(height * width)
+        weighted = (area[:, :, None] * mean_diff.pow(2)).sum()
+        return weighted / (num_pairs * channels)
+
+
+def prediction_consistency_loss(
+    logits_original: torch.Tensor,
+    logits_rearranged: torch.Tensor,
+    valid_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """JS(p, q) of SPEC §3.3: ``½[KL(q‖m) + KL(p‖m)]`` per pixel with ``m = clamp((p+q)/2, 1e-7, 1)``,
+    "batchmean" over the ``B·H·W`` pixel rows, no stop-gradient (both halves get gradients).
+
+    ``valid_mask`` (``(B, H, W)`` bool) restricts the mean to those pixels (SPEC §9 M6's alternative);
+    the faithful default is ``None``: every pixel counts, ignore-labelled ones included.
+    """
+    with torch.autocast(device_type=logits_original.device.type, enabled=False):
+        num_classes = logits_original.shape[1]
+        p = F.softmax(logits_original.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, num_classes)
+        q = F.softmax(logits_rearranged.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, num_classes)
+        if valid_mask is not None:
+            keep = valid_mask.reshape(-1).to(p.device)
+            if not bool(keep.any()):
+                return (p.sum() + q.sum()) * 0.0
+            p, q = p[keep], q[keep]
+        log_m = ((p + q) / 2).clamp(1e-7, 1.0).log()
+        return 0.5 * (
+            F.kl_div(log_m, q, reduction="batchmean") + F.kl_div(log_m, p, reduction="batchmean")
+        )
+
+
+def segmentation_losses(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    aux_logits: Optional[torch.Tensor] = None,
+    ignore_index: int = 255,
+) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """SPEC §3.4: CE on the main logits at label resolution and CE on the dsn logits against the labels
+    nearest-downsampled to the dsn resolution. ``labels`` may hold one map per image of the original
+    half and is repeated to the logits' batch. A batch without any valid pixel gives 0 rather than NaN.
+    """
+    if labels.shape[0] != logits.shape[0]:
+        if logits.shape[0] % labels.shape[0]:
+            raise ValueError(f"labels batch {labels.shape[0]} does not divide logits batch {logits.shape[0]}")
+        labels = labels.repeat(logits.shape[0] // labels.shape[0], 1, 1)
+    labels = labels.long().to(logits.device)
+
+    def _ce(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not bool((target != ignore_index).any()):
+            return out.sum() * 0.0
+        return F.cross_entropy(out.float(), target, ignore_index=ignore_index)
+
+    ce = _ce(logits, labels)
+    aux = None
+    if aux_logits is not None:
+        aux = _ce(aux_logits, resize_labels_nearest(labels, tuple(aux_logits.shape[-2:])))
+    return ce, aux
+
+
+# ---------------------------------------------------------------------------------------------------
+# Teacher and the full objective
+
+
+class SRHATeacher(nn.Module):
+    """The frozen ImageNet teacher of SPEC §3.1, producing the alignment targets.
+
+    ``forward(pixel_values, labels, srm_weights=None, generator=None)`` returns, for each alignment
+    layer, the teacher features of the ``B`` original images (detached). In ``"faithful"`` mode the
+    network runs in train mode (batch-statistics BN over ``[original; teacher-rearranged]`` with its own
+    SRM draws, layer0 frozen in eval mode); the BN momentum is set to 0 so its running statistics stay
+    the ImageNet ones. In ``"lean"`` mode it runs in eval mode without SRM on the originals only. The
+    teacher's decode heads are never run: only backbone features are targets.
+    """
+
+    def __init__(self, model: nn.Module, mode: Optional[str] = None):
+        super().__init__()
+        self.model = model
+        self.mode = mode or model.config.teacher_mode
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        for module in self.model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.momentum = 0.0
+        self._set_mode()
+
+    def _set_mode(self) -> None:
+        nn.Module.train(self, False)
+        self.model.train(self.mode == "faithful")
+
+    def train(self, mode: bool = True):  # the teacher's mode is fixed by ``self.mode``
+        self._set_mode()
+        return self
+
+    @torch.no_grad()
+    def forward(self, pixel_values, labels=None, srm_weights=None, generator=None) -> List[torch.Tensor]:
+        self._set_mode()
+        batch = pixel_values.shape[0]
+        use_srm = self.mode == "faithful" and labels is not None
+        features = self.model.forward_features(
+            pixel_values,
+            labels=labels if use_srm else None,
+            srm_weights=srm_weights if use_srm else None,
+            generator=generator,
+        )
+        layers = self.model.config.alignment_layers
+        return [features[int(name[-1]) - 1][:batch].detach() for name in layers]
+
+
+def build_teacher(config, backbone_pretrained: Optional[str] = None, mode: Optional[str] = None, device=None) -> SRHATeacher:
+    """Build the frozen teacher: the same architecture as the student with ImageNet backbone weights.
+
+    ``backbone_pretrained`` defaults to ``config.backbone_pretrained`` (or, for a config saved by a
+    trained model, its recorded ``backbone_pretrained_source``); ``None`` everywhere means a randomly
+    initialised teacher, which is only useful for tests. ``mode`` defaults to ``config.teacher_mode``.
+    """
+    from .modeling_srha import SRHAForSemanticSegmentation
+
+    cfg = copy.deepcopy(config)
+    source = backbone_pretrained or cfg.backbone_pretrained or cfg.backbone_pretrained_source
+    cfg.backbone_pretrained = source
+    teacher = SRHATeacher(SRHAForSemanticSegmentation(cfg), mode=mode)
+    if device is not None:
+        teacher.to(device)
+    return teacher
+
+
+@torch.no_grad()
+def update_teacher_ema(teacher: SRHATeacher, student: nn.Module, step: int, alpha: float) -> None:
+    """SPEC §3.1 EMA (off by default, ``alpha = 1``): at step 0 copy the student's parameters, then
+    ``θ_t ← a·θ_t + (1 − a)·θ_s`` with ``a = min(1 − 1/(step + 1), alpha)``. Parameters only, not BN
+    buffers, as the reference."""
+    if alpha >= 1.0:
+        return
+    a = 0.0 if step == 0 else min(1.0 - 1.0 / (step + 1), alpha)
+    student_params = dict(student.named_parameters())
+    for name, param in teacher.model.named_parameters():
+        param.mul_(a).add_(student_params[name].detach().to(param.dtype), alpha=1.0 - a)
+
+
+def alignment_losses(
+    config,
+    student_features: Sequence[torch.Tensor],
+    teacher_targets: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+) -> Dict[str, torch.Tensor]:
+    """Σ_l w_l GA_l, Σ_l w_l RA_l and Σ_l w_l LA_l over ``config.alignment_layers`` (weights <= 0 skip)."""
+    device = student_features[0].device
+    totals = {"ga": torch.zeros((), device=device), "ra": torch.zeros((), device=device), "la": torch.zeros((), device=device)}
+    for i, name in enumerate(config.alignment_layers):
+        s = student_features[int(name[-1]) - 1]
+        t = teacher_targets[i]
+        if config.ga_weights[i] > 0:
+            totals["ga"] = totals["ga"] + config.ga_weights[i] * global_alignment_loss(s, t)
+        if config.ra_weights[i] > 0:
+            totals["ra"] = totals["ra"] + config.ra_weights[i] * regional_alignment_loss(
+                s,
+                t,
+                labels,
+                num_labels=config.num_labels,
+                ignore_index=config.ignore_index,
+                include_ignore=config.ra_include_ignore,
+            )
+        if config.la_weights[i] > 0:
+            totals["la"] = totals["la"] + config.la_weights[i] * local_alignment_loss(s, t)
+    return totals
+
+
+def compute_srha_loss(
+    student: nn.Module,
+    teacher: SRHATeacher,
+    pixel_values: torch.Tensor,
+    labels: torch.Tensor,
+    srm_weights: Optional[torch.Tensor] = None,
+    teacher_srm_weights: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """The SRHA objective of SPEC §3.5 for one batch.
+
+    ``L = CE + aux_weight·CE_aux + Σ w_l (GA_l + RA_l + LA_l) + pc_weight·JS``, with CE on both halves of
+    the SRM-doubled batch against the same labels. ``student`` must be in train mode; it may be wrapped
+    (DDP); its config is read from the unwrapped model. ``srm_weights`` are the student's SRM mixing
+    weights ``(B, R, R)`` (drawn with ``generator`` when ``None``); the teacher draws its own
+    (``teacher_srm_weights``) independently. Returns ``(loss, terms)`` where ``terms`` holds the weighted
+    ``ce``, ``aux``, ``ga``, ``ra``, ``la`` and ``pc`` (detached).
+    """
+    model = getattr(student, "module", student)
+    config = model.config
+    batch = pixel_values.shape[0]
+    if labels.shape[0] != batch:
+        raise ValueError(f"labels batch {labels.shape[0]} does not match pixel_values batch {batch}")
+
+    outputs = student(pixel_values, labels=labels, srm_weights=srm_weights, generator=generator, output_features=True)
+    targets = teacher(pixel_values, labels=labels, srm_weights=teacher_srm_weights, generator=generator)
+    n_rep = outputs.logits.shape[0] // batch
+    labels_all = labels.repeat(n_rep, 1, 1) if n_rep > 1 else labels
+
+    ce, aux = segmentation_losses(outputs.logits, labels_all, outputs.aux_logits, config.ignore_index)
+    terms = {"ce": ce, "aux": config.aux_weight * aux if aux is not None else torch.zeros_like(ce)}
+    terms.update(alignment_losses(config, outputs.features, targets, labels_all))
+    if n_rep == 2 and config.pc_weight > 0:
+        valid = (labels.to(ce.device) != config.ignore_index) if config.pc_mask_ignore else None
+        terms["pc"] = config.pc_weight * prediction_consistency_loss(
+            outputs.logits[:batch], outputs.logits[batch:], valid
+        )
+    else:
+        terms["pc"] = torch.zeros_like(ce)
+    loss = sum(terms.values())
+    return loss, {name: value.detach() for name, value in terms.items()}

@@ -1,0 +1,199 @@
+"""SRHAForSemanticSegmentation: DeepLabV3+ at output stride 16 with SRM and style elimination (SPEC §1-§2)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .backbones import BACKBONE_INFO, build_torchvision_model, load_backbone_weights, split_stages
+from .configuration_srha import SRHAConfig
+from .heads import ASPP, AuxiliaryHead, conv_bn_relu, final_block
+from .losses import segmentation_losses
+from .srm import SemanticRearrangement, style_elimination
+
+STAGES = ("layer0", "layer1", "layer2", "layer3", "layer4")
+HEADS = ("aspp", "bot_aspp", "bot_fine", "final1", "final2", "dsn")
+
+
+@dataclass
+class SRHASemanticSegmenterOutput(ModelOutput):
+    """Output of :class:`SRHAForSemanticSegmentation`.
+
+    Attributes:
+        loss: ``CE + aux_weight·CE_aux`` when ``labels`` are given (the segmentation part of SPEC §3.4;
+            the full SRHA objective is :func:`srha_hf.compute_srha_loss`).
+        logits: ``(N, num_labels, H, W)`` at the input resolution; ``N = 2B`` in training with labels
+            and SRM (``[original; rearranged]``), else ``B``.
+        aux_logits: ``(N, num_labels, h3, w3)`` dsn logits at the layer3 resolution (training, or
+            ``output_features=True``).
+        features: the layer1..layer4 features ``(f1, f2, f3, f4)``, each ``(N, C_l, h_l, w_l)``
+            (training, or ``output_features=True``).
+    """
+
+    loss: Optional[torch.FloatTensor] = None
+    logits: Optional[torch.FloatTensor] = None
+    aux_logits: Optional[torch.FloatTensor] = None
+    features: Optional[Tuple[torch.FloatTensor, ...]] = None
+
+
+class SRHAPreTrainedModel(PreTrainedModel):
+    config_class = SRHAConfig
+    base_model_prefix = "srha"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Heads (SPEC §1.3): Kaiming-normal fan_in for convs and linears with zero bias. Backbone
+        (random init only; ImageNet weights are loaded afterwards): Kaiming-normal fan_out, as
+        torchvision's ResNet and MobileNetV2. Norms: weight 1, bias 0, fresh running statistics."""
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            mode = "fan_in" if getattr(module, "_srha_head", False) else "fan_out"
+            init.kaiming_normal_(module.weight, mode=mode, nonlinearity="relu")
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
+            if module.weight is not None:
+                init.ones_(module.weight)
+                init.zeros_(module.bias)
+            if getattr(module, "running_mean", None) is not None:
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
+                init.zeros_(module.num_batches_tracked)
+
+
+class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
+    """SRHA's DeepLabV3+ (SPEC §1): ``layer0`` → [SRM in training] → style elimination → ``layer1..4``
+    → ASPP + decoder (main logits at input size) and the ``dsn`` auxiliary head on layer3.
+
+    Eval: ``model(pixel_values).logits`` is ``(B, num_labels, H, W)``, bilinearly upsampled with
+    ``align_corners=True`` as the reference. Train with ``labels``: SRM doubles the batch to
+    ``[original; rearranged]`` and the output carries logits, aux logits and the layer1-4 features.
+    The backbone's ImageNet weights are loaded when ``config.backbone_pretrained`` is set (a failed
+    load raises :class:`~srha_hf.backbones.BackboneLoadError`).
+    """
+
+    def __init__(self, config: SRHAConfig):
+        config = copy.deepcopy(config)
+        super().__init__(config)
+        info = BACKBONE_INFO[config.backbone]
+        stages = split_stages(
+            config.backbone,
+            build_torchvision_model(config.backbone),
+            dilate_all_layer4_blocks=config.resnet_dilate_all_layer4_blocks,
+            d16_only_stride2=config.d16_dilate_only_stride2,
+        )
+        for name, stage in zip(STAGES, stages):
+            self.add_module(name, stage)
+        self.srm = SemanticRearrangement(config)
+
+        self.aspp = ASPP(info.channels[4], config.aspp_channels, config.aspp_rates)
+        self.bot_aspp = conv_bn_relu(config.aspp_channels * (2 + len(config.aspp_rates)), config.decoder_channels, 1)
+        self.bot_fine = conv_bn_relu(info.channels[1], config.low_level_channels, 1)
+        self.final1 = final_block(config.low_level_channels + config.decoder_channels, config.decoder_channels)
+        self.final2 = nn.Conv2d(config.decoder_channels, config.num_labels, kernel_size=1, bias=True)
+        self.dsn = AuxiliaryHead(info.channels[3], config.num_labels, config.dsn_channels, config.dsn_dropout)
+        for head in HEADS:
+            for module in getattr(self, head).modules():
+                module._srha_head = True
+
+        if config.freeze_layer0:
+            self.layer0.requires_grad_(False)
+        self.post_init()
+
+        if config.backbone_pretrained:
+            source = config.backbone_pretrained
+            load_backbone_weights(self.backbone_stages(), config.backbone, source)
+            # The weights are consumed: the saved config records where they came from but asks for no
+            # new load, so ``from_pretrained`` never re-fetches ImageNet weights over trained ones.
+            self.config.backbone_pretrained = None
+            self.config.backbone_pretrained_source = source
+        if config.freeze_layer0:
+            self.layer0.eval()
+
+    def backbone_stages(self) -> nn.ModuleDict:
+        """The five stages as a (non-registered) ``ModuleDict`` view, keys ``layer0..layer4``."""
+        return nn.ModuleDict({name: getattr(self, name) for name in STAGES})
+
+    def train(self, mode: bool = True):
+        """As ``nn.Module.train``, but a frozen layer0 stays in eval mode (SPEC §1.4)."""
+        super().train(mode)
+        if self.config.freeze_layer0:
+            self.layer0.eval()
+        return self
+
+    def forward_features(
+        self,
+        pixel_values: torch.Tensor,
+        labels: Optional[torch.Tensor] = None,
+        srm_weights: Optional[torch.Tensor] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Backbone part of SPEC §1.1 steps 1-4: returns ``(f1, f2, f3, f4)``. SRM runs when labels
+        are given, the model is in training mode and ``config.srm`` is on."""
+        x = self.layer0(pixel_values)
+        if labels is not None and self.training and self.config.srm:
+            x = self.srm(x, labels, srm_weights, generator)
+        if self.config.style_elimination:
+            x = style_elimination(x, unbiased=self.config.style_elimination_unbiased_std)
+        f1 = self.layer1(x)
+        f2 = self.layer2(f1)
+        f3 = self.layer3(f2)
+        f4 = self.layer4(f3)
+        return f1, f2, f3, f4
+
+    def decode(self, f1: torch.Tensor, f4: torch.Tensor, size) -> torch.Tensor:
+        """DeepLabV3+ decoder (SPEC §1.3): logits upsampled to ``size`` with ``align_corners=True``."""
+        aspp = self.bot_aspp(self.aspp(f4))
+        fine = self.bot_fine(f1)
+        aspp = F.interpolate(aspp, size=fine.shape[-2:], mode="bilinear", align_corners=True)
+        logits = self.final2(self.final1(torch.cat([fine, aspp], dim=1)))
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: Optional[torch.Tensor] = None,
+        srm_weights: Optional[torch.Tensor] = None,
+        generator: Optional[torch.Generator] = None,
+        output_features: Optional[bool] = None,
+        return_dict: Optional[bool] = None,
+        **kwargs,
+    ):
+        r"""
+        Args:
+            pixel_values: ``(B, 3, H, W)`` ImageNet-normalised images.
+            labels: ``(B, H, W)`` train IDs (255 = ignore). In training they drive SRM and the loss.
+            srm_weights: ``(B, R, R)`` SRM mixing weights (see :func:`srha_hf.semantic_rearrangement`);
+                drawn from ``generator`` (or torch's global RNG) when omitted.
+            output_features: return aux logits and layer1-4 features also in eval mode.
+        """
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
+            raise ValueError(f"pixel_values must be (B, 3, H, W), got shape {tuple(pixel_values.shape)}")
+        if labels is not None and labels.shape[0] != pixel_values.shape[0]:
+            raise ValueError(f"labels batch {labels.shape[0]} does not match pixel_values batch {pixel_values.shape[0]}")
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        with_extras = self.training or bool(output_features)
+
+        f1, f2, f3, f4 = self.forward_features(pixel_values, labels, srm_weights, generator)
+        logits = self.decode(f1, f4, pixel_values.shape[-2:])
+        aux_logits = self.dsn(f3) if with_extras else None
+
+        loss = None
+        if labels is not None:
+            ce, aux = segmentation_losses(logits, labels, aux_logits, self.config.ignore_index)
+            loss = ce if aux is None else ce + self.config.aux_weight * aux
+
+        features = (f1, f2, f3, f4) if with_extras else None
+        if not return_dict:
+            out = tuple(v for v in (logits, aux_logits, features) if v is not None)
+            return ((loss,) + out) if loss is not None else out
+        return SRHASemanticSegmenterOutput(loss=loss, logits=logits, aux_logits=aux_logits, features=features)

@@ -1,0 +1,229 @@
+"""SRM: the Semantic Rearrangement Module (SPEC §2), vectorized over images and regions.
+
+Every labelled region of the early (layer0) features is re-stylised with a convex combination of the
+per-region statistics of the same image. The reference loops over images and classes in Python; here
+the region statistics of the whole batch come from two batched matmuls against a one-hot region map and
+the re-stylisation is one gather, so the cost does not grow with the number of regions.
+
+Region layout (DESIGN.md): with ``R = num_labels + 1`` regions, region ``r < num_labels`` holds the
+pixels labelled ``r`` and region ``num_labels`` holds the ignore label. Mixing weights are ``(B, R, R)``:
+row ``k`` gives the weights with which region ``k`` borrows the statistics of every region.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: The reference's ``--concentration_coeff`` default (SPEC §2 step 3), ≈ 2**-6.
+DEFAULT_CONCENTRATION = 0.0156
+#: Added to every standard deviation (not to the variance), SPEC §2 step 2 and §1.1 step 3.
+STD_EPS = 1e-7
+
+
+def resize_labels_nearest(labels: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Nearest-resize an integer label map ``(N, H, W)`` to ``size`` the way the reference does.
+
+    PyTorch's legacy ``nearest`` on the float-cast map: source index ``floor(dst * in / out)``, so an
+    integer factor ``f`` picks pixel ``(f*i, f*j)`` (SPEC Appendix B). Returns int64 ``(N, h, w)``.
+    """
+    if labels.dim() != 3:
+        raise ValueError(f"labels must be (N, H, W), got shape {tuple(labels.shape)}")
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels.long()
+    resized = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")
+    return resized[:, 0].long()
+
+
+def labels_to_regions(labels: torch.Tensor, num_labels: int = 19, ignore_index: int = 255) -> torch.Tensor:
+    """Map train IDs to region indices: ``r = label`` for ``0 <= label < num_labels``, ``num_labels`` for ignore.
+
+    Raises ``ValueError`` naming the offending values for anything else (a label map that was not
+    decoded to train IDs).
+    """
+    regions = labels.long()
+    is_ignore = regions == ignore_index
+    bad = ((regions < 0) | (regions >= num_labels)) & ~is_ignore
+    if bool(bad.any()):
+        values = torch.unique(regions[bad])[:10].tolist()
+        raise ValueError(
+            f"label map holds values {values} outside the train IDs 0..{num_labels - 1} and the ignore "
+            f"label {ignore_index}; decode labels to train IDs first"
+        )
+    return torch.where(is_ignore, torch.full_like(regions, num_labels), regions)
+
+
+def region_one_hot(regions: torch.Tensor, num_regions: int, dtype=torch.float32) -> torch.Tensor:
+    """``(N, h, w)`` region indices -> ``(N, R, h*w)`` one-hot membership in ``dtype``."""
+    flat = regions.reshape(regions.shape[0], 1, -1)
+    one_hot = torch.zeros(regions.shape[0], num_regions, flat.shape[-1], dtype=dtype, device=regions.device)
+    one_hot.scatter_(1, flat, 1.0)
+    return one_hot
+
+
+def sample_mixing_weights(
+    batch_size: int,
+    num_regions: int = 20,
+    concentration: float = DEFAULT_CONCENTRATION,
+    generator: Optional[torch.Generator] = None,
+    device=None,
+) -> torch.Tensor:
+    """Draw SRM mixing weights ``(B, R, R)``: every row ~ Dirichlet(concentration * 1_R), float32.
+
+    Uses torch's own Dirichlet sampler (gamma draws clamped at the smallest normal float, then
+    normalised; SPEC §9 M11), with ``generator`` when given. Restricting a row to the ``n`` regions
+    present in an image and renormalising (what :func:`semantic_rearrangement` does) yields a draw of
+    Dirichlet(concentration * 1_n), the reference's distribution, including its uniform fallback when
+    every present component underflows.
+    """
+    alpha = torch.full((batch_size, num_regions, num_regions), float(concentration), dtype=torch.float32, device=device)
+    return torch._sample_dirichlet(alpha, generator=generator)
+
+
+def _restrict_weights(weights: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Zero the columns of absent regions and renormalise every row over the present ones.
+
+    A row that is already a distribution over the present regions is unchanged (up to rounding). A row
+    with no mass on them falls back to uniform weights over the present regions, so the result never
+    holds NaN.
+    """
+    present_f = present[:, None, :].to(weights.dtype)
+    masked = weights * present_f
+    total = masked.sum(dim=-1, keepdim=True)
+    uniform = present_f / present_f.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    return torch.where(total > 0, masked / total.clamp_min(torch.finfo(weights.dtype).tiny), uniform)
+
+
+def semantic_rearrangement(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    mixing_weights: Optional[torch.Tensor] = None,
+    *,
+    num_labels: int = 19,
+    ignore_index: int = 255,
+    concentration: float = DEFAULT_CONCENTRATION,
+    generator: Optional[torch.Generator] = None,
+    include_ignore: bool = True,
+    unbiased_std: bool = False,
+    detach_rearranged: bool = True,
+    return_weights: bool = False,
+):
+    """SPEC §2: return ``cat([features, rearranged])`` of shape ``(2B, C, h, w)``.
+
+    Args:
+        features: ``(B, C, h, w)`` layer0 output.
+        labels: ``(B, H, W)`` or ``(2B, H, W)`` train IDs at any resolution (only the first ``B`` maps
+            are used); nearest-resized to ``(h, w)`` as the reference does.
+        mixing_weights: optional ``(B, R, R)`` weights, ``R = num_labels + 1``. Only the regions
+            present at feature resolution are used; each row is restricted to them and renormalised
+            (a no-op for rows that already sum to one over them). Without it, weights are drawn with
+            :func:`sample_mixing_weights` on the features' device using ``generator``.
+        include_ignore: SPEC §9 M5 (faithful ``True``): the ignore region is one more region, both
+            re-stylised and used as a style source. ``False`` leaves ignore pixels unchanged and keeps
+            them out of every mixture.
+        unbiased_std: SPEC §9 M7 (faithful ``False``): the region std divides by ``|R_k|``.
+        detach_rearranged: SPEC §9 M8 (faithful ``True``): the rearranged half is detached and made a
+            new leaf requiring grad, so no gradient reaches layer0 through it or through the statistics.
+        return_weights: also return the ``(B, R, R)`` weights actually used (restricted, renormalised).
+
+    Statistics are computed in float32 with autocast disabled; the output keeps ``features``' dtype.
+    """
+    if features.dim() != 4:
+        raise ValueError(f"features must be (B, C, h, w), got shape {tuple(features.shape)}")
+    batch, channels, height, width = features.shape
+    if labels.shape[0] == 2 * batch:
+        labels = labels[:batch]
+    elif labels.shape[0] != batch:
+        raise ValueError(f"labels batch {labels.shape[0]} matches neither B={batch} nor 2B={2 * batch}")
+    num_regions = num_labels + 1
+
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        x = features.float().reshape(batch, channels, height * width)
+        regions = labels_to_regions(
+            resize_labels_nearest(labels.to(features.device), (height, width)), num_labels, ignore_index
+        ).reshape(batch, height * width)
+        one_hot = region_one_hot(regions, num_regions)  # (B, R, N)
+        counts = one_hot.sum(dim=-1)  # (B, R)
+        present = counts > 0
+        if not include_ignore:
+            present[:, num_labels] = False
+        safe_counts = counts.clamp_min(1.0)[:, :, None]
+
+        # Two-pass statistics: region means, then the spread around them (biased by default, M7).
+        means = torch.bmm(one_hot, x.transpose(1, 2)) / safe_counts  # (B, R, C)
+        index = regions[:, None, :].expand(batch, channels, height * width)
+        mean_pix = means.transpose(1, 2).gather(2, index)  # (B, C, N)
+        centred = x - mean_pix
+        sq_sums = torch.bmm(one_hot, (centred * centred).transpose(1, 2))
+        denom = (counts - 1.0).clamp_min(1.0)[:, :, None] if unbiased_std else safe_counts
+        stds = (sq_sums / denom).sqrt() + STD_EPS  # (B, R, C)
+
+        if mixing_weights is None:
+            mixing_weights = sample_mixing_weights(batch, num_regions, concentration, generator, features.device)
+        elif tuple(mixing_weights.shape) != (batch, num_regions, num_regions):
+            raise ValueError(
+                f"mixing_weights must be (B, R, R) = ({batch}, {num_regions}, {num_regions}), "
+                f"got {tuple(mixing_weights.shape)}"
+            )
+        weights = _restrict_weights(mixing_weights.to(device=features.device, dtype=torch.float32), present)
+        target_means = torch.bmm(weights, means)  # (B, R, C)
+        target_stds = torch.bmm(weights, stds)
+
+        std_pix = stds.transpose(1, 2).gather(2, index)
+        tmean_pix = target_means.transpose(1, 2).gather(2, index)
+        tstd_pix = target_stds.transpose(1, 2).gather(2, index)
+        rearranged = centred / std_pix * tstd_pix + tmean_pix
+        if not include_ignore:
+            keep = (regions == num_labels)[:, None, :]
+            rearranged = torch.where(keep, x, rearranged)
+        rearranged = rearranged.reshape(batch, channels, height, width).to(features.dtype)
+
+    if detach_rearranged:
+        rearranged = rearranged.detach()
+        if torch.is_grad_enabled():
+            rearranged.requires_grad_(True)
+    out = torch.cat([features, rearranged], dim=0)
+    if return_weights:
+        return out, weights
+    return out
+
+
+class SemanticRearrangement(nn.Module):
+    """The SRM as a parameter-free module, configured from an :class:`~srha_hf.SRHAConfig`."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.num_labels = config.num_labels
+        self.ignore_index = config.ignore_index
+        self.concentration = config.srm_concentration
+        self.include_ignore = config.srm_include_ignore
+        self.unbiased_std = config.srm_unbiased_std
+        self.detach_rearranged = config.srm_detach_rearranged
+
+    def forward(self, features, labels, mixing_weights=None, generator=None):
+        return semantic_rearrangement(
+            features,
+            labels,
+            mixing_weights,
+            num_labels=self.num_labels,
+            ignore_index=self.ignore_index,
+            concentration=self.concentration,
+            generator=generator,
+            include_ignore=self.include_ignore,
+            unbiased_std=self.unbiased_std,
+            detach_rearranged=self.detach_rearranged,
+        )
+
+    def extra_repr(self) -> str:
+        return f"concentration={self.concentration}, include_ignore={self.include_ignore}"
+
+
+def style_elimination(x: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Parameter-free instance normalisation of SPEC §1.1 step 3: ``(x - mean) / (std + 1e-7)`` per
+    sample and channel over (h, w), with the unbiased std by default (SPEC §9 M7)."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True, unbiased=unbiased)
+    return (x - mean) / (std + STD_EPS)
