@@ -1,0 +1,199 @@
+#!/usr/bin/env python
+"""Scan a benchmark on disk and report what `srha_hf.load_benchmark` will (not) be able to use.
+
+    python scripts/check_data.py /data/gtav --dataset gtav [--split train val] [--json report.json]
+
+For every split: the layout found, counts of images / labels / pairs, images without a label and
+labels without an image, image/label size mismatches, unreadable files, label values that are not in
+the dataset's table (SPEC §6), and the share of pixels per train ID. Exit status 1 when a problem
+was found, 2 when the root or layout is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from srha_hf.data import labels as L  # noqa: E402
+from srha_hf.data.benchmarks import (  # noqa: E402
+    BENCHMARKS,
+    BenchmarkError,
+    get_spec,
+    image_size,
+    read_raw_label,
+    scan_benchmark,
+)
+
+# Raw label values each dataset's files may legitimately hold.
+_KNOWN = {
+    "cityscapes": np.arange(34),
+    "bdd100k": np.r_[np.arange(19), 255],
+    "mapillary": np.arange(len(L.MAPILLARY_V12_NAMES)),
+    "synthia": np.arange(23),
+}
+# GTAV: the colours of the Cityscapes label definition (ids 0..33, including void colours).
+_GTAV_COLORS = [
+    (0, 0, 0), (111, 74, 0), (81, 0, 81), (128, 64, 128), (244, 35, 232), (250, 170, 160),
+    (230, 150, 140), (70, 70, 70), (102, 102, 156), (190, 153, 153), (180, 165, 180),
+    (150, 100, 100), (150, 120, 90), (153, 153, 153), (250, 170, 30), (220, 220, 0),
+    (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142),
+    (0, 0, 70), (0, 60, 100), (0, 0, 90), (0, 0, 110), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+]  # fmt: skip
+_KNOWN["gtav"] = L.pack_rgb(np.asarray(_GTAV_COLORS, dtype=np.uint8))
+
+
+def _show_value(name: str, value: int) -> str:
+    if name == "gtav":
+        return f"RGB({value >> 16},{(value >> 8) & 255},{value & 255})"
+    return str(value)
+
+
+def _decode_raw(name: str, raw: np.ndarray) -> np.ndarray:
+    if name == "gtav":
+        return L.gtav_rgb_lut()[raw]
+    table = {
+        "cityscapes": L.CITYSCAPES_LUT,
+        "bdd100k": L.BDD_LUT,
+        "mapillary": L.MAPILLARY_LUT,
+        "synthia": L.SYNTHIA_LUT,
+    }[name]
+    return table[raw.astype(np.uint8)]
+
+
+def check_split(name: str, root: str, split: str, limit: int | None = None, progress: bool = True) -> dict:
+    report: dict = {"split": split}
+    try:
+        scan = scan_benchmark(name, root, split)
+    except (BenchmarkError, FileNotFoundError, ValueError) as err:
+        report["error"] = str(err)
+        return report
+    with_labels = scan.labels and scan.labels[0] is not None
+    pairs = list(zip(scan.images, scan.labels))[:limit]
+    report.update(
+        layout=scan.layout,
+        images=len(scan.images) + len(scan.images_without_label),
+        labels=(len(scan.labels) + len(scan.labels_without_image)) if with_labels else 0,
+        pairs=len(scan.images) if with_labels else 0,
+        scanned=len(pairs),
+        images_without_label=scan.images_without_label,
+        labels_without_image=scan.labels_without_image,
+        size_mismatches=[],
+        unreadable=[],
+    )
+    unknown: Counter = Counter()
+    unknown_example: dict = {}
+    class_pixels = np.zeros(256, dtype=np.int64)
+    known = _KNOWN[name]
+    iterator = pairs
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(pairs, desc=f"{name} {split}", unit="file")
+    for image_path, label_path in iterator:
+        try:
+            size = image_size(image_path)
+        except Exception as err:
+            report["unreadable"].append(f"{image_path}: {err}")
+            continue
+        if label_path is None:
+            continue
+        try:
+            raw = read_raw_label(name, label_path)
+        except Exception as err:
+            report["unreadable"].append(f"{label_path}: {err}")
+            continue
+        if (raw.shape[1], raw.shape[0]) != size:
+            report["size_mismatches"].append(
+                f"{image_path} ({size[0]}x{size[1]}) vs {label_path} ({raw.shape[1]}x{raw.shape[0]})"
+            )
+        values = np.unique(raw)
+        for value in values[~np.isin(values, known)].tolist():
+            unknown[value] += 1
+            unknown_example.setdefault(value, label_path)
+        class_pixels += np.bincount(_decode_raw(name, raw).ravel(), minlength=256)
+    report["unknown_label_values"] = {
+        _show_value(name, v): {"files": n, "example": unknown_example[v]} for v, n in sorted(unknown.items())
+    }
+    total = class_pixels.sum()
+    if total:
+        shares = {L.CLASS_NAMES[c]: float(class_pixels[c] / total) for c in range(L.NUM_CLASSES)}
+        shares["ignore (255)"] = float(class_pixels[255] / total)
+        report["pixel_share"] = shares
+    return report
+
+
+def problems(report: dict) -> int:
+    return sum(
+        len(report.get(k, ()))
+        for k in ("images_without_label", "labels_without_image", "size_mismatches", "unreadable", "unknown_label_values")
+    ) + int("error" in report)
+
+
+def format_report(name: str, root: str, reports: list[dict]) -> str:
+    lines = [f"check_data: {name} at {root}"]
+    for r in reports:
+        lines.append(f"\n[{r['split']}]")
+        if "error" in r:
+            lines.append(f"  ERROR: {r['error']}")
+            continue
+        lines.append(f"  layout: {r['layout']}")
+        lines.append(f"  images: {r['images']}  labels: {r['labels']}  pairs: {r['pairs']}  scanned: {r['scanned']}")
+        for key, title in (
+            ("images_without_label", "images without a label"),
+            ("labels_without_image", "labels without an image"),
+            ("size_mismatches", "image/label size mismatches"),
+            ("unreadable", "unreadable files"),
+        ):
+            items = r[key]
+            lines.append(f"  {title}: {len(items)}")
+            lines += [f"    {x}" for x in items[:10]]
+            if len(items) > 10:
+                lines.append(f"    ... and {len(items) - 10} more")
+        unknown = r["unknown_label_values"]
+        lines.append(f"  unknown label values: {len(unknown)}")
+        for value, info in list(unknown.items())[:20]:
+            lines.append(f"    {value}: in {info['files']} file(s), e.g. {info['example']}")
+        if "pixel_share" in r:
+            share = ", ".join(f"{k} {100 * v:.1f}%" for k, v in r["pixel_share"].items() if v > 0)
+            lines.append(f"  pixels per class: {share}")
+    total = sum(problems(r) for r in reports)
+    lines.append(f"\n{'OK: no problems found' if total == 0 else f'PROBLEMS: {total}'}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", help="the dataset root folder")
+    parser.add_argument("--dataset", required=True, help=f"one of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--split", nargs="+", help="splits to check (default: all of the dataset's splits)")
+    parser.add_argument("--limit", type=int, default=None, help="scan at most this many pairs per split")
+    parser.add_argument("--json", dest="json_path", help="also write the report as JSON to this file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        spec = get_spec(args.dataset)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not Path(args.root).is_dir():
+        print(f"error: {spec.name} root not found: {args.root}\nexpected layout: {spec.layout}", file=sys.stderr)
+        return 2
+    splits = args.split or list(spec.splits)
+    reports = [check_split(spec.name, args.root, s, args.limit, not args.no_progress) for s in splits]
+    print(format_report(spec.name, args.root, reports))
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps({"dataset": spec.name, "root": args.root, "splits": reports}, indent=1))
+    if all("error" in r for r in reports):
+        return 2
+    return 1 if any(problems(r) for r in reports) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
