@@ -67,13 +67,17 @@ class RandomScaleCrop:
     """Random rescale by s ~ U(scale_range), symmetric padding (image 0, label `ignore_index`) where
     the result is smaller than the crop, then a `crop_size`² crop (uniform, or around a centroid).
 
-    Only the part of the rescaled image that ends up in the crop is resampled (PIL's `box`
-    argument), which gives the same pixels as resizing the whole image and cropping afterwards."""
+    By default only the part of the rescaled image that ends up in the crop is resampled (PIL's
+    `box` argument): several times faster for large scales, and on natural images equal to resizing
+    the whole image and cropping afterwards except for rare +-1..2 rounding differences (PIL's box
+    coordinates are floats, and it may pick another pass order). `exact_resize=True` resizes the
+    whole image like the reference, bit for bit. The label (nearest) is always exact."""
 
     crop_size: int = 768
     scale_range: tuple[float, float] = (0.5, 2.0)
     ignore_index: int = IGNORE_INDEX
     shift_centroid_by_padding: bool = False  # SPEC §9 D4: the reference does not shift it
+    exact_resize: bool = False
 
     def draw(self, width: int, height: int, rng: np.random.Generator, centroid=None) -> dict:
         """The random parameters: scale, scaled size, padding and crop origin (in padded coordinates)."""
@@ -106,8 +110,11 @@ class RandomScaleCrop:
         out_image = np.zeros((crop, crop, 3), dtype=np.uint8)
         out_label = np.full((crop, crop), self.ignore_index, dtype=np.uint8)
         if x1 > x0 and y1 > y0:
-            fx, fy = width / sw, height / sh
-            part = image.resize((x1 - x0, y1 - y0), Image.BICUBIC, box=(x0 * fx, y0 * fy, x1 * fx, y1 * fy))
+            if self.exact_resize:
+                part = np.asarray(image.resize((sw, sh), Image.BICUBIC))[y0:y1, x0:x1]
+            else:
+                fx, fy = width / sw, height / sh
+                part = image.resize((x1 - x0, y1 - y0), Image.BICUBIC, box=(x0 * fx, y0 * fy, x1 * fx, y1 * fy))
             out_image[dy : dy + y1 - y0, dx : dx + x1 - x0] = np.asarray(part)
             rows = nearest_indices(height, sh)[y0:y1]
             cols = nearest_indices(width, sw)[x0:x1]
@@ -200,12 +207,13 @@ class TrainTransform:
     blur_sigma: tuple[float, float] = (0.15, 1.3)
     blur_rounding: str = "truncate"  # D2
     shift_centroid_by_padding: bool = False  # D4
+    exact_resize: bool = False  # True: resize the whole image, then crop (bit-identical, slower)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __post_init__(self):
         self.scale_crop = RandomScaleCrop(
-            self.crop_size, tuple(self.scale_range), self.ignore_index, self.shift_centroid_by_padding
+            self.crop_size, tuple(self.scale_range), self.ignore_index, self.shift_centroid_by_padding, self.exact_resize
         )
 
     def __call__(self, image, label, rng: np.random.Generator, centroid=None) -> tuple[np.ndarray, np.ndarray]:
