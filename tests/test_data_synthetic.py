@@ -1,0 +1,152 @@
+"""The embedded synthetic benchmark: real layouts, decodable, deterministic, idempotent, shifted."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from srha_hf.data import load_benchmark
+from srha_hf.data import synthetic as S
+
+SMALL = dict(num_train=4, num_val=2, size=(96, 54), seed=3)
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    return root, S.make_synthetic_benchmark(root, **SMALL)
+
+
+def digest(root):
+    h = hashlib.sha1()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_real_layouts_on_disk(bench):
+    root, roots = bench
+    assert set(roots) == {"gtav", "cityscapes", "bdd100k", "mapillary", "synthia"}
+    assert (root / "gtav/images/train/01/00001.png").is_file() and (root / "gtav/labels/valid/01/00005.png").is_file()
+    assert Image.open(root / "gtav/labels/train/01/00001.png").mode == "P"
+    assert sorted(p.name for p in (root / "cityscapes/gtFine_trainvaltest/gtFine/val/frankfurt").iterdir()) == [
+        "frankfurt_000000_000000_gtFine_labelIds.png", "frankfurt_000000_000001_gtFine_labelIds.png"]  # fmt: skip
+    assert len(list((root / "bdd100k/labels/train").glob("*_train_id.png"))) == 4
+    assert len(json.loads((root / "mapillary/config.json").read_text())["labels"]) == 66
+    import cv2
+
+    label = cv2.imread(str(next((root / "synthia/GT/LABELS/train").glob("*.png"))), cv2.IMREAD_UNCHANGED)
+    assert label.dtype == np.uint16 and label.shape[2] == 3 and label[..., 1].max() > 255
+
+
+@pytest.mark.parametrize("name", ["gtav", "cityscapes", "bdd100k", "mapillary", "synthia"])
+def test_every_dataset_decodes_to_its_scene(bench, name):
+    _, roots = bench
+    for split_id, split in enumerate(("train", "val")):
+        ds = load_benchmark(name, roots[name], split)
+        assert len(ds) == SMALL[f"num_{split}"]
+        offset = 0 if split == "train" else SMALL["num_train"]
+        for row in range(len(ds)):
+            ex = ds[row]
+            # files sort by name; Cityscapes names (city_seq_frame) are ordered by city first
+            i = int(ex["name"].rsplit("_", 1)[-1]) if name == "cityscapes" else row
+            w, h = S.domain_size(name, SMALL["size"], offset + i)
+            rng = np.random.default_rng([SMALL["seed"], S._DOMAIN_KEY[name], split_id, i])
+            kinds = S.draw_scene(w, h, rng)
+            assert ex["image"].size == (w, h)
+            np.testing.assert_array_equal(np.asarray(ex["label"]), S.train_ids_of_kinds(name)[kinds])
+
+
+def test_all_classes_and_dataset_specific_label_rules(bench):
+    _, roots = bench
+    seen = set()
+    for i in range(SMALL["num_train"]):
+        seen |= set(np.unique(np.asarray(load_benchmark("cityscapes", roots["cityscapes"], "train")[i]["label"])).tolist())
+    assert set(range(19)) <= seen and 255 in seen
+    # lane markings: road in Mapillary/Cityscapes/GTAV/BDD, ignore in Synthia
+    assert S.train_ids_of_kinds("mapillary")[S.LANE_MARKING] == 0
+    assert S.train_ids_of_kinds("synthia")[S.LANE_MARKING] == 255
+    # every kind that is one of the 19 classes decodes to itself everywhere
+    for name in S.DOMAINS:
+        np.testing.assert_array_equal(S.train_ids_of_kinds(name)[:19], np.arange(19))
+    # mapillary has portrait images (every fifth)
+    assert S.domain_size("mapillary", (96, 54), 4)[0] < S.domain_size("mapillary", (96, 54), 4)[1]
+
+
+def test_deterministic_and_idempotent(bench, tmp_path):
+    root, _ = bench
+    first = digest(root)
+    S.make_synthetic_benchmark(tmp_path / "again", **SMALL)
+    assert digest(tmp_path / "again") == first
+    marker = root / S.MARKER
+    mtime = marker.stat().st_mtime_ns
+    label = root / "gtav/labels/train/01/00001.png"
+    label_mtime = label.stat().st_mtime_ns
+    S.make_synthetic_benchmark(root, **SMALL)  # complete and matching: nothing rewritten
+    assert marker.stat().st_mtime_ns == mtime and label.stat().st_mtime_ns == label_mtime
+    other = dict(SMALL, seed=4)
+    S.make_synthetic_benchmark(tmp_path / "again", **other)  # other arguments: regenerated
+    assert digest(tmp_path / "again") != first
+    assert json.loads((tmp_path / "again" / S.MARKER).read_text())["seed"] == 4
+
+
+def test_interrupted_generation_is_redone_and_foreign_folders_are_kept(tmp_path):
+    root = tmp_path / "bench"
+    S.make_synthetic_benchmark(root, num_train=1, num_val=1, size=(64, 36))
+    (root / S.MARKER).unlink()  # as if killed before the marker was written
+    (root / S.PARTIAL).write_text("{}")
+    (root / "gtav/images/train/01/00001.png").write_bytes(b"half written")
+    S.make_synthetic_benchmark(root, num_train=1, num_val=1, size=(64, 36))
+    assert Image.open(root / "gtav/images/train/01/00001.png").size == (64, 36)
+    assert not (root / S.PARTIAL).exists()
+
+    foreign = tmp_path / "mine"
+    (foreign / "cityscapes").mkdir(parents=True)
+    (foreign / "cityscapes/keep.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        S.make_synthetic_benchmark(foreign, num_train=1, num_val=1, size=(64, 36))
+    assert (foreign / "cityscapes/keep.txt").read_text() == "user data"
+
+
+def test_targets_shift_each_class_differently(bench):
+    """The regional shift: per-class mean colour moves between source and target by different
+    amounts and directions for different classes."""
+    _, roots = bench
+
+    def class_means(name):
+        sums, counts = np.zeros((19, 3)), np.zeros(19)
+        ds = load_benchmark(name, roots[name], "train")
+        for i in range(len(ds)):
+            image = np.asarray(ds[i]["image"], dtype=np.float64).reshape(-1, 3)
+            label = np.asarray(ds[i]["label"]).ravel()
+            keep = label < 19
+            sums += np.stack([np.bincount(label[keep], image[keep, c], minlength=19) for c in range(3)], 1)
+            counts += np.bincount(label[keep], minlength=19)
+        return sums / counts[:, None]
+
+    source = class_means("gtav")
+    for target in ("cityscapes", "bdd100k", "mapillary"):
+        shift = class_means(target) - source
+        big = [0, 1, 2, 8, 9, 10]  # classes with enough pixels for stable means
+        magnitude = np.linalg.norm(shift[big], axis=1)
+        assert magnitude.max() > 20
+        # not one global offset: the per-class shifts differ from their mean by a lot
+        assert np.linalg.norm(shift[big] - shift[big].mean(0), axis=1).max() > 15
+
+
+def test_make_synthetic_data_script(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic_data.py"
+    spec = importlib.util.spec_from_file_location("make_synthetic_data", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main([str(tmp_path), "--num-train", "1", "--num-val", "1", "--size", "64", "36"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["roots"]["gtav"] == str(tmp_path / "gtav") and out["eval_transform_kwargs"]["gtav_size"] == [64, 36]
+    assert len(load_benchmark("mapillary", tmp_path / "mapillary", "val")) == 1
