@@ -130,6 +130,8 @@ def check_split(name: str, root: str, split: str, limit: int | None = None, prog
 
 
 def problems(report: dict) -> int:
+    if report.get("absent"):
+        return 0
     return sum(
         len(report.get(k, ()))
         for k in ("images_without_label", "labels_without_image", "size_mismatches", "unreadable", "unknown_label_values")
@@ -141,7 +143,7 @@ def format_report(name: str, root: str, reports: list[dict]) -> str:
     for r in reports:
         lines.append(f"\n[{r['split']}]")
         if "error" in r:
-            lines.append(f"  ERROR: {r['error']}")
+            lines.append(f"  {'not present' if r.get('absent') else 'ERROR'}: {r['error']}")
             continue
         lines.append(f"  layout: {r['layout']}")
         lines.append(f"  images: {r['images']}  labels: {r['labels']}  pairs: {r['pairs']}  scanned: {r['scanned']}")
@@ -187,6 +189,10 @@ def main(argv=None) -> int:
         return 2
     splits = args.split or list(spec.splits)
     reports = [check_split(spec.name, args.root, s, args.limit, not args.no_progress) for s in splits]
+    if not args.split and not all("error" in r for r in reports):
+        for r in reports:  # splits not asked for explicitly may simply not be on disk
+            if "error" in r:
+                r["absent"] = True
     print(format_report(spec.name, args.root, reports))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({"dataset": spec.name, "root": args.root, "splits": reports}, indent=1))

@@ -171,3 +171,18 @@ def test_check_data_clean_dataset_and_bad_root(tmp_path, check_data, capsys):
     assert "OK: no problems found" in capsys.readouterr().out
     assert check_data.main([str(tmp_path / "nope"), "--dataset", "bdd100k"]) == 2
     assert str(tmp_path / "nope") in capsys.readouterr().err
+
+
+def test_check_data_reports_unknown_gtav_colours_and_skips_absent_splits(tmp_path, check_data, capsys):
+    for split in ("train",):
+        (tmp_path / "images" / split / "01").mkdir(parents=True)
+        (tmp_path / "labels" / split / "01").mkdir(parents=True)
+    label = np.zeros((6, 8, 3), np.uint8)
+    label[0, 0] = (128, 64, 128)
+    label[1, 1] = (1, 2, 3)
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "images/train/01/00001.png")
+    Image.fromarray(label).save(tmp_path / "labels/train/01/00001.png")
+    assert check_data.main([str(tmp_path), "--dataset", "gtav", "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "RGB(1,2,3): in 1 file(s)" in out and "RGB(0,0,0)" not in out
+    assert "[val]\n  not present" in out and "PROBLEMS: 1" in out
