@@ -44,6 +44,57 @@ def local_alignment_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.
     return (s - t).pow(2).mean()
 
 
+def region_sums(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    num_labels: int = 19,
+    ignore_index: int = 255,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-region feature sums of the student rows and of their teacher targets, and region sizes.
+
+    ``student`` is ``(n·B, C, h, w)``, ``teacher`` ``(B, C, h, w)`` (standing for ``T = cat([t] * n)``),
+    ``labels`` one map per original image (``B``, shared by all ``n`` halves) or one per student row
+    (``n·B``), at any resolution. Returns ``(s_sums, t_sums, counts)`` of shapes ``(n·B, R, C)``,
+    ``(n·B, R, C)`` and ``(n·B, R)`` with ``R = num_labels + 1`` (the last region is the ignore label).
+    Each sum is one batched matmul against the one-hot region map, reading every feature once; when the
+    halves share their labels the teacher sums are computed once and reused.
+    """
+    s, t = _rows_view(student, teacher)
+    n_rep, batch, channels, height, width = s.shape
+    if labels.shape[0] not in (batch, n_rep * batch):
+        raise ValueError(f"labels batch {labels.shape[0]} matches neither B={batch} nor the {n_rep * batch} student rows")
+    regions = labels_to_regions(
+        resize_labels_nearest(labels.to(student.device), (height, width)), num_labels, ignore_index
+    )
+    one_hot = region_one_hot(regions, num_labels + 1)  # (B or nB, R, N)
+    s_flat = s.float().reshape(n_rep, batch, channels, height * width)
+    t_flat = t.float().reshape(1, batch, channels, height * width)[0]
+    if labels.shape[0] == batch:
+        s_sums = torch.matmul(one_hot, s_flat.transpose(-1, -2)).reshape(n_rep * batch, -1, channels)
+        t_sums = torch.bmm(one_hot, t_flat.transpose(1, 2)).repeat(n_rep, 1, 1)
+        counts = one_hot.sum(dim=-1).repeat(n_rep, 1)
+    else:
+        one_hot = one_hot.reshape(n_rep, batch, *one_hot.shape[1:])
+        s_sums = torch.matmul(one_hot, s_flat.transpose(-1, -2)).reshape(n_rep * batch, -1, channels)
+        t_sums = torch.cat([torch.bmm(one_hot[k], t_flat.transpose(1, 2)) for k in range(n_rep)])
+        counts = one_hot.sum(dim=-1).reshape(n_rep * batch, -1)
+    return s_sums, t_sums, counts
+
+
+def _ra_from_sums(s_sums, t_sums, counts, num_pixels: int, include_ignore: bool) -> torch.Tensor:
+    if not include_ignore:
+        s_sums, t_sums, counts = s_sums[:, :-1], t_sums[:, :-1], counts[:, :-1]
+    num_pairs = (counts > 0).sum()
+    if int(num_pairs) == 0:
+        return s_sums.sum() * 0.0
+    safe = counts.clamp_min(1.0)[:, :, None]
+    mean_diff = s_sums / safe - t_sums / safe  # (n·B, R, C); absent regions give 0
+    area = counts / float(num_pixels)
+    return (area[:, :, None] * mean_diff.pow(2)).sum() / (num_pairs * s_sums.shape[-1])
+
+
 def regional_alignment_loss(
     student: torch.Tensor,
     teacher: torch.Tensor,
@@ -55,36 +106,15 @@ def regional_alignment_loss(
 ) -> torch.Tensor:
     """RA_l of SPEC §3.2, vectorized over images and regions.
 
-    ``labels`` holds one map per student row (``2B``; ``B`` maps are repeated to match), at any
+    ``labels`` holds one map per original image (shared by the halves) or one per student row, at any
     resolution; they are nearest-resized to the feature size. With ``a`` the area ratio of a region and
     ``s``/``t`` its student/teacher mean feature, ``RA = Σ a·||s − t||² / (P·C)`` over the ``P``
     (image, region) pairs present, 0 when ``P = 0``. ``include_ignore`` (SPEC §9 M5, faithful ``True``)
-    counts the ignore label as a region. The per-region mean difference is computed as the region mean
-    of ``S − T`` (one batched matmul), which equals ``s − t``.
+    counts the ignore label as a region.
     """
-    s, t = _rows_view(student, teacher)
-    n_rep, batch, channels, height, width = s.shape
-    if labels.shape[0] == batch and n_rep > 1:
-        labels = labels.repeat(n_rep, 1, 1)
-    if labels.shape[0] != n_rep * batch:
-        raise ValueError(f"labels batch {labels.shape[0]} does not match the {n_rep * batch} student rows")
     with torch.autocast(device_type=student.device.type, enabled=False):
-        diff = (s.float() - t.float()).reshape(n_rep * batch, channels, height * width)
-        regions = labels_to_regions(
-            resize_labels_nearest(labels.to(student.device), (height, width)), num_labels, ignore_index
-        )
-        one_hot = region_one_hot(regions, num_labels + 1)  # (2B, R, N)
-        if not include_ignore:
-            one_hot = one_hot[:, :num_labels]
-        counts = one_hot.sum(dim=-1)  # (2B, R)
-        present = counts > 0
-        num_pairs = present.sum()
-        if int(num_pairs) == 0:
-            return diff.sum() * 0.0
-        mean_diff = torch.bmm(one_hot, diff.transpose(1, 2)) / counts.clamp_min(1.0)[:, :, None]  # (2B, R, C)
-        area = counts / float(height * width)
-        weighted = (area[:, :, None] * mean_diff.pow(2)).sum()
-        return weighted / (num_pairs * channels)
+        s_sums, t_sums, counts = region_sums(student, teacher, labels, num_labels=num_labels, ignore_index=ignore_index)
+        return _ra_from_sums(s_sums, t_sums, counts, student.shape[-2] * student.shape[-1], include_ignore)
 
 
 def prediction_consistency_loss(
@@ -227,23 +257,29 @@ def alignment_losses(
     teacher_targets: Sequence[torch.Tensor],
     labels: torch.Tensor,
 ) -> Dict[str, torch.Tensor]:
-    """Σ_l w_l GA_l, Σ_l w_l RA_l and Σ_l w_l LA_l over ``config.alignment_layers`` (weights <= 0 skip)."""
+    """Σ_l w_l GA_l, Σ_l w_l RA_l and Σ_l w_l LA_l over ``config.alignment_layers`` (weights <= 0 skip).
+
+    ``labels`` are the original images' maps (shared by both halves) or one per student row.
+    """
     device = student_features[0].device
     totals = {"ga": torch.zeros((), device=device), "ra": torch.zeros((), device=device), "la": torch.zeros((), device=device)}
     for i, name in enumerate(config.alignment_layers):
         s = student_features[int(name[-1]) - 1]
         t = teacher_targets[i]
-        if config.ga_weights[i] > 0:
-            totals["ga"] = totals["ga"] + config.ga_weights[i] * global_alignment_loss(s, t)
         if config.ra_weights[i] > 0:
-            totals["ra"] = totals["ra"] + config.ra_weights[i] * regional_alignment_loss(
-                s,
-                t,
-                labels,
-                num_labels=config.num_labels,
-                ignore_index=config.ignore_index,
-                include_ignore=config.ra_include_ignore,
-            )
+            # One pass over the features gives the region sums; GA's pooled means are their totals.
+            with torch.autocast(device_type=device.type, enabled=False):
+                sums = region_sums(s, t, labels, num_labels=config.num_labels, ignore_index=config.ignore_index)
+                num_pixels = s.shape[-2] * s.shape[-1]
+                totals["ra"] = totals["ra"] + config.ra_weights[i] * _ra_from_sums(
+                    *sums, num_pixels, config.ra_include_ignore
+                )
+                if config.ga_weights[i] > 0:
+                    pooled_s = sums[0].sum(dim=1) / num_pixels
+                    pooled_t = sums[1].sum(dim=1) / num_pixels
+                    totals["ga"] = totals["ga"] + config.ga_weights[i] * (pooled_s - pooled_t).pow(2).mean()
+        elif config.ga_weights[i] > 0:
+            totals["ga"] = totals["ga"] + config.ga_weights[i] * global_alignment_loss(s, t)
         if config.la_weights[i] > 0:
             totals["la"] = totals["la"] + config.la_weights[i] * local_alignment_loss(s, t)
     return totals
@@ -280,7 +316,7 @@ def compute_srha_loss(
 
     ce, aux = segmentation_losses(outputs.logits, labels_all, outputs.aux_logits, config.ignore_index)
     terms = {"ce": ce, "aux": config.aux_weight * aux if aux is not None else torch.zeros_like(ce)}
-    terms.update(alignment_losses(config, outputs.features, targets, labels_all))
+    terms.update(alignment_losses(config, outputs.features, targets, labels))
     if n_rep == 2 and config.pc_weight > 0:
         valid = (labels.to(ce.device) != config.ignore_index) if config.pc_mask_ignore else None
         terms["pc"] = config.pc_weight * prediction_consistency_loss(

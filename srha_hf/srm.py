@@ -32,9 +32,12 @@ def resize_labels_nearest(labels: torch.Tensor, size: Tuple[int, int]) -> torch.
     """
     if labels.dim() != 3:
         raise ValueError(f"labels must be (N, H, W), got shape {tuple(labels.shape)}")
-    if tuple(labels.shape[-2:]) == tuple(size):
-        return labels.long()
-    resized = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")
+    in_h, in_w = labels.shape[-2:]
+    out_h, out_w = size
+    if in_h % out_h == 0 and in_w % out_w == 0:
+        # Integer factors: floor(dst * f) = dst * f exactly, so the resize is a strided slice.
+        return labels[:, :: in_h // out_h, :: in_w // out_w].long()
+    resized = F.interpolate(labels[:, None].float(), size=(out_h, out_w), mode="nearest")
     return resized[:, 0].long()
 
 
@@ -147,21 +150,22 @@ def semantic_rearrangement(
             resize_labels_nearest(labels.to(features.device), (height, width)), num_labels, ignore_index
         ).reshape(batch, height * width)
         one_hot = region_one_hot(regions, num_regions)  # (B, R, N)
+        one_hot_t = one_hot.transpose(1, 2)  # (B, N, R)
         counts = one_hot.sum(dim=-1)  # (B, R)
         present = counts > 0
         if not include_ignore:
             present[:, num_labels] = False
-        safe_counts = counts.clamp_min(1.0)[:, :, None]
+        safe_counts = counts.clamp_min(1.0)[:, None, :]  # (B, 1, R)
 
         # Two-pass statistics: region means, then the spread around them (biased by default, M7).
-        means = torch.bmm(one_hot, x.transpose(1, 2)) / safe_counts  # (B, R, C)
-        index = regions[:, None, :].expand(batch, channels, height * width)
-        mean_pix = means.transpose(1, 2).gather(2, index)  # (B, C, N)
-        centred = x - mean_pix
-        sq_sums = torch.bmm(one_hot, (centred * centred).transpose(1, 2))
-        denom = (counts - 1.0).clamp_min(1.0)[:, :, None] if unbiased_std else safe_counts
+        # Every reduction and broadcast is a batched matmul against the one-hot map, which is exact
+        # for the broadcasts (one non-zero term per pixel).
+        means = torch.bmm(x, one_hot_t) / safe_counts  # (B, C, R)
+        centred = x - torch.bmm(means, one_hot)  # (B, C, N)
+        sq_sums = torch.bmm(centred * centred, one_hot_t)
+        denom = (counts - 1.0).clamp_min(1.0)[:, None, :] if unbiased_std else safe_counts
         # clamp: a zero variance (one-pixel or constant region) must not give an infinite sqrt gradient
-        stds = (sq_sums / denom).clamp_min(torch.finfo(torch.float32).tiny).sqrt() + STD_EPS  # (B, R, C)
+        stds = (sq_sums / denom).clamp_min(torch.finfo(torch.float32).tiny).sqrt() + STD_EPS  # (B, C, R)
 
         if mixing_weights is None:
             mixing_weights = sample_mixing_weights(batch, num_regions, concentration, generator, features.device)
@@ -171,23 +175,31 @@ def semantic_rearrangement(
                 f"got {tuple(mixing_weights.shape)}"
             )
         weights = _restrict_weights(mixing_weights.to(device=features.device, dtype=torch.float32), present)
-        target_means = torch.bmm(weights, means)  # (B, R, C)
-        target_stds = torch.bmm(weights, stds)
+        weights_t = weights.transpose(1, 2)
+        target_means = torch.bmm(means, weights_t)  # (B, C, R): row k mixes the columns with w_k
+        scale = torch.bmm(stds, weights_t) / stds  # σ̂_k / σ_k
+        # x̃ = (x − μ_k) / σ_k · σ̂_k + μ̂_k, with both per-region factors broadcast by one matmul
+        coeffs = torch.bmm(torch.cat([scale, target_means], dim=1), one_hot)  # (B, 2C, N)
+        if not detach_rearranged or not include_ignore or features.requires_grad or features.dtype != torch.float32:
+            rearranged = torch.addcmul(coeffs[:, channels:], centred, coeffs[:, :channels])
+            if not include_ignore:  # ignore pixels keep their values
+                rearranged = torch.where((regions == num_labels)[:, None, :], x, rearranged)
+            rearranged = rearranged.reshape(batch, channels, height, width).to(features.dtype)
+            out = None
+        else:
+            # Common training case (frozen layer0, float32): write both halves straight into the output.
+            out = torch.empty((2 * batch, channels, height, width), dtype=features.dtype, device=features.device)
+            out[:batch].copy_(features)
+            torch.addcmul(
+                coeffs[:, channels:], centred, coeffs[:, :channels], out=out[batch:].view(batch, channels, -1)
+            )
 
-        std_pix = stds.transpose(1, 2).gather(2, index)
-        tmean_pix = target_means.transpose(1, 2).gather(2, index)
-        tstd_pix = target_stds.transpose(1, 2).gather(2, index)
-        rearranged = centred / std_pix * tstd_pix + tmean_pix
-        if not include_ignore:
-            keep = (regions == num_labels)[:, None, :]
-            rearranged = torch.where(keep, x, rearranged)
-        rearranged = rearranged.reshape(batch, channels, height, width).to(features.dtype)
-
-    if detach_rearranged:
-        rearranged = rearranged.detach()
-        if torch.is_grad_enabled():
-            rearranged.requires_grad_(True)
-    out = torch.cat([features, rearranged], dim=0)
+    if out is None:
+        if detach_rearranged:
+            rearranged = rearranged.detach()
+            if torch.is_grad_enabled():
+                rearranged.requires_grad_(True)
+        out = torch.cat([features, rearranged], dim=0)
     if return_weights:
         return out, weights
     return out

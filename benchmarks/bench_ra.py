@@ -1,0 +1,47 @@
+"""RA: vectorized regional_alignment_loss against the plain per-image, per-region loop.
+
+Setting of issue 2: student layer1 features 256x192x192 for 2B=4 rows (B=2), teacher targets for B=2.
+Usage: python benchmarks/bench_ra.py [--device cpu|cuda] [--repeats N]
+"""
+
+import argparse
+
+import torch
+from _common import emit, street_labels, time_call
+
+from srha_hf import regional_alignment_loss
+from srha_hf.reference import ra_loop
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    gen = torch.Generator().manual_seed(0)
+    s = torch.randn(4, 256, 192, 192, generator=gen).to(device)
+    t = torch.randn(2, 256, 192, 192, generator=gen).to(device)
+    labels = street_labels(2, 768, gen).to(device)
+    doubled = torch.cat([labels, labels])
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    with torch.no_grad():
+        vec = time_call(lambda: regional_alignment_loss(s, t, doubled), args.repeats, sync=sync)
+        loop = time_call(lambda: ra_loop(s, t, doubled), max(2, args.repeats // 2), sync=sync)
+        a = regional_alignment_loss(s, t, doubled).item()
+        b = ra_loop(s, t, doubled).item()
+    emit(
+        "ra",
+        {
+            "student_shape": [4, 256, 192, 192],
+            "device": str(device),
+            "vectorized_ms": round(vec * 1e3, 2),
+            "loop_ms": round(loop * 1e3, 2),
+            "speedup": round(loop / vec, 1),
+            "relative_diff": abs(a - b) / abs(b),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
