@@ -29,6 +29,7 @@ def main():
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", choices=["no", "bf16", "fp16"], default="no", help="autocast dtype")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -40,18 +41,24 @@ def main():
     x = torch.randn(args.batch, 3, args.crop, args.crop, generator=gen).to(device)
     labels = street_labels(args.batch, args.crop, gen, block=32).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else None
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
     def srha_step():
         optimizer.zero_grad(set_to_none=True)
-        loss, _ = compute_srha_loss(student, teacher, x, labels)
+        with autocast():
+            loss, _ = compute_srha_loss(student, teacher, x, labels)
         loss.backward()
         optimizer.step()
 
     def without_terms_step():
         optimizer.zero_grad(set_to_none=True)
-        out = student(x, labels=labels, output_features=True)
-        teacher(x, labels=labels)
-        ce, aux = segmentation_losses(out.logits, labels, out.aux_logits)
+        with autocast():
+            out = student(x, labels=labels, output_features=True)
+            teacher(x, labels=labels)
+            ce, aux = segmentation_losses(out.logits, labels, out.aux_logits)
         (ce + config.aux_weight * aux).backward()
         optimizer.step()
 
@@ -59,7 +66,8 @@ def main():
         optimizer.zero_grad(set_to_none=True)
         student.config.srm = False
         try:
-            out = student(x, labels=labels)
+            with autocast():
+                out = student(x, labels=labels)
         finally:
             student.config.srm = True
         out.loss.backward()
@@ -81,6 +89,7 @@ def main():
             "batch": args.batch,
             "crop": args.crop,
             "device": str(device),
+            "amp": args.amp,
             **{f"{k}_s": round(v, 3) for k, v in times.items()},
             "srha_over_without_terms": round(times["srha"] / times["without_srha_terms"], 3),
             "srha_over_plain": round(times["srha"] / times["plain_deeplab"], 3),

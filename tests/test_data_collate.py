@@ -50,7 +50,7 @@ def test_srm_weights_depend_only_on_seed_epoch_index():
     from srha_hf.data.seeding import torch_generator
     from srha_hf.srm import sample_mixing_weights
 
-    direct = sample_mixing_weights(1, 20, 2**-6, generator=torch_generator(3, 1, 0))[0]
+    direct = sample_mixing_weights(1, 20, 0.0156, generator=torch_generator(3, 1, 0))[0]
     torch.testing.assert_close(full[2], direct, rtol=0, atol=0)
     # sparse rows, as Dirichlet(2^-6) should give
     assert (full.max(-1).values > 0.5).float().mean() > 0.6

@@ -1,66 +1,55 @@
 """Data: the five benchmarks as `datasets`, the SPEC §5.3 transforms, class-uniform sampling, the SRM
 collator and an embedded synthetic benchmark."""
 
-from .benchmarks import (
-    BENCHMARK_NAMES,
-    BenchmarkError,
-    BenchmarkLayoutError,
-    SizeMismatchError,
-    UnreadableFileError,
-    benchmark_info,
-    decode_label,
-    load_benchmark,
-    load_benchmarks,
-    read_image,
-    scan_benchmark,
-)
-from .collate import SRMCollator
-from .labels import CITYSCAPES_PALETTE, CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
-from .train_dataset import SRHATrainDataset
-from .transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    CenterCropPad,
-    RandomScaleCrop,
-    Resize,
-    ResizeHeight,
-    TrainTransform,
-    build_eval_transform,
-    build_train_transform,
-    to_tensors,
-)
-from .uniform import EpochSampler, build_epoch, extract_centroids, load_or_extract_centroids
+# Lazy exports (PEP 562): importing ``srha_hf`` (which reads the class names from ``labels``) must not
+# pull in ``datasets``, OpenCV or scipy; the first use of a name below imports its module.
+import importlib
 
-__all__ = [
-    "BENCHMARK_NAMES",
-    "BenchmarkError",
-    "BenchmarkLayoutError",
-    "SizeMismatchError",
-    "UnreadableFileError",
-    "benchmark_info",
-    "decode_label",
-    "load_benchmark",
-    "load_benchmarks",
-    "read_image",
-    "scan_benchmark",
-    "SRMCollator",
-    "CITYSCAPES_PALETTE",
-    "CLASS_NAMES",
-    "IGNORE_INDEX",
-    "NUM_CLASSES",
-    "SRHATrainDataset",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "CenterCropPad",
-    "RandomScaleCrop",
-    "Resize",
-    "ResizeHeight",
-    "TrainTransform",
-    "build_eval_transform",
-    "build_train_transform",
-    "to_tensors",
-    "EpochSampler",
-    "build_epoch",
-    "extract_centroids",
-    "load_or_extract_centroids",
-]
+_EXPORTS = {
+    "BENCHMARK_NAMES": "benchmarks",
+    "BenchmarkError": "benchmarks",
+    "BenchmarkLayoutError": "benchmarks",
+    "SizeMismatchError": "benchmarks",
+    "UnreadableFileError": "benchmarks",
+    "benchmark_info": "benchmarks",
+    "decode_label": "benchmarks",
+    "load_benchmark": "benchmarks",
+    "load_benchmarks": "benchmarks",
+    "read_image": "benchmarks",
+    "scan_benchmark": "benchmarks",
+    "SRMCollator": "collate",
+    "CITYSCAPES_PALETTE": "labels",
+    "CLASS_NAMES": "labels",
+    "IGNORE_INDEX": "labels",
+    "NUM_CLASSES": "labels",
+    "SRHATrainDataset": "train_dataset",
+    "IMAGENET_MEAN": "transforms",
+    "IMAGENET_STD": "transforms",
+    "CenterCropPad": "transforms",
+    "RandomScaleCrop": "transforms",
+    "Resize": "transforms",
+    "ResizeHeight": "transforms",
+    "TrainTransform": "transforms",
+    "build_eval_transform": "transforms",
+    "build_train_transform": "transforms",
+    "to_tensors": "transforms",
+    "EpochSampler": "uniform",
+    "build_epoch": "uniform",
+    "extract_centroids": "uniform",
+    "load_or_extract_centroids": "uniform",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'srha_hf.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

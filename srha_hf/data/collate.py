@@ -6,6 +6,7 @@ from typing import Sequence
 
 import torch
 
+from ..srm import DEFAULT_CONCENTRATION
 from .seeding import STREAM_SRM, torch_generator
 
 
@@ -24,7 +25,7 @@ class SRMCollator:
         self,
         seed: int = 304,
         num_labels: int = 19,
-        concentration: float = 2**-6,
+        concentration: float = DEFAULT_CONCENTRATION,
         with_srm_weights: bool = True,
         return_indices: bool = False,
     ):

@@ -67,17 +67,17 @@ class RandomScaleCrop:
     """Random rescale by s ~ U(scale_range), symmetric padding (image 0, label `ignore_index`) where
     the result is smaller than the crop, then a `crop_size`² crop (uniform, or around a centroid).
 
-    By default only the part of the rescaled image that ends up in the crop is resampled (PIL's
-    `box` argument): several times faster for large scales, and on natural images equal to resizing
-    the whole image and cropping afterwards except for rare +-1..2 rounding differences (PIL's box
-    coordinates are floats, and it may pick another pass order). `exact_resize=True` resizes the
-    whole image like the reference, bit for bit. The label (nearest) is always exact."""
+    By default (`exact_resize=True`, faithful) the whole image is resized and then cropped, like the
+    reference, bit for bit. `exact_resize=False` resamples only the part of the rescaled image that
+    ends up in the crop (PIL's `box` argument): several times faster for large scales, and on natural
+    images equal to the faithful result except for rare +-1..2 rounding differences (PIL's box
+    coordinates are floats, and it may pick another pass order). The label (nearest) is always exact."""
 
     crop_size: int = 768
     scale_range: tuple[float, float] = (0.5, 2.0)
     ignore_index: int = IGNORE_INDEX
     shift_centroid_by_padding: bool = False  # SPEC §9 D4: the reference does not shift it
-    exact_resize: bool = False
+    exact_resize: bool = True
 
     def draw(self, width: int, height: int, rng: np.random.Generator, centroid=None) -> dict:
         """The random parameters: scale, scaled size, padding and crop origin (in padded coordinates)."""
@@ -207,7 +207,7 @@ class TrainTransform:
     blur_sigma: tuple[float, float] = (0.15, 1.3)
     blur_rounding: str = "truncate"  # D2
     shift_centroid_by_padding: bool = False  # D4
-    exact_resize: bool = False  # True: resize the whole image, then crop (bit-identical, slower)
+    exact_resize: bool = True  # faithful: resize the whole image, then crop; False: resample the crop window only (faster)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
