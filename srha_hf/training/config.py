@@ -1,0 +1,249 @@
+"""The training configuration: one dataclass, loaded from YAML, every key overridable as ``--key value``."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+DATASETS = ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary")
+
+
+class ConfigError(ValueError):
+    """A configuration file or command-line override is invalid (unknown key, bad value)."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of one SRHA training run (SPEC §5). The five recipes in ``configs/`` set the values
+    of SPEC §5.2; see the README for what each key means."""
+
+    # --- data (SPEC §5.3, §6, §7)
+    source_dataset: str = "gtav"
+    val_datasets: List[str] = field(default_factory=lambda: ["cityscapes", "bdd100k", "mapillary"])
+    gtav_root: Optional[str] = None
+    synthia_root: Optional[str] = None
+    cityscapes_root: Optional[str] = None
+    bdd100k_root: Optional[str] = None
+    mapillary_root: Optional[str] = None
+    train_split: str = "train"
+    val_split: str = "val"
+    synthetic_data: bool = False  # generate the embedded synthetic benchmark and train/evaluate on it
+    synthetic_root: str = "outputs/synthetic"
+    synthetic_num_train: int = 100
+    synthetic_num_val: int = 20
+    synthetic_size: List[int] = field(default_factory=lambda: [384, 212])
+    crop_size: int = 768
+    scale_min: float = 0.5
+    scale_max: float = 2.0
+    color_jitter: bool = True
+    gaussian_blur: bool = True
+    exact_resize: bool = True
+    class_uniform: bool = True
+    class_uniform_pct: float = 0.5
+    class_uniform_tile: int = 1024
+    centroid_cache_dir: Optional[str] = None  # default: <output_dir>/centroids
+    num_workers: int = 8
+
+    # --- model (SPEC §1-§3)
+    backbone: str = "resnet50"
+    backbone_pretrained: Optional[str] = "torchvision"
+    teacher_mode: str = "faithful"
+    model_kwargs: Dict[str, Any] = field(default_factory=dict)  # any other SRHAConfig key
+
+    # --- optimisation (SPEC §5.1)
+    batch_size: int = 4  # images per process, before SRM doubles them
+    max_iter: int = 60000
+    lr: float = 0.005  # encoder (layer1..layer4)
+    decoder_lr: float = 0.01  # everything else that trains
+    momentum: float = 0.9
+    weight_decay: float = 5e-4  # on every trainable parameter (SPEC §9 T1)
+    poly_power: float = 0.9
+    seed: int = 304
+
+    # --- evaluation (SPEC §8)
+    eval_steps: int = -1  # -1: after every epoch (the reference); 0: no periodic evaluation; N: every N steps
+    eval_first_dataset_only: bool = True  # SPEC §9 T2: periodic evaluations use the first val dataset only
+    eval_batch_size: int = 1
+    eval_max_images: Optional[int] = None
+    mapillary_crop: str = "faithful"  # SPEC §9 D3: "faithful" or "corrected"
+
+    # --- checkpoints, logging, publishing
+    output_dir: str = "outputs/run"
+    checkpointing_steps: int = 1000
+    checkpoints_total_limit: Optional[int] = 3
+    resume_from_checkpoint: Optional[str] = None  # "latest" or a checkpoint folder
+    logging_steps: int = 30
+    report_to: str = "tensorboard"  # an Accelerate tracker name, or "none"
+    push_to_hub: bool = False
+    hub_model_id: Optional[str] = None
+    hub_private: bool = False
+    debug_kill_at_step: Optional[int] = None  # testing aid: SIGKILL this process after that step
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        from ..configuration_srha import SRHAConfig
+
+        if self.source_dataset not in ("gtav", "cityscapes", "synthia", "bdd100k", "mapillary"):
+            raise ConfigError(f"source_dataset={self.source_dataset!r}; expected one of {', '.join(DATASETS)}")
+        for name in self.val_datasets:
+            if name not in DATASETS:
+                raise ConfigError(f"val_datasets holds {name!r}; expected names among {', '.join(DATASETS)}")
+        positive = ("batch_size", "max_iter", "crop_size", "eval_batch_size", "logging_steps")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.eval_steps < -1:
+            raise ConfigError(f"eval_steps must be -1 (every epoch), 0 (never) or a step count, got {self.eval_steps}")
+        if self.checkpointing_steps < 0:
+            raise ConfigError(f"checkpointing_steps must be >= 0 (0 = only at the end), got {self.checkpointing_steps}")
+        if not 0 < self.scale_min <= self.scale_max:
+            raise ConfigError(f"need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")
+        if self.mapillary_crop not in ("faithful", "corrected"):
+            raise ConfigError(f"mapillary_crop must be 'faithful' or 'corrected', got {self.mapillary_crop!r}")
+        if self.teacher_mode not in ("faithful", "lean"):
+            raise ConfigError(f"teacher_mode must be 'faithful' or 'lean', got {self.teacher_mode!r}")
+        if self.push_to_hub and not self.hub_model_id:
+            raise ConfigError("push_to_hub needs hub_model_id (e.g. your-name/srha-r50-gtav)")
+        allowed = set(inspect.signature(SRHAConfig.__init__).parameters) - {"self", "kwargs"}
+        for key in self.model_kwargs:
+            if key not in allowed:
+                raise ConfigError(f"model_kwargs has unknown SRHAConfig key {key!r}")
+            if key in ("backbone", "backbone_pretrained", "teacher_mode"):
+                raise ConfigError(f"set {key!r} as a top-level key, not in model_kwargs")
+
+    def data_root(self, name: str) -> Optional[str]:
+        return getattr(self, f"{name}_root")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def model_config(self):
+        """The :class:`~srha_hf.SRHAConfig` of the student (and the teacher)."""
+        from ..configuration_srha import SRHAConfig
+
+        return SRHAConfig(
+            backbone=self.backbone,
+            backbone_pretrained=self.backbone_pretrained,
+            teacher_mode=self.teacher_mode,
+            **self.model_kwargs,
+        )
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _parse_value(key: str, text: str) -> Any:
+    """Parse a command-line value with YAML rules (numbers, booleans, null, lists, dicts)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--{key}: cannot parse value {text!r}: {exc}") from exc
+
+
+_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check a value against the field's type (ints are accepted for floats; a comma-separated string
+    for a list), naming the key and the expected type on failure."""
+    hint = _TYPES[key]
+    args = typing.get_args(hint)
+    optional = typing.get_origin(hint) is typing.Union and type(None) in args
+    if optional:
+        hint = next(a for a in args if a is not type(None))
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key} may not be null")
+    origin = typing.get_origin(hint)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} expects a list, got {value!r}")
+        return list(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} expects a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} expects true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} expects an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} expects a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{key} expects a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def parse_overrides(argv: Sequence[str]) -> Dict[str, Any]:
+    """``["--key", "value", "--flag", ...]`` → ``{key: value}``; ``--key=value`` works too, and a bare
+    ``--flag`` followed by another ``--`` option (or nothing) means ``true``."""
+    out: Dict[str, Any] = {}
+    i = 0
+    argv = list(argv)
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("--"):
+            raise ConfigError(f"unexpected argument {token!r}: options look like --key value")
+        key, eq, value = token[2:].partition("=")
+        key = key.replace("-", "_")
+        if not eq:
+            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                value = argv[i + 1]
+                i += 1
+            else:
+                value = "true"
+        out[key] = _parse_value(key, value)
+        i += 1
+    return out
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
+    """Read a YAML recipe, apply ``overrides``, validate. Unknown keys anywhere are errors naming them."""
+    values: Dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+        for key, value in loaded.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"unknown key {key!r} in {path}")
+            values[key] = _coerce(key, value)
+    for key, value in (overrides or {}).items():
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown option --{key}")
+        values[key] = _coerce(key, value)
+    return TrainConfig(**values)
+
+
+def save_config(config: TrainConfig, path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def config_json(config: TrainConfig) -> str:
+    return json.dumps(config.to_dict(), sort_keys=True)
