@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .srm import labels_to_regions, region_one_hot, resize_labels_nearest
+from .srm import check_train_ids, labels_checked, labels_to_regions, region_one_hot, resize_labels_nearest
 
 
 def _rows_view(student: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -87,12 +87,11 @@ def _ra_from_sums(s_sums, t_sums, counts, num_pixels: int, include_ignore: bool)
     if not include_ignore:
         s_sums, t_sums, counts = s_sums[:, :-1], t_sums[:, :-1], counts[:, :-1]
     num_pairs = (counts > 0).sum()
-    if int(num_pairs) == 0:
-        return s_sums.sum() * 0.0
     safe = counts.clamp_min(1.0)[:, :, None]
     mean_diff = s_sums / safe - t_sums / safe  # (n·B, R, C); absent regions give 0
     area = counts / float(num_pixels)
-    return (area[:, :, None] * mean_diff.pow(2)).sum() / (num_pairs * s_sums.shape[-1])
+    # P = 0 leaves the sum at 0: dividing by max(P, 1) returns 0 without a host synchronisation
+    return (area[:, :, None] * mean_diff.pow(2)).sum() / (num_pairs.clamp_min(1) * s_sums.shape[-1])
 
 
 def regional_alignment_loss(
@@ -129,18 +128,19 @@ def prediction_consistency_loss(
     the faithful default is ``None``: every pixel counts, ignore-labelled ones included.
     """
     with torch.autocast(device_type=logits_original.device.type, enabled=False):
-        num_classes = logits_original.shape[1]
-        p = F.softmax(logits_original.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, num_classes)
-        q = F.softmax(logits_rearranged.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, num_classes)
-        if valid_mask is not None:
+        p = F.softmax(logits_original.float(), dim=1)
+        q = F.softmax(logits_rearranged.float(), dim=1)
+        if valid_mask is not None:  # pixels as rows, restricted to the valid ones
+            num_classes = p.shape[1]
             keep = valid_mask.reshape(-1).to(p.device)
-            if not bool(keep.any()):
-                return (p.sum() + q.sum()) * 0.0
-            p, q = p[keep], q[keep]
+            p = p.permute(0, 2, 3, 1).reshape(-1, num_classes)[keep]
+            q = q.permute(0, 2, 3, 1).reshape(-1, num_classes)[keep]
+            rows = p.shape[0]
+        else:  # "batchmean" over the B·H·W pixel rows: sum over every entry / rows, in NCHW directly
+            rows = p.shape[0] * p.shape[2] * p.shape[3]
         log_m = ((p + q) / 2).clamp(1e-7, 1.0).log()
-        return 0.5 * (
-            F.kl_div(log_m, q, reduction="batchmean") + F.kl_div(log_m, p, reduction="batchmean")
-        )
+        js = 0.5 * (F.kl_div(log_m, q, reduction="sum") + F.kl_div(log_m, p, reduction="sum"))
+        return js / max(rows, 1)
 
 
 def segmentation_losses(
@@ -160,9 +160,10 @@ def segmentation_losses(
     labels = labels.long().to(logits.device)
 
     def _ce(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if not bool((target != ignore_index).any()):
-            return out.sum() * 0.0
-        return F.cross_entropy(out.float(), target, ignore_index=ignore_index)
+        # the "mean" reduction over non-ignored pixels, written as sum / count so that a batch without
+        # any valid pixel gives 0 (not NaN) without a host synchronisation
+        total = F.cross_entropy(out.float(), target, ignore_index=ignore_index, reduction="sum")
+        return total / (target != ignore_index).sum().clamp_min(1)
 
     ce = _ce(logits, labels)
     aux = None
@@ -309,14 +310,17 @@ def compute_srha_loss(
     if labels.shape[0] != batch:
         raise ValueError(f"labels batch {labels.shape[0]} does not match pixel_values batch {batch}")
 
-    outputs = student(pixel_values, labels=labels, srm_weights=srm_weights, generator=generator, output_features=True)
-    targets = teacher(pixel_values, labels=labels, srm_weights=teacher_srm_weights, generator=generator)
+    check_train_ids(labels, config.num_labels, config.ignore_index)  # once per batch
+    with labels_checked():
+        outputs = student(pixel_values, labels=labels, srm_weights=srm_weights, generator=generator, output_features=True)
+        targets = teacher(pixel_values, labels=labels, srm_weights=teacher_srm_weights, generator=generator)
     n_rep = outputs.logits.shape[0] // batch
     labels_all = labels.repeat(n_rep, 1, 1) if n_rep > 1 else labels
 
     ce, aux = segmentation_losses(outputs.logits, labels_all, outputs.aux_logits, config.ignore_index)
     terms = {"ce": ce, "aux": config.aux_weight * aux if aux is not None else torch.zeros_like(ce)}
-    terms.update(alignment_losses(config, outputs.features, targets, labels))
+    with labels_checked():
+        terms.update(alignment_losses(config, outputs.features, targets, labels))
     if n_rep == 2 and config.pc_weight > 0:
         valid = (labels.to(ce.device) != config.ignore_index) if config.pc_mask_ignore else None
         terms["pc"] = config.pc_weight * prediction_consistency_loss(

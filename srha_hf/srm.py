@@ -12,6 +12,7 @@ row ``k`` gives the weights with which region ``k`` borrows the statistics of ev
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional, Tuple
 
 import torch
@@ -41,22 +42,41 @@ def resize_labels_nearest(labels: torch.Tensor, size: Tuple[int, int]) -> torch.
     return resized[:, 0].long()
 
 
-def labels_to_regions(labels: torch.Tensor, num_labels: int = 19, ignore_index: int = 255) -> torch.Tensor:
-    """Map train IDs to region indices: ``r = label`` for ``0 <= label < num_labels``, ``num_labels`` for ignore.
+_CHECK_LABELS = [True]
 
-    Raises ``ValueError`` naming the offending values for anything else (a label map that was not
-    decoded to train IDs).
-    """
-    regions = labels.long()
-    is_ignore = regions == ignore_index
-    bad = ((regions < 0) | (regions >= num_labels)) & ~is_ignore
+
+@contextlib.contextmanager
+def labels_checked():
+    """Within this context the label maps are trusted (already checked with :func:`check_train_ids`):
+    :func:`labels_to_regions` skips its check, which on a GPU costs a host synchronisation per call.
+    :func:`srha_hf.compute_srha_loss` checks once per batch and then runs SRM and RA inside it."""
+    previous = _CHECK_LABELS[0]
+    _CHECK_LABELS[0] = False
+    try:
+        yield
+    finally:
+        _CHECK_LABELS[0] = previous
+
+
+def check_train_ids(labels: torch.Tensor, num_labels: int = 19, ignore_index: int = 255) -> None:
+    """Raise ``ValueError`` naming the offending values if ``labels`` holds anything but the train IDs
+    ``0..num_labels-1`` and ``ignore_index`` (a label map that was not decoded to train IDs)."""
+    bad = ((labels < 0) | (labels >= num_labels)) & (labels != ignore_index)
     if bool(bad.any()):
-        values = torch.unique(regions[bad])[:10].tolist()
+        values = torch.unique(labels[bad])[:10].tolist()
         raise ValueError(
             f"label map holds values {values} outside the train IDs 0..{num_labels - 1} and the ignore "
             f"label {ignore_index}; decode labels to train IDs first"
         )
-    return torch.where(is_ignore, torch.full_like(regions, num_labels), regions)
+
+
+def labels_to_regions(labels: torch.Tensor, num_labels: int = 19, ignore_index: int = 255) -> torch.Tensor:
+    """Map train IDs to region indices: ``r = label`` for ``0 <= label < num_labels``, ``num_labels`` for
+    ignore. Checks the values first (see :func:`check_train_ids`) unless inside :func:`labels_checked`."""
+    regions = labels.long()
+    if _CHECK_LABELS[0]:
+        check_train_ids(regions, num_labels, ignore_index)
+    return torch.where(regions == ignore_index, torch.full_like(regions, num_labels), regions)
 
 
 def region_one_hot(regions: torch.Tensor, num_regions: int, dtype=torch.float32) -> torch.Tensor:

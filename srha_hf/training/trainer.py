@@ -292,8 +292,8 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
                 window["loss"] += mean_loss.item()
                 window["count"] += 1
                 window["images"] += batch_size * world
-                for k, v in terms.items():
-                    window["terms"][k] = window["terms"].get(k, 0.0) + float(v)
+                for k, v in terms.items():  # kept on the device: no host synchronisation per term
+                    window["terms"][k] = window["terms"].get(k, 0.0) + v.float()
                 if step % config.logging_steps == 0 or step == config.max_iter:
                     elapsed = max(time.time() - window["time"], 1e-9)
                     logs = {
@@ -304,7 +304,7 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
                         "train/it_per_s": window["count"] / elapsed,
                         "train/epoch": epoch,
                     }
-                    term_means = torch.tensor([window["terms"][k] / window["count"] for k in sorted(window["terms"])], device=device)
+                    term_means = torch.stack([window["terms"][k] / window["count"] for k in sorted(window["terms"])])
                     term_means = accelerator.reduce(term_means, "mean")
                     logs.update({f"train/{k}": v.item() for k, v in zip(sorted(window["terms"]), term_means)})
                     progress.set_postfix(loss=f"{logs['train/loss']:.3f}", lr=f"{lrs[1]:.2e}")
