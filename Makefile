@@ -1,4 +1,5 @@
-# srha_hf: `make test` (install into .venv if needed, then the offline CPU test suite).
+# srha_hf: `make demo` (install, then train + evaluate on the embedded synthetic benchmark) and
+# `make test` (install into .venv if needed, then the offline CPU test suite).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test bench clean
+.PHONY: install demo test bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +19,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+demo: install
+	$(VENV)/bin/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+		scripts/train.py --config configs/demo.yaml
+
 test: install
 	$(PY) -m pytest -q
 
@@ -25,4 +30,4 @@ bench: install
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache outputs/demo

@@ -237,6 +237,7 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     batch_size = config.batch_size
     start_time = time.time()
     last_saved = step if resume_path is not None else None
+    start_step = step
     results: Dict[str, dict] = {}
     status = "completed"
     progress = tqdm(total=config.max_iter, initial=step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
@@ -340,9 +341,12 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
         accelerator.end_training()
         return {"status": status, "step": step, "results": {}, "model_dir": None}
 
+    training_time = time.time() - start_time
+    steps_run = step - start_step
+    it_per_s = steps_run / max(training_time, 1e-9)
+    _log(accelerator, f"trained {steps_run} steps in {training_time:.1f} s ({it_per_s:.2f} it/s)")
     if config.checkpointing_steps and last_saved != step:
         checkpoint()
-    training_time = time.time() - start_time
     results = run_evaluation(final=True)
     model_dir = output_dir / "model"
     if accelerator.is_main_process:
@@ -350,7 +354,12 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
         _publish(config, recipe, unwrapped, results, model_dir, training_time, accelerator)
         write_json_atomic(
             output_dir / "all_results.json",
-            {"step": step, "training_time_s": round(training_time, 1), "results": _plain(results)},
+            {
+                "step": step,
+                "training_time_s": round(training_time, 1),
+                "train_it_per_s": round(it_per_s, 4),
+                "results": _plain(results),
+            },
         )
         _print_table(results)
     accelerator.wait_for_everyone()
