@@ -1,0 +1,271 @@
+#!/usr/bin/env python
+"""Evaluate a segmentation model on target domains (SPEC §6 / §8): mIoU, per-class IoU, plots, JSON.
+
+    python scripts/evaluate.py --model runs/gtav-r50 --dataset cityscapes bdd100k mapillary \
+        --data_root /data --split val --output_json results/eval.json
+
+Runs as one process, under `accelerate launch` and under `torchrun --nproc_per_node N` (each process
+evaluates a disjoint shard; the confusion matrices are summed, so the numbers equal the
+single-process ones for any split size). Per dataset it prints the mIoU and the per-class IoU table
+and writes, next to the JSON (or in --output_dir), `<dataset>_per_class_iou.png`,
+`<dataset>_confusion_matrix.png`, `<dataset>_per_class_iou.md` and `<dataset>_overlay_<k>.png`.
+
+`--data_root` is either a folder holding one sub-folder per benchmark (`ROOT/cityscapes`, ...; the
+layout `make_synthetic_data.py` writes), the benchmark's own root when one dataset is evaluated, or
+`NAME=PATH` (repeatable) for each dataset. A missing model or dataset is reported before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# This file is called evaluate.py: drop its folder from the import path, or `import evaluate` (the
+# Hugging Face library, used by srha_hf.metrics) would import this script instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != _HERE]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+class UsageError(Exception):
+    """A bad argument, missing model or missing dataset: reported before any work starts."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model directory (save_pretrained) or Hub id")
+    p.add_argument("--revision", default=None, help="Hub revision of --model")
+    p.add_argument("--dataset", required=True, nargs="+", action="extend", metavar="NAME",
+                   help="benchmark(s): gtav, cityscapes, bdd100k, mapillary, synthia (repeatable)")
+    p.add_argument("--data_root", required=True, action="append", metavar="ROOT|NAME=ROOT",
+                   help="folder with one sub-folder per benchmark, the benchmark root, or NAME=PATH (repeatable)")
+    p.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    p.add_argument("--output_json", required=True, help="where to write the results JSON")
+    p.add_argument("--output_dir", default=None, help="folder for plots, tables and overlays (default: the JSON's folder)")
+    p.add_argument("--batch_size", type=int, default=1, help="images per process and forward (default 1)")
+    p.add_argument("--num_workers", type=int, default=0, help="DataLoader workers per process")
+    p.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None,
+                   help="autocast for the forward (default: accelerate's setting, i.e. off)")
+    p.add_argument("--mapillary_crop", choices=["faithful", "corrected"], default="faithful",
+                   help="SPEC §9 D3: the reference's buggy centre crop/pad (faithful) or the corrected one")
+    p.add_argument("--gtav_size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="GTAV evaluation resize (default 1914 1052)")
+    p.add_argument("--mapillary_size", type=int, default=None, help="Mapillary resize height and crop (default 1536)")
+    p.add_argument("--synthetic_size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="evaluation sizes scaled for a synthetic benchmark made with this --size")
+    p.add_argument("--max_images", type=int, default=None, help="evaluate only the first N images of each dataset")
+    p.add_argument("--drop_remainder", action="store_true",
+                   help="SPEC §9 T3: drop len %% world images like the reference's validation sampler")
+    p.add_argument("--num_overlays", type=int, default=3, help="prediction overlays per dataset (default 3)")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is available")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    return p
+
+
+def resolve_roots(names, data_roots) -> dict:
+    """Benchmark name -> root folder from the --data_root values."""
+    from srha_hf.data.benchmarks import get_spec
+
+    explicit, plain = {}, []
+    for value in data_roots:
+        key, sep, path = value.partition("=")
+        if sep and key and not os.path.exists(value):
+            try:
+                explicit[get_spec(key).name] = path
+            except ValueError as err:
+                raise UsageError(f"--data_root {value!r}: {err}") from None
+        else:
+            plain.append(value)
+    if len(plain) > 1:
+        raise UsageError(f"--data_root given {len(plain)} plain folders ({', '.join(plain)}); give one, or NAME=PATH each")
+    roots = {}
+    for name in names:
+        kind = get_spec(name.split(":", 1)[0]).name
+        if kind in explicit:
+            roots[name] = explicit[kind]
+        elif plain:
+            base = Path(plain[0]).expanduser()
+            candidates = [base / kind, base / name.split(":", 1)[0]]
+            roots[name] = str(next((c for c in candidates if c.is_dir()), base))
+        else:
+            raise UsageError(f"no --data_root for dataset {name!r}; pass --data_root ROOT or --data_root {kind}=PATH")
+    return roots
+
+
+def check_model(model: str, revision=None):
+    """The model's config, or a UsageError saying why it cannot be loaded."""
+    from transformers import AutoConfig
+
+    import srha_hf  # noqa: F401  (registers the SRHA Auto* classes)
+
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"--model {model}: not a directory (expected a save_pretrained folder with config.json)")
+        if not (path / "config.json").is_file():
+            raise UsageError(f"--model {model}: no config.json in this directory (expected a save_pretrained folder)")
+    elif model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model:
+        raise UsageError(f"--model {model}: directory not found")  # not shaped like a Hub id (name or org/name)
+    try:
+        return AutoConfig.from_pretrained(str(path) if path.exists() else model, revision=revision)
+    except Exception as err:  # noqa: BLE001 - reported as a usage error with the cause
+        where = "directory" if path.exists() else "Hub id (not found in the Hugging Face cache or on the Hub)"
+        raise UsageError(f"--model {model}: cannot load its config as a {where}: {type(err).__name__}: {err}") from None
+
+
+def load_datasets(names, roots, split) -> dict:
+    from srha_hf.data.benchmarks import BenchmarkError, get_spec, load_benchmark
+
+    datasets = {}
+    for name in names:
+        if name in datasets:
+            raise UsageError(f"--dataset {name} given twice")
+        kind = get_spec(name.split(":", 1)[0]).name
+        root = roots[name]
+        if not Path(root).expanduser().is_dir():
+            raise UsageError(f"dataset {name}: root folder not found: {root}")
+        try:
+            datasets[name] = load_benchmark(kind, root, split)
+        except (BenchmarkError, FileNotFoundError, ValueError) as err:
+            raise UsageError(f"dataset {name} ({split}) at {root}: {err}") from None
+    return datasets
+
+
+def eval_sizes_from(args) -> dict:
+    sizes = {}
+    if args.synthetic_size:
+        from srha_hf.data.synthetic import synthetic_eval_sizes
+
+        sizes.update(synthetic_eval_sizes(tuple(args.synthetic_size)))
+    if args.gtav_size:
+        sizes["gtav_size"] = tuple(args.gtav_size)
+    if args.mapillary_size:
+        sizes["mapillary_size"] = args.mapillary_size
+    return sizes
+
+
+def image_normalisation(model: str, revision=None):
+    """(mean, std) of the model's image processor if it has one, else ImageNet's (SPEC §6)."""
+    from srha_hf.evaluation import IMAGENET_MEAN, IMAGENET_STD
+
+    try:
+        from transformers import AutoImageProcessor
+
+        processor = AutoImageProcessor.from_pretrained(model, revision=revision)
+        mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
+        if mean is not None and std is not None and len(mean) == 3 and len(std) == 3:
+            return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    except Exception:  # noqa: BLE001 - no processor saved: the SPEC's ImageNet normalisation
+        pass
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag in ("batch_size", "max_images"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag} must be >= 1, got {value}")
+    if args.num_workers < 0 or args.num_overlays < 0:
+        parser.error("--num_workers and --num_overlays must be >= 0")
+
+    # ---- everything that can be missing is checked before any work -------------------------------
+    try:
+        from srha_hf.data.benchmarks import get_spec
+
+        for name in args.dataset:
+            try:
+                get_spec(name.split(":", 1)[0])
+            except ValueError as err:
+                raise UsageError(f"--dataset {name}: {err}") from None
+        config = check_model(args.model, args.revision)
+        roots = resolve_roots(args.dataset, args.data_root)
+        datasets = load_datasets(args.dataset, roots, args.split)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    import torch
+    from accelerate import Accelerator
+    from transformers import AutoModelForSemanticSegmentation
+
+    from srha_hf.evaluation import evaluate_model, format_iou_table, write_evaluation_report
+
+    # Accelerate only sets up multi-process CPU runs (gloo) when asked for the CPU explicitly.
+    accelerator = Accelerator(cpu=args.cpu or not torch.cuda.is_available(), mixed_precision=args.mixed_precision)
+    try:
+        model = AutoModelForSemanticSegmentation.from_pretrained(args.model, revision=args.revision, config=config)
+        model.to(accelerator.device)
+        mean, std = image_normalisation(args.model, args.revision)
+        eval_sizes = eval_sizes_from(args)
+        if accelerator.is_main_process:
+            print(
+                f"evaluating {args.model} ({type(model).__name__}) on {', '.join(f'{n} ({len(d)} images)' for n, d in datasets.items())} "
+                f"[{args.split}] with {accelerator.num_processes} process(es) on {accelerator.device}",
+                flush=True,
+            )
+        results = evaluate_model(
+            model,
+            datasets,
+            accelerator=accelerator,
+            batch_size=args.batch_size,
+            mixed_precision=args.mixed_precision,
+            num_workers=args.num_workers,
+            mapillary_crop=args.mapillary_crop,
+            eval_sizes=eval_sizes,
+            progress=not args.no_progress,
+            max_images=args.max_images,
+            drop_remainder=args.drop_remainder,
+            image_mean=mean,
+            image_std=std,
+        )
+        if accelerator.is_main_process:
+            for name, result in results.items():
+                print(format_iou_table(name, result), flush=True)
+            output_dir = args.output_dir or os.path.dirname(os.path.abspath(args.output_json))
+            metadata = {
+                "model": args.model,
+                "revision": args.revision,
+                "split": args.split,
+                "data_roots": {n: str(Path(r).expanduser().resolve()) for n, r in roots.items()},
+                "mapillary_crop": args.mapillary_crop,
+                "eval_sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in eval_sizes.items()},
+                "mixed_precision": accelerator.mixed_precision if args.mixed_precision is None else args.mixed_precision,
+                "num_processes": accelerator.num_processes,
+                "drop_remainder": args.drop_remainder,
+                "max_images": args.max_images,
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "torch": torch.__version__,
+            }
+            write_evaluation_report(
+                results,
+                output_dir,
+                model=model,
+                datasets=datasets,
+                num_overlays=args.num_overlays,
+                mapillary_crop=args.mapillary_crop,
+                eval_sizes=eval_sizes,
+                mixed_precision=args.mixed_precision or accelerator.mixed_precision,
+                json_path=args.output_json,
+                metadata=metadata,
+                image_mean=mean,
+                image_std=std,
+            )
+            summary = ", ".join(f"{n} {100 * r['mean_iou']:.2f}" for n, r in results.items())
+            print(f"mIoU: {summary}\nwrote {args.output_json} and plots in {output_dir}", flush=True)
+        accelerator.wait_for_everyone()
+    finally:
+        accelerator.end_training()  # destroys the process group (else torchrun's processes abort at exit)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
