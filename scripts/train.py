@@ -10,7 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# scripts/ must not shadow libraries (scripts/evaluate.py vs the `evaluate` package); the repository
+# root makes `srha_hf` importable without an install.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 from srha_hf.training.config import ConfigError, load_config, parse_overrides  # noqa: E402
 

@@ -184,6 +184,11 @@ def _coerce(key: str, value: Any) -> Any:
             raise ConfigError(f"{key} expects an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e30" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key} expects a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} expects a number, got {value!r}")
         return float(value)

@@ -129,6 +129,9 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     output_dir = Path(config.output_dir)
     trackers = None if config.report_to in ("none", "", None) else config.report_to
     accelerator = Accelerator(
+        # Without CUDA, cpu=True lets Accelerate pick up a torchrun launch as a gloo multi-CPU run
+        # (otherwise every process would think it trains alone).
+        cpu=not torch.cuda.is_available(),
         log_with=trackers,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
