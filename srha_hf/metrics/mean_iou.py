@@ -92,6 +92,8 @@ _CITATION = """
 
 # Dense tables up to this many cells (8 MiB of int64); larger raw value ranges use a sparse table.
 DENSE_TABLE_LIMIT = 1 << 20
+# Pixels per chunk for maps wider than 2 bytes per value (2 MiB of int64).
+CHUNK = 1 << 18
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,16 +192,39 @@ def _split_maps(x, what: str) -> list:
     return list(a)
 
 
+def _itemsize(t) -> int:
+    return t.element_size() if torch is not None and isinstance(t, torch.Tensor) else t.itemsize
+
+
+def _is_cpu(t) -> bool:
+    return not (torch is not None and isinstance(t, torch.Tensor) and t.device.type != "cpu")
+
+
 def _numel(t) -> int:
     return int(t.numel()) if torch is not None and isinstance(t, torch.Tensor) else int(t.size)
 
 
+_UNSIGNED = {np.dtype(np.int8): np.uint8, np.dtype(np.int16): np.uint16, np.dtype(np.int32): np.uint32, np.dtype(np.int64): np.uint64}
+
+
 def _min_max(t):
+    """(min, max) of a map. On the CPU one pass: the max of the unsigned view of a signed array is its
+    true max unless some value is negative (then it exceeds the signed maximum)."""
     if torch is not None and isinstance(t, torch.Tensor):
-        if t.dtype == torch.uint8:
-            return 0, int(t.max())
-        lo, hi = torch.aminmax(t)
-        return int(lo), int(hi)
+        if t.device.type != "cpu" or not t.is_contiguous():
+            if t.dtype == torch.uint8:
+                return 0, int(t.max())
+            lo, hi = torch.aminmax(t)
+            return int(lo), int(hi)
+        t = t.numpy()
+    if t.dtype.kind == "u":
+        return 0, int(t.max())
+    unsigned = _UNSIGNED.get(t.dtype)
+    if unsigned is None or not t.flags.c_contiguous:
+        return int(t.min()), int(t.max())
+    hi = int(t.view(unsigned).max())
+    if hi <= np.iinfo(t.dtype).max:
+        return 0, hi
     return int(t.min()), int(t.max())
 
 
@@ -230,10 +255,9 @@ class JointCounts:
         self.add_pairs([(reference, prediction)], index)
 
     def add_pairs(self, pairs, start_index: int = 0) -> None:
-        """Count a list of (reference, prediction) maps. All inputs are checked before anything is
-        counted (a bad pair leaves the table unchanged)."""
-        checked = []
-        rows, cols = self.table.shape
+        """Count a list of (reference, prediction) maps. Counted into a local table first, so a bad
+        pair (raising an error) leaves this table unchanged."""
+        local = JointCounts()
         for offset, (reference, prediction) in enumerate(pairs):
             index = start_index + offset
             ref = _as_map(reference, f"references[{index}]")
@@ -242,32 +266,35 @@ class JointCounts:
                 raise ValueError(
                     f"predictions[{index}] has shape {tuple(pred.shape)} but references[{index}] has shape {tuple(ref.shape)}"
                 )
-            if _numel(ref) == 0:
-                continue
-            rmin, rmax = _min_max(ref)
-            pmin, pmax = _min_max(pred)
+            if torch is not None and isinstance(ref, torch.Tensor) and isinstance(pred, torch.Tensor) and ref.device != pred.device:
+                pred = pred.to(ref.device)
+            local._count(ref.reshape(-1), pred.reshape(-1), index)
+        self.merge(local)
+
+    def _count(self, ref, pred, index: int) -> None:
+        """Count one flat map pair. Wide CPU maps (e.g. int64 argmax outputs) go in chunks that stay
+        in cache between the range check, the narrowing and the bincount."""
+        size = _numel(ref)
+        wide = max(_itemsize(ref), _itemsize(pred)) > 2 and _is_cpu(ref)
+        step = CHUNK if wide else max(size, 1)
+        for start in range(0, size, step):
+            r, p = ref[start : start + step], pred[start : start + step]
+            rmin, rmax = _min_max(r)
+            pmin, pmax = _min_max(p)
             if rmin < 0 or pmin < 0:
                 which, low = ("references", rmin) if rmin < 0 else ("predictions", pmin)
                 raise ValueError(
                     f"{which}[{index}] holds negative values (min {low}); class maps must be non-negative integers "
                     "(evaluate's mean_iou stores them as uint16)"
                 )
-            if torch is not None and isinstance(ref, torch.Tensor) and isinstance(pred, torch.Tensor) and ref.device != pred.device:
-                pred = pred.to(ref.device)
-            checked.append((ref, pred, pmax))
-            rows, cols = max(rows, rmax + 1), max(cols, pmax + 1)
-        if not checked:
-            return
-        if rows * cols > DENSE_TABLE_LIMIT:
-            for ref, pred, pmax in checked:
-                self._add_sparse(ref, pred, pmax + 1)
-                self.num_pixels += _numel(ref)
-            return
-        self._grow(rows, cols)
-        rows, cols = self.table.shape
-        for ref, pred, _ in checked:
-            self.table += _dense_counts(ref, pred, rows, cols)
-        self.num_pixels += sum(_numel(ref) for ref, _, _ in checked)
+            rows, cols = max(self.table.shape[0], rmax + 1), max(self.table.shape[1], pmax + 1)
+            if rows * cols > DENSE_TABLE_LIMIT:
+                self._add_sparse(r, p, pmax + 1)
+                continue
+            self._grow(rows, cols)
+            rows, cols = self.table.shape
+            self.table += _dense_counts(r, p, rows, cols)
+        self.num_pixels += size
 
     def _add_sparse(self, ref, pred, width: int) -> None:
         if torch is not None and isinstance(ref, torch.Tensor):
@@ -336,6 +363,22 @@ class JointCounts:
         return out
 
 
+LANES = 4
+_LANE_CACHE: Dict[tuple, object] = {}
+
+
+def _lane_offsets(length: int, cells: int):
+    """int16 (length,) = (i % LANES) * cells, cached for the last few shapes."""
+    key = (length, cells)
+    offsets = _LANE_CACHE.get(key)
+    if offsets is None:
+        if len(_LANE_CACHE) >= 4:
+            _LANE_CACHE.clear()
+        offsets = (torch.arange(length, dtype=torch.int32) % LANES * cells).to(torch.int16)
+        _LANE_CACHE[key] = offsets
+    return offsets
+
+
 def _dense_counts(ref, pred, rows: int, cols: int) -> np.ndarray:
     """(rows, cols) int64 joint counts of one map pair: one bincount of `ref * cols + pred`."""
     cells = rows * cols
@@ -347,7 +390,13 @@ def _dense_counts(ref, pred, rows: int, cols: int) -> np.ndarray:
         if ref.dtype not in narrow:
             ref = ref.to(dtype)  # values < rows, so the cast is exact
         code.add_(ref.reshape(-1), alpha=cols)
-        counts = torch.bincount(code, minlength=cells)
+        if code.device.type == "cpu" and LANES * cells <= 32767 and dtype == torch.int16:
+            # Neighbouring pixels usually share a (reference, prediction) pair, and back-to-back
+            # increments of one counter wait on each other: spread them over LANES sub-tables.
+            code.add_(_lane_offsets(code.numel(), cells))
+            counts = torch.bincount(code, minlength=LANES * cells).view(LANES, cells).sum(0)
+        else:
+            counts = torch.bincount(code, minlength=cells)
         return counts.cpu().numpy().reshape(rows, cols)
     code = ref.reshape(-1).astype(np.int64)
     code *= cols
