@@ -1,10 +1,11 @@
 """Run under `torchrun --nproc_per_node 2`: evaluate_model under a plain gloo process group (no
-Accelerate), default and drop_remainder; rank 0 writes the results as JSON. Argument: root, output."""
+Accelerate), default, drop_remainder and a DDP-wrapped model; rank 0 writes the results as JSON. Argument: root, output."""
 
 import json
 import sys
 
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from eval_helpers import PaletteModel  # tests/ is this script's folder, first on sys.path
 from srha_hf.data import load_benchmark
@@ -27,6 +28,9 @@ def main(root, output):
             "world": dist.get_world_size(),
             "default": evaluate_model(model, datasets, **kw),
             "drop_remainder": evaluate_model(model, datasets, drop_remainder=True, **kw),
+            # a training loop passes its DDP-wrapped model (in train mode): unwrapped, evaluated, restored
+            "ddp": evaluate_model(DistributedDataParallel(model.train()), {"cityscapes": datasets["cityscapes"]}, **kw),
+            "ddp_training_after": model.training and model.norm.training,
         }
         if dist.get_rank() == 0:
             with open(output, "w") as f:

@@ -88,6 +88,8 @@ def test_two_processes_equal_one_on_an_odd_split(bench, tmp_path):
     check(torchrun(["tests/eval_dist_worker.py", root, out]))
     got = json.loads(out.read_text())
     assert got["world"] == 2
+    assert got["ddp"]["cityscapes"]["confusion_matrix"] == got["default"]["cityscapes"]["confusion_matrix"]
+    assert got["ddp_training_after"] is True
     model = PaletteModel()
     keyed = {"cityscapes": datasets["cityscapes"], "mapillary:faithful": datasets["mapillary"]}
     single = evaluate_model(model, keyed, eval_sizes=SIZES, progress=False)
