@@ -92,8 +92,8 @@ _CITATION = """
 
 # Dense tables up to this many cells (8 MiB of int64); larger raw value ranges use a sparse table.
 DENSE_TABLE_LIMIT = 1 << 20
-# Pixels per chunk for maps wider than 2 bytes per value (2 MiB of int64).
-CHUNK = 1 << 18
+# Pixels per chunk for maps wider than 2 bytes per value (4 MiB of int64: stays in the L3 cache).
+CHUNK = 1 << 19
 
 
 # --------------------------------------------------------------------------------------------------
