@@ -36,7 +36,8 @@ from .metrics import confusion_matrix, frequency_weighted_iou, scores_from_confu
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MIXED_PRECISION = {None: None, "no": None, "fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+# accelerate's "fp8" is a training setting: evaluation autocasts to bf16 then
+MIXED_PRECISION = {None: None, "no": None, "fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
 
 __all__ = [
     "benchmark_of",
@@ -517,9 +518,10 @@ def _colorize(label: np.ndarray, palette=CITYSCAPES_PALETTE) -> np.ndarray:
     return table[label]
 
 
-def overlay_panel(image, label: np.ndarray, prediction: np.ndarray, max_width: int = 512, alpha: float = 0.55, min_width: int = 192):
-    """[image | ground truth over image | prediction over image] as one PIL image; ignored
-    ground-truth pixels are left unblended."""
+def overlay_panel(image, label: np.ndarray, prediction: np.ndarray, max_width: int = 512, alpha: float = 0.55,
+                  min_width: int = 192, captions=("image", "ground truth", "prediction")):  # fmt: skip
+    """[image | ground truth over image | prediction over image] as one PIL image under a caption
+    strip; ignored ground-truth pixels are left unblended."""
     from PIL import Image
 
     rgb = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.uint8)
@@ -534,7 +536,16 @@ def overlay_panel(image, label: np.ndarray, prediction: np.ndarray, max_width: i
     elif w > max_width:
         scale = max_width / w
         panel = panel.resize((int(round(3 * w * scale)), max(1, int(round(h * scale)))), Image.BILINEAR)
-    return panel
+    if not captions:
+        return panel
+    from PIL import ImageDraw
+
+    framed = Image.new("RGB", (panel.width, panel.height + 16), (255, 255, 255))
+    framed.paste(panel, (0, 16))
+    draw = ImageDraw.Draw(framed)
+    for k, text in enumerate(captions):
+        draw.text((k * panel.width // 3 + 4, 2), text, fill=(0, 0, 0))
+    return framed
 
 
 def write_overlays(
