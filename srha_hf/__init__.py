@@ -25,6 +25,28 @@ from .losses import (
 from .modeling_srha import SRHAForSemanticSegmentation, SRHASemanticSegmenterOutput
 from .srm import SemanticRearrangement, sample_mixing_weights, semantic_rearrangement, style_elimination
 
+
+def load_benchmark(name, root, split, **kwargs):
+    """One benchmark split as a ``datasets.Dataset`` (see :func:`srha_hf.data.load_benchmark`)."""
+    from .data import load_benchmark as _load
+
+    return _load(name, root, split, **kwargs)
+
+
+def load_metric(num_labels=None, ignore_index=None, **kwargs):
+    """The project's streaming mIoU ``evaluate`` module (see :func:`srha_hf.metrics.load_metric`)."""
+    from .metrics import load_metric as _load
+
+    return _load(num_labels=num_labels, ignore_index=ignore_index, **kwargs)
+
+
+def evaluate_model(model, datasets, **kwargs):
+    """mIoU of ``model`` on target datasets with SPEC §6/§8's protocol (see
+    :func:`srha_hf.evaluation.evaluate_model`)."""
+    from .evaluation import evaluate_model as _evaluate
+
+    return _evaluate(model, datasets, **kwargs)
+
 __version__ = "0.1.0"
 
 AutoConfig.register(SRHAConfig.model_type, SRHAConfig, exist_ok=True)
@@ -42,7 +64,10 @@ __all__ = [
     "SemanticRearrangement",
     "build_teacher",
     "compute_srha_loss",
+    "evaluate_model",
     "global_alignment_loss",
+    "load_benchmark",
+    "load_metric",
     "local_alignment_loss",
     "prediction_consistency_loss",
     "regional_alignment_loss",

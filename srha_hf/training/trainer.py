@@ -353,7 +353,15 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     results = run_evaluation(final=True)
     model_dir = output_dir / "model"
     if accelerator.is_main_process:
-        write_evaluation_report(results, output_dir / "eval")
+        write_evaluation_report(
+            results,
+            output_dir / "eval",
+            model=unwrapped,
+            datasets=val_sets,
+            mapillary_crop=config.mapillary_crop,
+            eval_sizes=eval_sizes,
+            metadata={"step": step, "recipe": recipe},
+        )
         _publish(config, recipe, unwrapped, results, model_dir, training_time, accelerator)
         write_json_atomic(
             output_dir / "all_results.json",
