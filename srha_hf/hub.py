@@ -107,3 +107,91 @@ def push_model_folder(folder, repo_id: str, *, private: bool = False, token: Opt
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
     info = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder), commit_message=commit_message)
     return str(getattr(info, "commit_url", info))
+
+
+CONVERSION_CARD = """---
+{{ card_data }}
+---
+
+# {{ title }}
+
+{{ arch_name }} for domain-generalized semantic segmentation with SRHA (*Semantic-Rearrangement-based
+Hierarchical Alignment*, Neural Networks 2025), **converted from a checkpoint saved by the authors'
+training code**. The weights are theirs, unchanged; `srha_hf` only renamed the tensors into a
+`transformers` model folder (config, safetensors weights, image processor).
+
+## Provenance
+
+| | |
+|---|---|
+| original file | `{{ file }}` |
+| sha256 | `{{ sha256 }}` |
+| epoch | {{ epoch }} |
+| mean_iu | {{ mean_iu }}{% if mean_iu_is_zero %} (the authors' code writes 0 in every checkpoint: not a score){% endif %} |
+| training command | `{{ command }}` |
+| architecture | `--arch {{ arch }}` (backbone `{{ backbone }}`, {{ num_tensors }} tensors) |
+| converted | {{ converted }} with `srha_hf` {{ version }}, `scripts/convert_original_checkpoint.py` |
+| key mapping | {{ notes }} |
+
+The conversion required an exact match: every tensor of the model came from the file and every
+tensor of the file was used (missing, unexpected or mis-shaped keys refuse a conversion). The model
+runs the authors' eval forward (DeepLabV3+ at output stride 16 with style elimination), so its logits
+equal their network's with these weights, up to float rounding. No accuracy was measured by the
+conversion: evaluate the model with `scripts/evaluate.py` before relying on it.
+
+## Use
+
+```python
+import srha_hf  # registers the Auto classes
+from transformers import AutoModelForSemanticSegmentation, AutoImageProcessor, pipeline
+
+model = AutoModelForSemanticSegmentation.from_pretrained("{{ repo_or_path }}")
+processor = AutoImageProcessor.from_pretrained("{{ repo_or_path }}")
+segmenter = pipeline("image-segmentation", model=model, image_processor=processor)
+```
+
+or `python scripts/predict.py --model {{ repo_or_path }} --input IMAGES --output OUT`.
+
+## Licences
+
+The weights are the authors' (SRHA, derived from RobustNet): check their repository for the terms
+under which they are released. The training datasets (GTAV, Synthia, Cityscapes, BDD-100K,
+Mapillary Vistas) have their own licences, which forbid redistribution: this folder holds weights only.
+"""
+
+
+def render_conversion_card(provenance: Dict[str, object], *, arch: str, backbone: str, arch_name: str,
+                           num_tensors: int, repo_or_path: str = "path/to/model"):  # fmt: skip
+    """Model card of a model converted from the authors' checkpoint: where the weights came from
+    (file, sha256, epoch, mean_iu, training command) and how they were mapped."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from . import __version__
+
+    mean_iu = provenance.get("mean_iu")
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-segmentation",
+        tags=["semantic-segmentation", "domain-generalization", "srha", backbone, "converted-checkpoint"],
+    )
+    command = str(provenance.get("command") or "not recorded").replace("`", "'").replace("|", "\\|")
+    notes = "; ".join(str(n) for n in provenance.get("notes") or []) or "none"
+    return ModelCard.from_template(
+        card_data,
+        template_str=CONVERSION_CARD,
+        title=f"SRHA {arch_name.split(' (')[0]} (converted from the authors' checkpoint)",
+        arch_name=arch_name,
+        file=provenance.get("file"),
+        sha256=provenance.get("sha256"),
+        epoch=provenance.get("epoch", "not recorded"),
+        mean_iu=mean_iu if mean_iu is not None else "not recorded",
+        mean_iu_is_zero=mean_iu == 0,
+        command=command,
+        arch=arch,
+        backbone=backbone,
+        num_tensors=num_tensors,
+        converted=provenance.get("converted"),
+        version=__version__,
+        notes=notes.replace("|", "\\|"),
+        repo_or_path=repo_or_path,
+    )

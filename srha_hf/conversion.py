@@ -1,0 +1,379 @@
+"""Convert the authors' released checkpoints (SPEC §8.4) into ``save_pretrained`` model folders.
+
+The authors' training code saves, per epoch, a dict with ``state_dict`` (the student's DDP state dict:
+every key starts with ``module.``, then the parameter names of SPEC §1.2 / §1.5: ``layer0..layer4``
+holding torchvision's modules, ``aspp`` with ``img_conv`` and ``features.0..3``, ``bot_fine``,
+``bot_aspp``, ``final1``, ``final2``, ``dsn``), ``epoch``, ``mean_iu`` (always 0: SPEC §9 T4) and
+``command`` (the training command line). :class:`~srha_hf.SRHAForSemanticSegmentation` uses those
+names, so a conversion is:
+
+1. read the file with ``torch.load(weights_only=True)`` (tensors and plain values only; numpy
+   scalars, as older training code may store for ``mean_iu``, are allowed explicitly);
+2. strip ``module.``; accept the two wrappings the SPEC leaves open: ``final2`` as a one-conv
+   ``nn.Sequential`` (``final2.0.*``) and, for MobileNetV2, ``layer4`` as ``nn.Sequential(features[18])``
+   (``layer4.0.0.*`` / ``layer4.0.1.*``);
+3. require an exact match with the model of ``--arch``: any missing, unexpected or mis-shaped tensor
+   refuses the conversion, listing them (only BatchNorm ``num_batches_tracked`` counters, which do not
+   affect inference, may be absent);
+4. write config (``backbone_pretrained=None``, provenance in ``original_checkpoint``), safetensors
+   weights, the image processor and a model card stating where the weights came from, to a temporary
+   folder that is renamed into place.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+ARCHS: Dict[str, Optional[str]] = {
+    "r50": "resnet50",
+    "r101": "resnet101",
+    "mobilenetv2": "mobilenetv2",
+    "shufflenetv2": "shufflenetv2",
+    "r50_m2f": None,  # the Mask2Former variant (SPEC §4): no srha_hf model yet
+}
+ARCH_NAMES = {
+    "r50": "DeepLabV3+ ResNet-50 (the authors' DeepR50V3PlusD)",
+    "r101": "DeepLabV3+ ResNet-101 (the authors' DeepR101V3PlusD)",
+    "mobilenetv2": "DeepLabV3+ MobileNetV2 D16 (the authors' DeepMobileNetV3PlusD)",
+    "shufflenetv2": "DeepLabV3+ ShuffleNetV2 x1.0 D16 (the authors' DeepShuffleNetV3PlusD)",
+}
+
+__all__ = ["ARCHS", "CheckpointMismatchError", "OriginalCheckpoint", "convert_original_checkpoint",
+           "guess_arch", "map_original_state_dict", "read_original_checkpoint"]  # fmt: skip
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint's tensors do not match the model of the requested architecture."""
+
+    def __init__(self, message: str, missing=(), unexpected=(), mismatched=()):
+        super().__init__(message)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = list(mismatched)
+
+
+@dataclass
+class OriginalCheckpoint:
+    path: Path
+    state_dict: Dict[str, torch.Tensor]
+    epoch: Optional[int]
+    mean_iu: Optional[float]
+    command: Optional[str]
+    sha256: str
+    other_keys: List[str] = field(default_factory=list)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _numpy_safe_globals() -> list:
+    """numpy scalar reconstruction (``mean_iu`` saved as ``np.float64``), under the module paths of
+    numpy 1 and 2; nothing that can run arbitrary code."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        return []
+    core = getattr(np, "_core", None) or np.core
+    allowed = [np.dtype, (core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+               (core.multiarray.scalar, "numpy._core.multiarray.scalar")]  # fmt: skip
+    for name in ("Float64DType", "Float32DType", "Int64DType", "Int32DType"):
+        dtype_cls = getattr(getattr(np, "dtypes", None), name, None)
+        if dtype_cls is not None:
+            allowed.append(dtype_cls)
+    return allowed
+
+
+def _to_python(value):
+    if hasattr(value, "item") and not isinstance(value, torch.Tensor):
+        return value.item()
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return value
+
+
+def read_original_checkpoint(path) -> OriginalCheckpoint:
+    """Read an authors' ``.pth`` with ``torch.load(weights_only=True)``; a file that is not such a
+    checkpoint raises ``ValueError`` saying what was found."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle / zip errors of many kinds
+        raise ValueError(
+            f"cannot read {path} with torch.load(weights_only=True): {type(exc).__name__}: {str(exc).splitlines()[0]}. "
+            "Only checkpoints holding tensors and plain values are accepted (no pickled objects)."
+        ) from exc
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path} holds a {type(raw).__name__}, expected the authors' checkpoint dict (state_dict, epoch, mean_iu, command)")
+    if "state_dict" in raw:
+        state = raw["state_dict"]
+    elif raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
+        state = raw  # a bare state dict
+    else:
+        raise ValueError(f"{path} has no 'state_dict' entry (top-level keys: {', '.join(map(str, raw)) or 'none'})")
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"{path}: 'state_dict' is {'empty' if isinstance(state, dict) else type(state).__name__}, expected a dict of tensors")
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f"{path}: state_dict entries that are not tensors: {', '.join(map(str, bad[:10]))}")
+    meta = raw if raw is not state else {}
+    epoch = _to_python(meta.get("epoch"))
+    mean_iu = _to_python(meta.get("mean_iu"))
+    command = meta.get("command")
+    return OriginalCheckpoint(
+        path=path,
+        state_dict=dict(state),
+        epoch=int(epoch) if isinstance(epoch, (int, float)) else epoch,
+        mean_iu=float(mean_iu) if isinstance(mean_iu, (int, float)) else mean_iu,
+        command=str(command) if command is not None else None,
+        sha256=_sha256(path),
+        other_keys=sorted(str(k) for k in meta if k not in ("state_dict", "epoch", "mean_iu", "command")),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Key mapping
+# --------------------------------------------------------------------------------------------------
+
+# SPEC-compatible wrappings of a module that the SPEC leaves open (see the module docstring).
+_ALIASES = {
+    None: [(re.compile(r"^final2\.0\.(weight|bias)$"), r"final2.\1")],
+    "mobilenetv2": [(re.compile(r"^layer4\.0\.([01])\.(.+)$"), r"layer4.\1.\2")],
+}
+
+
+def _strip_prefix(key: str) -> str:
+    return key[len("module."):] if key.startswith("module.") else key
+
+
+def map_original_state_dict(state_dict: Dict[str, torch.Tensor], backbone: str,
+                            expected: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], List[str]]:  # fmt: skip
+    """Rename the authors' keys to the model's (``expected``: its state dict) and check coverage.
+
+    Returns ``(state_dict, notes)`` ready for ``load_state_dict(strict=True)``; raises
+    :class:`CheckpointMismatchError` listing missing, unexpected and mis-shaped keys."""
+    notes: List[str] = []
+    prefixed = sum(k.startswith("module.") for k in state_dict)
+    if prefixed == len(state_dict):
+        notes.append("stripped DDP's 'module.' prefix")
+    elif prefixed:
+        notes.append(f"stripped 'module.' from {prefixed} of {len(state_dict)} keys")
+    else:
+        notes.append("keys had no 'module.' prefix (an unwrapped state dict)")
+    rules = _ALIASES[None] + _ALIASES.get(backbone, [])
+    mapped: Dict[str, torch.Tensor] = {}
+    origin: Dict[str, str] = {}
+    unexpected, duplicates, aliased = [], [], []
+    for key, value in state_dict.items():
+        name = _strip_prefix(key)
+        if name not in expected:
+            for pattern, repl in rules:
+                if pattern.match(name):
+                    candidate = pattern.sub(repl, name)
+                    if candidate in expected:
+                        aliased.append(f"{name} -> {candidate}")
+                        name = candidate
+                    break
+        if name not in expected:
+            unexpected.append(key)
+            continue
+        if name in mapped:
+            duplicates.append(f"{origin[name]} and {key} -> {name}")
+            continue
+        mapped[name] = value
+        origin[name] = key
+    if aliased:
+        notes.append(f"renamed {len(aliased)} key(s): " + "; ".join(aliased[:4]) + (" ..." if len(aliased) > 4 else ""))
+    mismatched = [f"{origin[k]}: checkpoint {tuple(v.shape)}, model {tuple(expected[k].shape)}"
+                  for k, v in mapped.items() if tuple(v.shape) != tuple(expected[k].shape)]  # fmt: skip
+    missing = [k for k in expected if k not in mapped]
+    counters = [k for k in missing if k.endswith("num_batches_tracked")]
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected or mismatched or duplicates:
+        parts = []
+        for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", mismatched),
+                            ("duplicated", duplicates)):  # fmt: skip
+            if keys:
+                shown = "\n    ".join(keys[:40]) + (f"\n    ... and {len(keys) - 40} more" if len(keys) > 40 else "")
+                parts.append(f"  {len(keys)} {title} key(s):\n    {shown}")
+        raise CheckpointMismatchError("\n".join(parts), missing, unexpected, mismatched)
+    for key in counters:
+        mapped[key] = expected[key].clone()
+    if counters:
+        notes.append(f"{len(counters)} BatchNorm num_batches_tracked counter(s) absent, set to 0 (no effect on inference)")
+    mapped = {k: mapped[k].to(dtype=expected[k].dtype).contiguous() for k in expected}
+    return mapped, notes
+
+
+def guess_arch(state_dict: Dict[str, torch.Tensor]) -> Optional[str]:
+    """The ``--arch`` a state dict looks like (from a few telltale tensors), or None."""
+    keys = {_strip_prefix(k): v for k, v in state_dict.items()}
+    if any(k.startswith(("predictor.", "sem_seg_head.", "pixel_decoder.")) or ".transformer" in k for k in keys):
+        return "r50_m2f"
+    stem = keys.get("layer0.0.weight")
+    if stem is not None and tuple(stem.shape[1:]) == (3, 7, 7):
+        return "r101" if "layer3.22.conv1.weight" in keys else "r50"
+    stem = keys.get("layer0.0.0.weight")
+    if stem is not None and stem.dim() == 4:
+        if stem.shape[0] == 32:
+            return "mobilenetv2"
+        if stem.shape[0] == 24:
+            return "shufflenetv2"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# The conversion
+# --------------------------------------------------------------------------------------------------
+
+
+def _num_labels(state: Dict[str, torch.Tensor]) -> Optional[int]:
+    for key in ("final2.weight", "final2.0.weight"):
+        for k, v in state.items():
+            if _strip_prefix(k) == key and v.dim() >= 1:
+                return int(v.shape[0])
+    return None
+
+
+def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite: bool = False,
+                                repo_id: Optional[str] = None, progress: bool = True) -> dict:  # fmt: skip
+    """Convert the authors' checkpoint file for ``arch`` (``r50``, ``r101``, ``mobilenetv2``,
+    ``shufflenetv2``) into a model folder at ``output_dir``; returns a report.
+
+    Raises ``ValueError`` for an unreadable file or unsupported arch, :class:`CheckpointMismatchError`
+    (missing / unexpected / mis-shaped keys) when the tensors do not fit, ``FileExistsError`` when
+    ``output_dir`` exists and ``overwrite`` is False. Nothing is written unless the conversion succeeds."""
+    from tqdm.auto import tqdm
+
+    from .configuration_srha import SRHAConfig
+    from .hub import render_conversion_card
+    from .image_processing_srha import SRHAImageProcessor
+    from .modeling_srha import SRHAForSemanticSegmentation
+
+    if arch not in ARCHS:
+        raise ValueError(f"--arch {arch!r} is not one of {', '.join(ARCHS)}")
+    if ARCHS[arch] is None:
+        raise ValueError(
+            "the Mask2Former variant (r50_m2f, SPEC §4) cannot be converted yet: srha_hf has no Mask2Former "
+            "head (SRHAConfig.decode_head supports only 'deeplabv3plus'), so there is no model to map its keys to"
+        )
+    backbone = ARCHS[arch]
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise FileExistsError(f"{output_dir} already exists (pass overwrite=True / --overwrite to replace it)")
+
+    steps = tqdm(total=5, desc="convert", unit="step", disable=not progress, dynamic_ncols=True)
+    try:
+        original = read_original_checkpoint(checkpoint)
+        steps.update(1)
+        num_labels = _num_labels(original.state_dict) or 19
+        config = SRHAConfig(backbone=backbone, num_labels=num_labels, backbone_pretrained=None)
+        torch.manual_seed(0)
+        model = SRHAForSemanticSegmentation(config)
+        steps.update(1)
+        try:
+            state, notes = map_original_state_dict(original.state_dict, backbone, model.state_dict())
+        except CheckpointMismatchError as exc:
+            guess = guess_arch(original.state_dict)
+            hint = f" The checkpoint looks like --arch {guess}." if guess and guess != arch else ""
+            raise CheckpointMismatchError(
+                f"{original.path.name} does not match the {arch} ({backbone}) model; conversion refused.{hint}\n{exc}",
+                exc.missing, exc.unexpected, exc.mismatched,
+            ) from None
+        model.load_state_dict(state, strict=True)
+        model.eval()
+        steps.update(1)
+
+        provenance = {
+            "file": original.path.name,
+            "sha256": original.sha256,
+            "epoch": original.epoch,
+            "mean_iu": original.mean_iu,
+            "command": original.command,
+            "arch": arch,
+            "converted": _dt.date.today().isoformat(),
+            "notes": notes,
+        }
+        model.config.backbone_pretrained = None
+        model.config.backbone_pretrained_source = None
+        model.config.original_checkpoint = provenance
+
+        parent = output_dir.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=parent))
+        try:
+            model.save_pretrained(tmp)
+            SRHAImageProcessor().save_pretrained(tmp)
+            steps.update(1)
+            card = render_conversion_card(provenance, arch=arch, backbone=backbone, arch_name=ARCH_NAMES[arch],
+                                          num_tensors=len(state), repo_or_path=repo_id or str(output_dir))  # fmt: skip
+            card.save(tmp / "README.md")
+            _check_saved(tmp, state)
+            for written in tmp.iterdir():  # save_pretrained may leave private (0600) files
+                os.chmod(written, 0o666 & ~_umask())
+            os.chmod(tmp, 0o777 & ~_umask())
+            if output_dir.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".old", dir=parent))
+                os.replace(output_dir, old / "previous")
+                os.replace(tmp, output_dir)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, output_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        steps.update(1)
+    finally:
+        steps.close()
+    return {
+        "output_dir": str(output_dir),
+        "arch": arch,
+        "backbone": backbone,
+        "num_labels": num_labels,
+        "num_tensors": len(state),
+        "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        **{k: provenance[k] for k in ("file", "sha256", "epoch", "mean_iu", "command", "notes")},
+    }
+
+
+def _umask() -> int:
+    from .inference import _UMASK
+
+    return _UMASK
+
+
+def _check_saved(folder: Path, state: Dict[str, torch.Tensor]) -> None:
+    """The written safetensors hold exactly the converted tensors (bit for bit)."""
+    from safetensors import safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise RuntimeError(f"save_pretrained wrote no safetensors file to {folder}")
+    seen = set()
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                if key not in state or not torch.equal(f.get_tensor(key), state[key]):
+                    raise RuntimeError(f"written tensor {key} in {file.name} differs from the converted one")
+                seen.add(key)
+    absent = [k for k in state if k not in seen]
+    if absent:
+        raise RuntimeError(f"written weights lack {len(absent)} tensor(s), e.g. {', '.join(absent[:5])}")
+

@@ -1,0 +1,565 @@
+"""Prediction on image files: what ``scripts/predict.py`` runs.
+
+``load_segmenter(name)`` opens a model folder written by ``save_pretrained``, a Hub repo id (through the
+Hugging Face cache; offline with ``HF_HUB_OFFLINE=1`` once it is there) or an exported ``.onnx`` file
+(onnxruntime). ``predict_files(segmenter, inputs, output_dir)`` writes, per image, the train-ID mask
+(8-bit grey PNG, values ``0..num_labels-1``), the mask in the Cityscapes palette and an overlay on the
+image, in batches of equally sized images, with a progress bar. An unreadable input is reported and
+skipped; the rest is still processed and the run ends with a summary (also written as
+``summary.json``). Every file is written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data.labels import CITYSCAPES_PALETTE, CLASS_NAMES, NUM_CLASSES
+from .evaluation import predict
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+MASK_SUFFIX = "_labelTrainIds.png"
+COLOR_SUFFIX = "_color.png"
+OVERLAY_SUFFIX = "_overlay.png"
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "InputItem",
+    "ModelLoadError",
+    "OnnxSegmenter",
+    "TorchSegmenter",
+    "colorize",
+    "collect_inputs",
+    "load_segmenter",
+    "overlay",
+    "palette_for",
+    "predict_files",
+    "resolve_device",
+]
+
+
+class ModelLoadError(RuntimeError):
+    """``--model`` could not be opened as a model folder, a Hub repo id or an ONNX file."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Colours
+# --------------------------------------------------------------------------------------------------
+
+
+def palette_for(num_labels: int) -> np.ndarray:
+    """``(256, 3)`` uint8 colour table: the Cityscapes palette for train IDs 0..18 (SPEC §6.2), fixed
+    pseudo-random colours for any further class, black for the rest (e.g. 255 = ignore)."""
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[:NUM_CLASSES] = np.asarray(CITYSCAPES_PALETTE, dtype=np.uint8)
+    extra = min(num_labels, 255) - NUM_CLASSES
+    if extra > 0:
+        rng = np.random.default_rng(19)
+        table[NUM_CLASSES : NUM_CLASSES + extra] = rng.integers(40, 256, size=(extra, 3), dtype=np.uint8)
+    return table
+
+
+def colorize(mask: np.ndarray, num_labels: int = NUM_CLASSES) -> np.ndarray:
+    """``(H, W)`` train IDs -> ``(H, W, 3)`` uint8 colours."""
+    return palette_for(num_labels)[np.asarray(mask, dtype=np.uint8)]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5, num_labels: int = NUM_CLASSES) -> np.ndarray:
+    """The colour mask blended over the RGB image: ``(1 - alpha) * image + alpha * colours``."""
+    rgb = np.asarray(image, dtype=np.float32)
+    blended = (1.0 - alpha) * rgb + alpha * colorize(mask, num_labels).astype(np.float32)
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------------
+
+
+def resolve_device(device: Optional[str]) -> torch.device:
+    """``auto`` (or None) picks CUDA when available, else CPU; anything else is checked."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"device {device!r} is not a device (expected auto, cpu, cuda, cuda:N or mps)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device}: CUDA is not available on this machine (use cpu or auto)")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device}: MPS is not available on this machine (use cpu or auto)")
+    return dev
+
+
+def _id2label(config_or_dict, num_labels: int) -> Dict[int, str]:
+    raw = getattr(config_or_dict, "id2label", config_or_dict) or {}
+    names = {int(k): str(v) for k, v in dict(raw).items()}
+    if len(names) != num_labels or all(v == f"LABEL_{k}" for k, v in names.items()):
+        if num_labels == NUM_CLASSES:
+            return dict(enumerate(CLASS_NAMES))
+        return {i: names.get(i, str(i)) for i in range(num_labels)}
+    return names
+
+
+def _default_processor():
+    from .image_processing_srha import SRHAImageProcessor
+
+    return SRHAImageProcessor()
+
+
+class TorchSegmenter:
+    """A PyTorch semantic-segmentation model (eval mode, on ``device``) and its image processor."""
+
+    backend = "pytorch"
+
+    def __init__(self, model, processor=None, device="cpu", mixed_precision: Optional[str] = None, name: str = ""):
+        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.model = model.to(self.device).eval()
+        self.processor = processor if processor is not None else _default_processor()
+        self.mixed_precision = mixed_precision
+        self.num_labels = int(model.config.num_labels)
+        self.id2label = _id2label(model.config, self.num_labels)
+        self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+
+    @torch.inference_mode()
+    def predict(self, pixel_values: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        """``(B, H, W)`` int64 class maps at ``size`` (CPU)."""
+        return predict(self.model, pixel_values.to(self.device), size=size, mixed_precision=self.mixed_precision).cpu()
+
+
+class OnnxSegmenter:
+    """An ONNX model written by :func:`srha_hf.onnx_export.export_onnx`, run with onnxruntime."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path, processor=None, device: str = "cpu", threads: Optional[int] = None):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise ModelLoadError("running an .onnx model needs onnxruntime: pip install onnxruntime") from exc
+        path = str(path)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        dev = str(device or "cpu")
+        if dev in ("auto", "cpu"):
+            providers = ["CPUExecutionProvider"]
+            if dev == "auto" and "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
+        elif dev.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ModelLoadError(f"--device {dev}: this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
+            providers = ["CUDAExecutionProvider"]
+        else:
+            raise ModelLoadError(f"--device {dev} is not supported with an ONNX model (use cpu, cuda or auto)")
+        try:
+            self.session = ort.InferenceSession(path, sess_options=options, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            raise ModelLoadError(f"onnxruntime could not open {path}: {type(exc).__name__}: {exc}") from exc
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.input_name = self.session.get_inputs()[0].name
+        out_shape = self.session.get_outputs()[0].shape
+        num_labels = meta.get("num_labels") or (out_shape[1] if isinstance(out_shape[1], int) else NUM_CLASSES)
+        self.num_labels = int(num_labels)
+        self.id2label = _id2label(json.loads(meta.get("id2label", "{}")), self.num_labels)
+        if processor is None and meta.get("preprocessor_config"):
+            processor = _processor_from_json(meta["preprocessor_config"])
+        self.processor = processor if processor is not None else _default_processor()
+        self.device = torch.device("cuda" if providers[0] == "CUDAExecutionProvider" else "cpu")
+        self.mixed_precision = None
+        self.name = path
+
+    def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        array = pixel_values.detach().cpu().float().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+    def predict(self, pixel_values: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        logits = self.logits(pixel_values)
+        if tuple(logits.shape[-2:]) != tuple(size):
+            logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+        return logits.argmax(dim=1)
+
+
+def _processor_from_json(text: str):
+    """The SRHA image processor saved in an ONNX file's metadata (None for another processor type)."""
+    from .image_processing_srha import SRHAImageProcessor
+
+    settings = json.loads(text)
+    if settings.pop("image_processor_type", "SRHAImageProcessor") != "SRHAImageProcessor":
+        return None
+    settings.pop("processor_class", None)
+    return SRHAImageProcessor(**settings)
+
+
+def _processor_near(folder: Path):
+    if (folder / "preprocessor_config.json").is_file():
+        from transformers import AutoImageProcessor
+
+        return AutoImageProcessor.from_pretrained(str(folder))
+    return None
+
+
+def load_segmenter(
+    name_or_path,
+    *,
+    device: Optional[str] = "auto",
+    revision: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    mixed_precision: Optional[str] = None,
+    threads: Optional[int] = None,
+):
+    """Open ``name_or_path``: a ``.onnx`` file (onnxruntime), a ``save_pretrained`` folder or a Hub repo
+    id (``org/name``, loaded with ``AutoModelForSemanticSegmentation`` / ``AutoImageProcessor``; with
+    ``HF_HUB_OFFLINE=1`` from the Hugging Face cache only). Failures raise :class:`ModelLoadError`."""
+    import srha_hf  # noqa: F401 - registers the Auto classes
+
+    name = os.fspath(name_or_path)
+    if name.lower().endswith(".onnx"):
+        path = Path(name)
+        if not path.is_file():
+            raise ModelLoadError(f"ONNX model {name} does not exist")
+        return OnnxSegmenter(path, processor=_processor_near(path.parent), device=device or "cpu", threads=threads)
+
+    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+    local = Path(name)
+    if local.exists() and not (local / "config.json").is_file():
+        raise ModelLoadError(
+            f"{name} is not a model folder: no config.json in it (expected the output of save_pretrained: "
+            "config.json + model.safetensors [+ preprocessor_config.json])"
+        )
+    if not local.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.replace("/", "")):
+        raise ModelLoadError(f"model folder {name} does not exist")
+    try:
+        model = AutoModelForSemanticSegmentation.from_pretrained(name, revision=revision, cache_dir=cache_dir)
+    except Exception as exc:  # noqa: BLE001 - transformers / huggingface_hub raise many types
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        hint = (
+            " (HF_HUB_OFFLINE is set: a Hub model must already be in the Hugging Face cache; fetch it once "
+            "online, e.g. `hf download ORG/NAME`)"
+            if offline and not local.exists()
+            else ""
+        )
+        raise ModelLoadError(f"could not load model {name!r}: {type(exc).__name__}: {exc}{hint}") from exc
+    try:
+        processor = AutoImageProcessor.from_pretrained(name, revision=revision, cache_dir=cache_dir)
+    except Exception:  # noqa: BLE001 - no preprocessor_config.json: the model's defaults
+        processor = None
+    return TorchSegmenter(model, processor, device=device, mixed_precision=mixed_precision, name=name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class InputItem:
+    path: Path
+    stem: Path  # output path without suffix, relative to the output folder
+
+
+@dataclass
+class Collected:
+    items: List[InputItem]
+    skipped: List[Path] = field(default_factory=list)  # files without an image extension
+
+
+def _inside(path: Path, folder: Optional[Path]) -> bool:
+    if folder is None:
+        return False
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def collect_inputs(input_path, output_dir=None) -> Collected:
+    """An image file, or every image under a folder (recursively, sorted, hidden files and the output
+    folder left out). Each input's outputs go to the same relative sub-folder of the output folder;
+    two inputs with the same stem in one folder (``a.png``, ``a.jpg``) keep their extension in the name."""
+    root = Path(input_path)
+    out = Path(output_dir) if output_dir is not None else None
+    if not root.exists():
+        raise FileNotFoundError(f"input {root} does not exist")
+    if root.is_file():
+        return Collected([InputItem(root, Path(root.stem))])
+    files, skipped = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not _inside(Path(dirpath) / d, out))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            (files if path.suffix.lower() in IMAGE_EXTENSIONS else skipped).append(path)
+    counts: Dict[Tuple[Path, str], int] = {}
+    for path in files:
+        key = (path.parent, path.stem)
+        counts[key] = counts.get(key, 0) + 1
+    items = []
+    for path in files:
+        rel = path.relative_to(root)
+        stem = path.stem if counts[(path.parent, path.stem)] == 1 else path.name.replace(".", "_")
+        items.append(InputItem(path, rel.parent / stem))
+    return Collected(items, skipped)
+
+
+def read_image(path: Path):
+    """The image as RGB PIL image (fully decoded); raises ``ValueError`` saying what is wrong otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.convert("RGB")
+    except UnidentifiedImageError as exc:
+        raise ValueError("not a readable image (PIL cannot identify its format)") from exc
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"image too large ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"cannot decode image ({type(exc).__name__}: {exc})") from exc
+
+
+def input_size(size: Tuple[int, int], resize: Optional[Sequence[int]] = None, max_size: Optional[int] = None):
+    """The model's input ``(height, width)`` for an image of ``size``: ``resize`` as given, or scaled
+    down (aspect kept) so that the longer side is at most ``max_size``; else unchanged."""
+    h, w = size
+    if resize:
+        return int(resize[0]), int(resize[1])
+    if max_size and max(h, w) > max_size:
+        scale = max_size / max(h, w)
+        return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    return h, w
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
+
+
+def atomic_write(path, write) -> str:
+    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it onto ``path``. The file
+    gets the usual permissions (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp" + os.path.splitext(path)[1], dir=directory)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once, at import: os.umask is process-wide, not safe to toggle from threads
+
+
+def write_json(path, data) -> str:
+    """Strict JSON (NaN as null), atomically."""
+    from .evaluation import _json_safe
+
+    text = json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n"
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return atomic_write(path, write)
+
+
+def _write_png(path: Path, array: np.ndarray, mode: str) -> str:
+    from PIL import Image
+
+    def write(tmp):
+        Image.fromarray(array, mode=mode).save(tmp, format="PNG")
+
+    return atomic_write(str(path), write)
+
+
+def _write_outputs(item: InputItem, output_dir: Path, image, mask: np.ndarray, num_labels: int, alpha: float,
+                   write_color: bool, write_overlay: bool) -> Dict[str, str]:  # fmt: skip
+    base = output_dir / item.stem
+    written = {"mask": _write_png(base.with_name(base.name + MASK_SUFFIX), mask, "L")}
+    if write_color:
+        written["color"] = _write_png(base.with_name(base.name + COLOR_SUFFIX), colorize(mask, num_labels), "RGB")
+    if write_overlay:
+        blended = overlay(np.asarray(image), mask, alpha, num_labels)
+        written["overlay"] = _write_png(base.with_name(base.name + OVERLAY_SUFFIX), blended, "RGB")
+    return written
+
+
+def _prefetch(executor: Optional[ThreadPoolExecutor], items: Sequence[InputItem], depth: int) -> Iterator:
+    """``(item, image or exception)`` in input order, decoding up to ``depth`` images ahead."""
+
+    def load(item):
+        try:
+            return read_image(item.path)
+        except Exception as exc:  # noqa: BLE001 - reported per file
+            return exc
+
+    if executor is None:
+        for item in items:
+            yield item, load(item)
+        return
+    queue: deque = deque()
+    it = iter(items)
+    for item in it:
+        queue.append((item, executor.submit(load, item)))
+        if len(queue) >= depth:
+            break
+    while queue:
+        item, future = queue.popleft()
+        nxt = next(it, None)
+        if nxt is not None:
+            queue.append((nxt, executor.submit(load, nxt)))
+        yield item, future.result()
+
+
+def _batches(loaded: Iterable, batch_size: int, resize, max_size, fail):
+    """Group consecutive readable images with the same input and original size into batches;
+    ``fail(path, message)`` gets each unreadable one."""
+    group, key = [], None
+    for item, image in loaded:
+        if isinstance(image, BaseException):
+            fail(item.path, str(image))
+            continue
+        original = (image.height, image.width)
+        target = input_size(original, resize, max_size)
+        k = (original, target)
+        if group and (k != key or len(group) >= batch_size):
+            yield key, group
+            group = []
+        key = k
+        group.append((item, image))
+    if group:
+        yield key, group
+
+
+def _preprocess(processor, images, target, original) -> torch.Tensor:
+    kwargs = {"return_tensors": "pt"}
+    if target != original:
+        kwargs.update(do_resize=True, size={"height": target[0], "width": target[1]})
+    return processor(images, **kwargs)["pixel_values"]
+
+
+def predict_files(
+    segmenter,
+    items: Sequence[InputItem],
+    output_dir,
+    *,
+    batch_size: int = 1,
+    resize: Optional[Sequence[int]] = None,
+    max_size: Optional[int] = None,
+    alpha: float = 0.5,
+    write_color: bool = True,
+    write_overlay: bool = True,
+    num_workers: int = 2,
+    progress: bool = True,
+) -> dict:
+    """Predict every item and write its outputs under ``output_dir``; returns the summary (also written
+    to ``output_dir/summary.json``): per image its output files and predicted classes, and the
+    failures (unreadable inputs, failed forwards or writes) with their reasons."""
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    failures: List[dict] = []
+    outputs: List[dict] = []
+    start = time.perf_counter()
+    reader = ThreadPoolExecutor(num_workers, thread_name_prefix="srha-read") if num_workers > 0 else None
+    writer = ThreadPoolExecutor(num_workers, thread_name_prefix="srha-write") if num_workers > 0 else None
+    pending: deque = deque()
+
+    bar = tqdm(total=len(items), desc="predict", unit="img", disable=not progress, dynamic_ncols=True)
+
+    def fail(path, message):
+        failures.append({"path": str(path), "error": message})
+        bar.update(1)
+
+    def settle(limit: int):
+        while len(pending) > limit:
+            record, result = pending.popleft()
+            try:
+                record.update(result.result() if isinstance(result, Future) else result)
+            except Exception as exc:  # noqa: BLE001 - reported per file
+                fail(record["input"], f"cannot write outputs: {type(exc).__name__}: {exc}")
+                continue
+            outputs.append(record)
+            bar.update(1)
+
+    try:
+        loaded = _prefetch(reader, items, depth=max(2, batch_size * 2))
+        for (original, target), group in _batches(loaded, batch_size, resize, max_size, fail):
+            images = [image for _, image in group]
+            try:
+                pixels = _preprocess(segmenter.processor, images, target, original)
+                masks = segmenter.predict(pixels, original)
+            except Exception as exc:  # noqa: BLE001 - e.g. out of memory on one huge image
+                for item, _ in group:
+                    fail(item.path, f"prediction failed: {type(exc).__name__}: {exc}")
+                continue
+            for (item, image), mask in zip(group, masks):
+                mask_np = mask.numpy().astype(np.uint8)
+                record = {
+                    "input": str(item.path),
+                    "size": [original[0], original[1]],
+                    "model_input_size": [target[0], target[1]],
+                    "classes": [segmenter.id2label.get(int(c), str(c)) for c in np.unique(mask_np)],
+                }
+                args = (item, output_dir, image, mask_np, segmenter.num_labels, alpha, write_color, write_overlay)
+                if writer is None:
+                    try:
+                        pending.append((record, _write_outputs(*args)))
+                    except Exception as exc:  # noqa: BLE001
+                        fail(item.path, f"cannot write outputs: {type(exc).__name__}: {exc}")
+                else:
+                    pending.append((record, writer.submit(_write_outputs, *args)))
+            settle(limit=2 * max(1, num_workers) + batch_size)
+        settle(limit=0)
+    finally:
+        for pool in (reader, writer):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        bar.close()
+    seconds = time.perf_counter() - start
+    summary = {
+        "model": segmenter.name,
+        "backend": segmenter.backend,
+        "device": str(segmenter.device),
+        "output_dir": str(output_dir),
+        "num_inputs": len(items),
+        "num_predicted": len(outputs),
+        "num_failed": len(failures),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(len(outputs) / seconds, 4) if seconds > 0 else None,
+        "outputs": outputs,
+        "failures": failures,
+    }
+    write_json(str(output_dir / "summary.json"), summary)
+    return summary

@@ -1,0 +1,88 @@
+"""Shared by the predict / pipeline / Hub / ONNX / conversion tests."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: tiny forwards on a busy 2-core machine are much faster that way."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[:2]}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def save_model(folder: Path, backbone: str = "shufflenetv2", seed: int = 0):
+    from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, SRHAImageProcessor
+
+    torch.manual_seed(seed)
+    model = SRHAForSemanticSegmentation(SRHAConfig(backbone=backbone)).eval()
+    model.save_pretrained(folder)
+    SRHAImageProcessor().save_pretrained(folder)
+    return model
+
+
+def load_script(name: str):
+    """A script of scripts/ as a module (its ``main(argv)`` runs in this process)."""
+    spec = importlib.util.spec_from_file_location(f"srha_script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def random_image(path: Path, height: int, width: int, seed: int) -> np.ndarray:
+    from PIL import Image
+
+    array = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return array
+
+
+def _git_blob_sha1(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def hf_cache_layout(folder: Path, cache: Path, repo_id: str, commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+    """Put the files of ``folder`` into ``cache`` exactly as huggingface_hub's downloads lay them out:
+    ``models--org--name/blobs/<etag>`` (sha256 for LFS files such as safetensors, the git blob sha1
+    otherwise), ``refs/main`` holding the commit hash, and ``snapshots/<commit>/<file>`` as relative
+    symlinks to the blobs. Returns the snapshot folder."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    for file in sorted(folder.iterdir()):
+        data = file.read_bytes()
+        lfs = file.suffix in (".safetensors", ".bin", ".onnx", ".pth")
+        etag = hashlib.sha256(data).hexdigest() if lfs else _git_blob_sha1(data)
+        (repo / "blobs" / etag).write_bytes(data)
+        os.symlink(os.path.join("..", "..", "blobs", etag), snapshot / file.name)
+    return snapshot
