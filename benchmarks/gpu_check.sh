@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The GPU checks of this repository in one run (used on the lent H100/H200 machine; see
+# benchmarks/README.md). Wheels for packages missing or too old there are expected in .whl/.
+# Writes its logs to ${OUT:-/tmp/srha_gpu}.
+set -u
+OUT=${OUT:-/tmp/srha_gpu}
+mkdir -p "$OUT"
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    $(ls .whl/*.whl | grep -v huggingface_hub) || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, torch.cuda.get_device_name(0))"
+(cd benchmarks && timeout 200 python3 gpu_check.py) 2>&1 | tee "$OUT/gpu_check.log"
+for args in "--crop 256 --batch 2" "--crop 768 --batch 4" "--crop 768 --batch 4 --amp bf16"; do
+  (cd benchmarks && timeout 120 python3 bench_step.py --repeats 7 $args) 2>&1 | tee -a "$OUT/bench_step.log"
+done
+# the training script on CUDA with bf16 autocast: a short demo run with an evaluation in the middle
+timeout 300 python3 -m accelerate.commands.launch --num_processes 1 --num_machines 1 --mixed_precision bf16 \
+  --dynamo_backend no scripts/train.py --config configs/demo.yaml --max_iter 60 --eval_steps 30 \
+  --checkpointing_steps 30 --num_workers 4 --report_to tensorboard --output_dir /tmp/demo_gpu \
+  --synthetic_root /tmp/synthetic 2>&1 | tr '\r' '\n' | grep -v "^train:" | tee "$OUT/train_demo.log"
+cp /tmp/demo_gpu/all_results.json "$OUT/" 2>/dev/null
+cp /tmp/demo_gpu/model/README.md "$OUT/model_card.md" 2>/dev/null
+ls /tmp/demo_gpu /tmp/demo_gpu/model | tee "$OUT/ls.txt"
