@@ -16,7 +16,6 @@ from safetensors.torch import load_file
 
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
 from srha_hf.training import ConfigError, load_config, parameter_groups, parse_overrides, poly_factor
-from srha_hf.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "train.py"
@@ -223,4 +222,5 @@ def test_two_process_cpu_training(synthetic_root, tmp_path):
     ckpt = out_dir / "checkpoint-2"
     assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
     assert (out_dir / "model" / "model.safetensors").is_file()
+    assert out.stdout.count("trained 2 steps") == 1  # logged once, by the main process
     assert "CPU process(es)" in (out_dir / "model" / "README.md").read_text() and "× 2 process(es)" in (out_dir / "model" / "README.md").read_text()

@@ -21,7 +21,7 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 
@@ -121,7 +121,7 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     from accelerate.utils import ProjectConfiguration, set_seed
     from tqdm.auto import tqdm
 
-    from .. import SRHAForSemanticSegmentation, SRHAImageProcessor, build_teacher, compute_srha_loss, update_teacher_ema
+    from .. import SRHAForSemanticSegmentation, build_teacher, compute_srha_loss, update_teacher_ema
     from ..data import SRHATrainDataset, SRMCollator, build_train_transform, load_benchmark
     from ..data.uniform import EpochSampler
     from ..evaluation import evaluate_model, write_evaluation_report
