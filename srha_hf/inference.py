@@ -240,12 +240,14 @@ def load_segmenter(
             f"{name} is not a model folder: no config.json in it (expected the output of save_pretrained: "
             "config.json + model.safetensors [+ preprocessor_config.json])"
         )
-    if not local.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep in name.replace("/", "")):
+    if not local.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):  # a path, not org/name
         raise ModelLoadError(f"model folder {name} does not exist")
     try:
         model = AutoModelForSemanticSegmentation.from_pretrained(name, revision=revision, cache_dir=cache_dir)
     except Exception as exc:  # noqa: BLE001 - transformers / huggingface_hub raise many types
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        from huggingface_hub import constants
+
+        offline = bool(constants.HF_HUB_OFFLINE)
         hint = (
             " (HF_HUB_OFFLINE is set: a Hub model must already be in the Hugging Face cache; fetch it once "
             "online, e.g. `hf download ORG/NAME`)"
