@@ -10,7 +10,7 @@ from .backbones import BACKBONES
 from .data.labels import CLASS_NAMES
 from .srm import DEFAULT_CONCENTRATION
 
-DECODE_HEADS = ("deeplabv3plus",)
+DECODE_HEADS = ("deeplabv3plus", "mask2former")
 TEACHER_MODES = ("faithful", "lean")
 ALIGNMENT_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
@@ -20,7 +20,7 @@ class SRHAConfig(PretrainedConfig):
 
     Model (SPEC §1):
         backbone: ``"resnet50"``, ``"resnet101"``, ``"mobilenetv2"`` or ``"shufflenetv2"``.
-        decode_head: ``"deeplabv3plus"`` (the only head so far).
+        decode_head: ``"deeplabv3plus"`` (SPEC §1.3) or ``"mask2former"`` (SPEC §4; the ``m2f_*`` keys).
         num_labels / id2label: 19 Cityscapes train IDs by default. ignore_index: 255.
         backbone_pretrained: ImageNet initialisation of the backbone: ``None`` (random init, the
             default), ``"torchvision"`` (torchvision's IMAGENET1K_V1 weights), a local
@@ -53,6 +53,20 @@ class SRHAConfig(PretrainedConfig):
             ``[original; teacher-rearranged]`` with the teacher's own SRM draws, and only the original
             half is used. ``"lean"``: eval-mode BN, no teacher SRM, originals only (batch B).
         teacher_ema_alpha: §9 M2, faithful ``1.0`` (no EMA; the teacher stays the ImageNet backbone).
+
+    Mask2Former head (SPEC §4, ``decode_head="mask2former"``; see :mod:`srha_hf.heads.mask2former`):
+        m2f_num_queries (100), m2f_hidden_dim (256), m2f_num_heads (8), m2f_dim_feedforward (2048),
+            m2f_decoder_layers (9 masked-attention layers; the query-only prediction makes 10 sets),
+            m2f_conv_dim / m2f_mask_dim (256), m2f_encoder_layers (6), m2f_encoder_feedforward_dim (1024).
+        m2f_train_num_points (12544), m2f_oversample_ratio (3), m2f_importance_sample_ratio (0.75),
+            m2f_class_weight / m2f_mask_weight / m2f_dice_weight (2 / 5 / 5), m2f_no_object_weight (0.1),
+            m2f_deep_supervision (the loss on all 10 prediction sets).
+        m2f_misdeclared_strides: §9 MF1, faithful ``True`` (three FPN levels, res4/res3/res2, from the
+            declared strides [1, 2, 2, 2]); ``False`` = the standard single FPN level on res2.
+        m2f_absent_class_targets: §9 MF2, faithful ``True`` (all classes are targets, absent ones with
+            empty masks); ``False`` = only the classes present in the image.
+        m2f_pc_on_scores: §9 MF3, faithful ``True`` (PC softmaxes the semantic scores as if they were
+            logits); ``False`` = PC on the log-scores, i.e. on the scores normalised over the classes.
     """
 
     model_type = "srha"
@@ -91,6 +105,26 @@ class SRHAConfig(PretrainedConfig):
         aux_weight: float = 0.4,
         teacher_mode: str = "faithful",
         teacher_ema_alpha: float = 1.0,
+        m2f_num_queries: int = 100,
+        m2f_hidden_dim: int = 256,
+        m2f_num_heads: int = 8,
+        m2f_dim_feedforward: int = 2048,
+        m2f_decoder_layers: int = 9,
+        m2f_conv_dim: int = 256,
+        m2f_mask_dim: int = 256,
+        m2f_encoder_layers: int = 6,
+        m2f_encoder_feedforward_dim: int = 1024,
+        m2f_train_num_points: int = 12544,
+        m2f_oversample_ratio: float = 3.0,
+        m2f_importance_sample_ratio: float = 0.75,
+        m2f_class_weight: float = 2.0,
+        m2f_mask_weight: float = 5.0,
+        m2f_dice_weight: float = 5.0,
+        m2f_no_object_weight: float = 0.1,
+        m2f_deep_supervision: bool = True,
+        m2f_misdeclared_strides: bool = True,
+        m2f_absent_class_targets: bool = True,
+        m2f_pc_on_scores: bool = True,
         **kwargs,
     ):
         if backbone not in BACKBONES:
@@ -142,4 +176,24 @@ class SRHAConfig(PretrainedConfig):
         self.aux_weight = aux_weight
         self.teacher_mode = teacher_mode
         self.teacher_ema_alpha = teacher_ema_alpha
+        self.m2f_num_queries = m2f_num_queries
+        self.m2f_hidden_dim = m2f_hidden_dim
+        self.m2f_num_heads = m2f_num_heads
+        self.m2f_dim_feedforward = m2f_dim_feedforward
+        self.m2f_decoder_layers = m2f_decoder_layers
+        self.m2f_conv_dim = m2f_conv_dim
+        self.m2f_mask_dim = m2f_mask_dim
+        self.m2f_encoder_layers = m2f_encoder_layers
+        self.m2f_encoder_feedforward_dim = m2f_encoder_feedforward_dim
+        self.m2f_train_num_points = m2f_train_num_points
+        self.m2f_oversample_ratio = m2f_oversample_ratio
+        self.m2f_importance_sample_ratio = m2f_importance_sample_ratio
+        self.m2f_class_weight = m2f_class_weight
+        self.m2f_mask_weight = m2f_mask_weight
+        self.m2f_dice_weight = m2f_dice_weight
+        self.m2f_no_object_weight = m2f_no_object_weight
+        self.m2f_deep_supervision = m2f_deep_supervision
+        self.m2f_misdeclared_strides = m2f_misdeclared_strides
+        self.m2f_absent_class_targets = m2f_absent_class_targets
+        self.m2f_pc_on_scores = m2f_pc_on_scores
         super().__init__(num_labels=num_labels, **kwargs)

@@ -295,14 +295,17 @@ def compute_srha_loss(
     teacher_srm_weights: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-    """The SRHA objective of SPEC §3.5 for one batch.
+    """The SRHA objective of SPEC §3.5 (DeepLabV3+) or §4.5 (Mask2Former) for one batch.
 
     ``L = CE + aux_weight·CE_aux + Σ w_l (GA_l + RA_l + LA_l) + pc_weight·JS``, with CE on both halves of
-    the SRM-doubled batch against the same labels. ``student`` must be in train mode; it may be wrapped
-    (DDP); its config is read from the unwrapped model. ``srm_weights`` are the student's SRM mixing
+    the SRM-doubled batch against the same labels. For ``config.decode_head == "mask2former"`` the
+    segmentation part is the student's Mask2Former set loss (``terms["m2f"]``, no ``ce``/``aux``) and PC
+    compares the semantic scores of the two halves (§9 MF3: ``config.m2f_pc_on_scores``). ``student`` must
+    be in train mode; it may be wrapped (DDP); its config is read from the unwrapped model. ``srm_weights`` are the student's SRM mixing
     weights ``(B, R, R)`` (drawn with ``generator`` when ``None``); the teacher draws its own
     (``teacher_srm_weights``) independently. Returns ``(loss, terms)`` where ``terms`` holds the weighted
-    ``ce``, ``aux``, ``ga``, ``ra``, ``la`` and ``pc`` (detached).
+    ``ce``, ``aux``, ``ga``, ``ra``, ``la`` and ``pc`` (detached); ``m2f``, ``ga``, ``ra``, ``la`` and ``pc``
+    for Mask2Former.
     """
     model = getattr(student, "module", student)
     config = model.config
@@ -317,15 +320,21 @@ def compute_srha_loss(
     n_rep = outputs.logits.shape[0] // batch
     labels_all = labels.repeat(n_rep, 1, 1) if n_rep > 1 else labels
 
-    ce, aux = segmentation_losses(outputs.logits, labels_all, outputs.aux_logits, config.ignore_index)
-    terms = {"ce": ce, "aux": config.aux_weight * aux if aux is not None else torch.zeros_like(ce)}
+    pc_logits = outputs.logits
+    if config.decode_head == "mask2former":
+        from .heads.mask2former import pc_inputs
+
+        ce = outputs.loss  # the set loss over both halves, computed in the student's forward
+        terms = {"m2f": ce}
+        pc_logits = pc_inputs(outputs.logits, config.m2f_pc_on_scores)
+    else:
+        ce, aux = segmentation_losses(outputs.logits, labels_all, outputs.aux_logits, config.ignore_index)
+        terms = {"ce": ce, "aux": config.aux_weight * aux if aux is not None else torch.zeros_like(ce)}
     with labels_checked():
         terms.update(alignment_losses(config, outputs.features, targets, labels))
     if n_rep == 2 and config.pc_weight > 0:
         valid = (labels.to(ce.device) != config.ignore_index) if config.pc_mask_ignore else None
-        terms["pc"] = config.pc_weight * prediction_consistency_loss(
-            outputs.logits[:batch], outputs.logits[batch:], valid
-        )
+        terms["pc"] = config.pc_weight * prediction_consistency_loss(pc_logits[:batch], pc_logits[batch:], valid)
     else:
         terms["pc"] = torch.zeros_like(ce)
     loss = sum(terms.values())

@@ -1,4 +1,5 @@
-"""SRHAForSemanticSegmentation: DeepLabV3+ at output stride 16 with SRM and style elimination (SPEC §1-§2)."""
+"""SRHAForSemanticSegmentation: DeepLabV3+ (SPEC §1) or Mask2Former (SPEC §4) at output stride 16, with SRM and
+style elimination (SPEC §2)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from transformers.utils import ModelOutput
 from .backbones import BACKBONE_INFO, build_torchvision_model, load_backbone_weights, split_stages
 from .configuration_srha import SRHAConfig
 from .heads import ASPP, AuxiliaryHead, conv_bn_relu, final_block
+from .heads.mask2former import Mask2FormerHead, init_mask2former_weights, mask2former_set_loss, semantic_inference
 from .losses import segmentation_losses
 from .srm import SemanticRearrangement, style_elimination
 
 STAGES = ("layer0", "layer1", "layer2", "layer3", "layer4")
 HEADS = ("aspp", "bot_aspp", "bot_fine", "final1", "final2", "dsn")
+M2F_HEAD = "mask2former"
 
 
 @dataclass
@@ -29,19 +32,28 @@ class SRHASemanticSegmenterOutput(ModelOutput):
 
     Attributes:
         loss: ``CE + aux_weight·CE_aux`` when ``labels`` are given (the segmentation part of SPEC §3.4;
-            the full SRHA objective is :func:`srha_hf.compute_srha_loss`).
+            the full SRHA objective is :func:`srha_hf.compute_srha_loss`). Mask2Former: the set loss of
+            SPEC §4.3 over all prediction sets.
         logits: ``(N, num_labels, H, W)`` at the input resolution; ``N = 2B`` in training with labels
-            and SRM (``[original; rearranged]``), else ``B``.
+            and SRM (``[original; rearranged]``), else ``B``. Mask2Former: the semantic scores of SPEC §4.4
+            (non-negative, not logits; their argmax is the prediction).
         aux_logits: ``(N, num_labels, h3, w3)`` dsn logits at the layer3 resolution (training, or
-            ``output_features=True``).
+            ``output_features=True``). ``None`` for Mask2Former.
         features: the layer1..layer4 features ``(f1, f2, f3, f4)``, each ``(N, C_l, h_l, w_l)``
             (training, or ``output_features=True``).
+        class_queries_logits: Mask2Former only: ``(N, Q, num_labels + 1)`` class logits of the final set.
+        masks_queries_logits: Mask2Former only: ``(N, Q, h2, w2)`` mask logits of the final set (stride 4).
+        auxiliary_predictions: Mask2Former only (training, or ``output_features=True``): the earlier
+            prediction sets, query-only first, each ``{"class_queries_logits", "masks_queries_logits"}``.
     """
 
     loss: Optional[torch.FloatTensor] = None
     logits: Optional[torch.FloatTensor] = None
     aux_logits: Optional[torch.FloatTensor] = None
     features: Optional[Tuple[torch.FloatTensor, ...]] = None
+    class_queries_logits: Optional[torch.FloatTensor] = None
+    masks_queries_logits: Optional[torch.FloatTensor] = None
+    auxiliary_predictions: Optional[Tuple[dict, ...]] = None
 
 
 class SRHAPreTrainedModel(PreTrainedModel):
@@ -54,8 +66,11 @@ class SRHAPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         """Heads (SPEC §1.3): Kaiming-normal fan_in for convs and linears with zero bias. Backbone
         (random init only; ImageNet weights are loaded afterwards): Kaiming-normal fan_out, as
-        torchvision's ResNet and MobileNetV2. Norms: weight 1, bias 0, fresh running statistics."""
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
+        torchvision's ResNet and MobileNetV2. Norms: weight 1, bias 0, fresh running statistics. The
+        Mask2Former head: the reference's own scheme (:func:`~srha_hf.heads.mask2former.init_mask2former_weights`)."""
+        if getattr(module, "_srha_m2f", False):
+            init_mask2former_weights(module)
+        elif isinstance(module, (nn.Conv2d, nn.Linear)):
             mode = "fan_in" if getattr(module, "_srha_head", False) else "fan_out"
             init.kaiming_normal_(module.weight, mode=mode, nonlinearity="relu")
             if module.bias is not None:
@@ -73,6 +88,10 @@ class SRHAPreTrainedModel(PreTrainedModel):
 class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
     """SRHA's DeepLabV3+ (SPEC §1): ``layer0`` → [SRM in training] → style elimination → ``layer1..4``
     → ASPP + decoder (main logits at input size) and the ``dsn`` auxiliary head on layer3.
+
+    With ``config.decode_head == "mask2former"`` (SPEC §4) the heads are one ``mask2former`` child
+    (:class:`~srha_hf.heads.mask2former.Mask2FormerHead` on layer1..4), ``logits`` are the semantic
+    scores of SPEC §4.4 at the input size, and ``loss`` (with labels) is the Mask2Former set loss.
 
     Eval: ``model(pixel_values).logits`` is ``(B, num_labels, H, W)``, bilinearly upsampled with
     ``align_corners=True`` as the reference. Train with ``labels``: SRM doubles the batch to
@@ -95,15 +114,20 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             self.add_module(name, stage)
         self.srm = SemanticRearrangement(config)
 
-        self.aspp = ASPP(info.channels[4], config.aspp_channels, config.aspp_rates)
-        self.bot_aspp = conv_bn_relu(config.aspp_channels * (2 + len(config.aspp_rates)), config.decoder_channels, 1)
-        self.bot_fine = conv_bn_relu(info.channels[1], config.low_level_channels, 1)
-        self.final1 = final_block(config.low_level_channels + config.decoder_channels, config.decoder_channels)
-        self.final2 = nn.Conv2d(config.decoder_channels, config.num_labels, kernel_size=1, bias=True)
-        self.dsn = AuxiliaryHead(info.channels[3], config.num_labels, config.dsn_channels, config.dsn_dropout)
-        for head in HEADS:
-            for module in getattr(self, head).modules():
-                module._srha_head = True
+        if config.decode_head == M2F_HEAD:
+            self.mask2former = Mask2FormerHead(config, info.channels[1:5])
+            for module in self.mask2former.modules():
+                module._srha_m2f = True
+        else:
+            self.aspp = ASPP(info.channels[4], config.aspp_channels, config.aspp_rates)
+            self.bot_aspp = conv_bn_relu(config.aspp_channels * (2 + len(config.aspp_rates)), config.decoder_channels, 1)
+            self.bot_fine = conv_bn_relu(info.channels[1], config.low_level_channels, 1)
+            self.final1 = final_block(config.low_level_channels + config.decoder_channels, config.decoder_channels)
+            self.final2 = nn.Conv2d(config.decoder_channels, config.num_labels, kernel_size=1, bias=True)
+            self.dsn = AuxiliaryHead(info.channels[3], config.num_labels, config.dsn_channels, config.dsn_dropout)
+            for head in HEADS:
+                for module in getattr(self, head).modules():
+                    module._srha_head = True
 
         if config.freeze_layer0:
             self.layer0.requires_grad_(False)
@@ -184,6 +208,8 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         with_extras = self.training or bool(output_features)
 
         f1, f2, f3, f4 = self.forward_features(pixel_values, labels, srm_weights, generator)
+        if self.config.decode_head == M2F_HEAD:
+            return self._forward_mask2former(pixel_values, labels, (f1, f2, f3, f4), with_extras, return_dict)
         logits = self.decode(f1, f4, pixel_values.shape[-2:])
         aux_logits = self.dsn(f3) if with_extras else None
 
@@ -197,3 +223,31 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             out = tuple(v for v in (logits, aux_logits, features) if v is not None)
             return ((loss,) + out) if loss is not None else out
         return SRHASemanticSegmenterOutput(loss=loss, logits=logits, aux_logits=aux_logits, features=features)
+
+    def _forward_mask2former(self, pixel_values, labels, features, with_extras: bool, return_dict: bool):
+        """SPEC §4: the head on layer1..4, the semantic scores at the input size, the set loss with labels."""
+        classes, masks = self.mask2former(features)
+        logits = semantic_inference(classes[-1], masks[-1], pixel_values.shape[-2:])
+        loss = None
+        if labels is not None:
+            labels_all = labels
+            if labels.shape[0] != logits.shape[0]:  # SRM doubled the batch: both halves share the labels
+                labels_all = labels.repeat(logits.shape[0] // labels.shape[0], 1, 1)
+            loss, _ = mask2former_set_loss(classes, masks, labels_all, self.config)
+        auxiliary = None
+        if with_extras:
+            auxiliary = tuple(
+                {"class_queries_logits": c, "masks_queries_logits": m} for c, m in zip(classes[:-1], masks[:-1])
+            )
+        features = features if with_extras else None
+        if not return_dict:
+            out = tuple(v for v in (logits, features) if v is not None)
+            return ((loss,) + out) if loss is not None else out
+        return SRHASemanticSegmenterOutput(
+            loss=loss,
+            logits=logits,
+            features=features,
+            class_queries_logits=classes[-1],
+            masks_queries_logits=masks[-1],
+            auxiliary_predictions=auxiliary,
+        )
