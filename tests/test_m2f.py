@@ -219,6 +219,21 @@ def test_save_load_roundtrip_bit_exact(tmp_path):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x).logits, loaded(x).logits)
+    # pipeline("image-segmentation") reads the scores' argmax, as for DeepLabV3+
+    import numpy as np
+    from PIL import Image
+    from transformers import pipeline
+
+    from srha_hf import SRHAImageProcessor
+
+    SRHAImageProcessor().save_pretrained(tmp_path)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8))
+    result = pipeline("image-segmentation", model=str(tmp_path), device="cpu")(image)
+    with torch.inference_mode():
+        expected = model(SRHAImageProcessor()(image, return_tensors="pt")["pixel_values"]).logits.argmax(1)[0].numpy()
+    assert len(result) == len(np.unique(expected))
+    for r in result:
+        assert np.array_equal(np.array(r["mask"]) == 255, expected == model.config.label2id[r["label"]])
 
 
 def test_recipe_holds_the_spec_values():
