@@ -10,7 +10,8 @@ The checkpoint is the dict the authors' code writes every epoch (SPEC §8.4): `s
 written and the missing, unexpected and mis-shaped keys are listed (exit status 2). The output folder
 (config.json, model.safetensors, preprocessor_config.json, README.md model card with the checkpoint's
 provenance) loads with `AutoModelForSemanticSegmentation.from_pretrained` after `import srha_hf`.
---arch r50_m2f (the Mask2Former variant) is refused: srha_hf has no Mask2Former head yet.
+--arch r50_m2f (the Mask2Former variant) is refused: the SPEC does not name the parameters of the
+authors' Mask2Former head, so the key mapping cannot be established.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ ARCHS: Dict[str, Optional[str]] = {
     "r101": "resnet101",
     "mobilenetv2": "mobilenetv2",
     "shufflenetv2": "shufflenetv2",
-    "r50_m2f": None,  # the Mask2Former variant (SPEC §4): no srha_hf model yet
+    "r50_m2f": None,  # the Mask2Former variant (SPEC §4): its head's key mapping is not established
 }
 ARCH_NAMES = {
     "r50": "DeepLabV3+ ResNet-50 (the authors' DeepR50V3PlusD)",
@@ -271,8 +271,9 @@ def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite:
         raise ValueError(f"--arch {arch!r} is not one of {', '.join(ARCHS)}")
     if ARCHS[arch] is None:
         raise ValueError(
-            "the Mask2Former variant (r50_m2f, SPEC §4) cannot be converted yet: srha_hf has no Mask2Former "
-            "head (SRHAConfig.decode_head supports only 'deeplabv3plus'), so there is no model to map its keys to"
+            "the Mask2Former variant (r50_m2f, SPEC §4) cannot be converted yet: the SPEC does not name the "
+            "parameters of the authors' Mask2Former head, so their checkpoint's keys cannot be matched tensor by "
+            "tensor to srha_hf's; only the DeepLabV3+ architectures (r50, r101, mobilenetv2, shufflenetv2) convert"
         )
     backbone = ARCHS[arch]
     output_dir = Path(output_dir)
@@ -284,7 +285,7 @@ def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite:
         original = read_original_checkpoint(checkpoint)
         steps.update(1)
         num_labels = _num_labels(original.state_dict) or 19
-        config = SRHAConfig(backbone=backbone, num_labels=num_labels, backbone_pretrained=None)
+        config = SRHAConfig(backbone=backbone, decode_head="deeplabv3plus", num_labels=num_labels, backbone_pretrained=None)
         torch.manual_seed(0)
         model = SRHAForSemanticSegmentation(config)
         steps.update(1)
