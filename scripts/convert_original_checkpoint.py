@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Convert a checkpoint saved by the SRHA authors' training code into a model folder.
+r"""Convert a checkpoint saved by the SRHA authors' training code into a model folder.
 
     python scripts/convert_original_checkpoint.py --checkpoint last_None_epoch_31_mean-iu_0.00000.pth \
         --arch r50 --output models/srha-r50-gtav
