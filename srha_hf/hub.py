@@ -7,6 +7,8 @@ from typing import Dict, Optional
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "srha_model_card.md"
 
+ARCHITECTURES = {"deeplabv3plus": "DeepLabV3+", "mask2former": "Mask2Former"}
+
 DATASET_IDS = {
     "gtav": "GTAV",
     "synthia": "SYNTHIA-RAND-CITYSCAPES",
@@ -43,6 +45,7 @@ def render_model_card(
     repo_or_path: str = "path/to/model",
     val_split: str = "val",
     template: Optional[Path] = None,
+    decode_head: str = "deeplabv3plus",
 ):
     """Render ``model_cards/srha_model_card.md`` into a ``huggingface_hub.ModelCard``.
 
@@ -83,6 +86,7 @@ def render_model_card(
         card_data,
         template_path=str(template),
         model_name=model_name,
+        architecture=ARCHITECTURES.get(decode_head, decode_head),
         backbone=backbone,
         source_dataset=source_dataset,
         recipe=recipe,

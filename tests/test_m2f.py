@@ -277,6 +277,8 @@ def test_training_step_through_train_script(tmp_path):
     assert (out_dir / "checkpoint-1").is_dir()
     model = AutoModelForSemanticSegmentation.from_pretrained(out_dir / "model")
     assert model.config.decode_head == "mask2former" and model.config.m2f_num_queries == 12
+    card = (out_dir / "model" / "README.md").read_text()
+    assert "Mask2Former on **shufflenetv2**" in card and "DeepLabV3+" not in card
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = list((out_dir / "logs").rglob("events.out.tfevents.*"))

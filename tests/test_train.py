@@ -137,6 +137,7 @@ def test_training_run_publishes_model_and_card(synthetic_root, tmp_path):
     model = AutoModelForSemanticSegmentation.from_pretrained(model_dir)
     assert model.config.backbone == "shufflenetv2"
     card = ModelCard.load(model_dir / "README.md")
+    assert "DeepLabV3+ on **shufflenetv2**" in card.text
     evals = card.data.eval_results
     assert sorted(e.dataset_type for e in evals) == ["cityscapes", "mapillary"]
     assert all(e.metric_type == "mean_iou" for e in evals)

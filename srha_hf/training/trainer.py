@@ -422,6 +422,7 @@ def _publish(config: TrainConfig, recipe: str, model, results, model_dir: Path, 
         recipe=recipe,
         repo_or_path=config.hub_model_id or str(model_dir),
         val_split=config.val_split,
+        decode_head=cfg.decode_head,
         training={
             "train_split": config.train_split,
             "synthetic": config.synthetic_data,
