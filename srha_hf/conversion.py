@@ -355,9 +355,9 @@ def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite:
 
 
 def _umask() -> int:
-    from .inference import _UMASK
+    from .evaluation import UMASK
 
-    return _UMASK
+    return UMASK
 
 
 def _check_saved(folder: Path, state: Dict[str, torch.Tensor]) -> None:

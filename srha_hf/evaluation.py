@@ -398,8 +398,18 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "dataset"
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()  # read once, at import: os.umask is process-wide, not safe to toggle from threads
+
+
 def atomic_write(path: str, write: Callable[[str], None]) -> str:
-    """Call `write(tmp_path)` for a temporary file next to `path`, then rename it onto `path`."""
+    """Call `write(tmp_path)` for a temporary file next to `path`, then rename it onto `path`. The file
+    gets the usual permissions (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -408,6 +418,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> str:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

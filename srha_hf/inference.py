@@ -11,10 +11,8 @@ skipped; the rest is still processed and the run ends with a summary (also writt
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.labels import CITYSCAPES_PALETTE, CLASS_NAMES, NUM_CLASSES
-from .evaluation import predict
+from .evaluation import atomic_write, predict
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MASK_SUFFIX = "_labelTrainIds.png"
@@ -350,34 +348,6 @@ def input_size(size: Tuple[int, int], resize: Optional[Sequence[int]] = None, ma
 # --------------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------------
-
-
-def atomic_write(path, write) -> str:
-    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it onto ``path``. The file
-    gets the usual permissions (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp" + os.path.splitext(path)[1], dir=directory)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-    return path
-
-
-def _read_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()  # read once, at import: os.umask is process-wide, not safe to toggle from threads
 
 
 def write_json(path, data) -> str:

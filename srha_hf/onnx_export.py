@@ -158,9 +158,9 @@ def export_onnx(
                 f"onnxruntime and PyTorch logits differ by up to {worst:.3g} (tolerance {atol:g}): "
                 + ", ".join(f"{c['shape']}: {c['max_abs_diff']:.3g}" for c in checks)
             )
-        from .inference import _UMASK
+        from .evaluation import UMASK
 
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, output)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
