@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _bootstrap, which removes it again
+import _bootstrap  # noqa: E402,F401 - sys.path set-up, see scripts/_bootstrap.py
 
 from srha_hf.data import labels as L  # noqa: E402
 from srha_hf.data.benchmarks import (  # noqa: E402

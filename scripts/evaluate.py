@@ -23,13 +23,12 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-# This file is called evaluate.py: drop its folder from the import path, or `import evaluate` (the
-# Hugging Face library, used by srha_hf.metrics) would import this script instead.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != _HERE]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# This file is called evaluate.py: _bootstrap drops its folder from the import path, or `import evaluate`
+# (the Hugging Face library, used by srha_hf.metrics) would import this script instead.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _bootstrap, which removes it again
+import _bootstrap  # noqa: E402 - sys.path set-up, see scripts/_bootstrap.py
+
+REPO = _bootstrap.REPO
 
 
 class UsageError(Exception):

@@ -19,12 +19,9 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != _HERE]
-if str(_HERE.parent) not in sys.path:
-    sys.path.insert(0, str(_HERE.parent))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _bootstrap, which removes it again
+import _bootstrap  # noqa: E402,F401 - sys.path set-up, see scripts/_bootstrap.py
 
 
 def build_parser() -> argparse.ArgumentParser:

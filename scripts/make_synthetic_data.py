@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _bootstrap, which removes it again
+import _bootstrap  # noqa: E402,F401 - sys.path set-up, see scripts/_bootstrap.py
 
 from srha_hf.data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes  # noqa: E402
 

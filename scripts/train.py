@@ -7,14 +7,12 @@ e.g. ``--gtav_root /data/GTAV --max_iter 1000 --output_dir outputs/try``; an unk
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-# scripts/ must not shadow libraries (scripts/evaluate.py vs the `evaluate` package); the repository
-# root makes `srha_hf` importable without an install.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _bootstrap, which removes it again
+import _bootstrap  # noqa: E402,F401 - sys.path set-up, see scripts/_bootstrap.py
 
 from srha_hf.training.config import ConfigError, load_config, parse_overrides  # noqa: E402
 

@@ -1,0 +1,13 @@
+"""Imported first by every script here: it drops this folder from ``sys.path`` (``scripts/evaluate.py``
+would otherwise shadow the ``evaluate`` package that ``srha_hf.metrics`` imports) and puts the
+repository root first, so that ``srha_hf`` imports without an install."""
+
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != HERE]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
