@@ -315,7 +315,14 @@ def compute_srha_loss(
 
     check_train_ids(labels, config.num_labels, config.ignore_index)  # once per batch
     with labels_checked():
-        outputs = student(pixel_values, labels=labels, srm_weights=srm_weights, generator=generator, output_features=True)
+        outputs = student(
+            pixel_values,
+            labels=labels,
+            srm_weights=srm_weights,
+            generator=generator,
+            output_features=True,
+            return_loss=config.decode_head == "mask2former",  # DeepLabV3+: CE and aux are computed below
+        )
         targets = teacher(pixel_values, labels=labels, srm_weights=teacher_srm_weights, generator=generator)
     n_rep = outputs.logits.shape[0] // batch
     labels_all = labels.repeat(n_rep, 1, 1) if n_rep > 1 else labels

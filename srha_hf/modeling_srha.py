@@ -190,6 +190,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         generator: Optional[torch.Generator] = None,
         output_features: Optional[bool] = None,
         return_dict: Optional[bool] = None,
+        return_loss: bool = True,
         **kwargs,
     ):
         r"""
@@ -199,6 +200,8 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             srm_weights: ``(B, R, R)`` SRM mixing weights (see :func:`srha_hf.semantic_rearrangement`);
                 drawn from ``generator`` (or torch's global RNG) when omitted.
             output_features: return aux logits and layer1-4 features also in eval mode.
+            return_loss: compute ``loss`` when ``labels`` are given (``compute_srha_loss`` turns it off
+                for DeepLabV3+, which computes CE and aux itself, so they are not computed twice).
         """
         if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
             raise ValueError(f"pixel_values must be (B, 3, H, W), got shape {tuple(pixel_values.shape)}")
@@ -209,12 +212,13 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
 
         f1, f2, f3, f4 = self.forward_features(pixel_values, labels, srm_weights, generator)
         if self.config.decode_head == M2F_HEAD:
-            return self._forward_mask2former(pixel_values, labels, (f1, f2, f3, f4), with_extras, return_dict)
+            loss_labels = labels if return_loss else None
+            return self._forward_mask2former(pixel_values, loss_labels, (f1, f2, f3, f4), with_extras, return_dict)
         logits = self.decode(f1, f4, pixel_values.shape[-2:])
         aux_logits = self.dsn(f3) if with_extras else None
 
         loss = None
-        if labels is not None:
+        if labels is not None and return_loss:
             ce, aux = segmentation_losses(logits, labels, aux_logits, self.config.ignore_index)
             loss = ce if aux is None else ce + self.config.aux_weight * aux
 

@@ -57,6 +57,7 @@ def test_real_forward_eval_and_train(backbone):
     assert out.aux_logits.shape[:2] == (4, 19)
     assert [f.shape[0] for f in out.features] == [4, 4, 4, 4]
     assert torch.isfinite(out.loss)
+    assert model(x, labels=labels, return_loss=False).loss is None  # compute_srha_loss computes CE itself
     out.loss.backward()
     assert model.final2.weight.grad is not None and model.dsn[0].weight.grad is not None
     assert all(p.grad is not None for p in model.layer1.parameters())

@@ -176,11 +176,11 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
         train_set = make_train_set()
     # SPEC §7.3: the permutation is seeded with the epoch number alone, the same on every process.
     sampler = EpochSampler(train_set, num_replicas=world, rank=rank, seed=0, pad=True, yield_epoch=True)
-    collator = SRMCollator(seed=config.seed, concentration=config.model_config().srm_concentration)
+    model_config = config.model_config()
+    collator = SRMCollator(seed=config.seed, concentration=model_config.srm_concentration)
 
     # ---------------- models and optimiser
     set_seed(config.seed)
-    model_config = config.model_config()
     student = SRHAForSemanticSegmentation(model_config)
     teacher = build_teacher(student.config)
     if world > 1 and device.type == "cuda":  # SyncBN only on multi-GPU CUDA runs
