@@ -19,7 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .srm import check_train_ids, labels_checked, labels_to_regions, region_one_hot, resize_labels_nearest
+from .srm import (
+    check_train_ids,
+    labels_checked,
+    labels_to_regions,
+    region_one_hot,
+    resize_labels_nearest,
+    sum_over_regions,
+)
 
 
 def _rows_view(student: torch.Tensor, target: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -58,8 +65,9 @@ def region_sums(
     ``labels`` one map per original image (``B``, shared by all ``n`` halves) or one per student row
     (``n·B``), at any resolution. Returns ``(s_sums, t_sums, counts)`` of shapes ``(n·B, R, C)``,
     ``(n·B, R, C)`` and ``(n·B, R)`` with ``R = num_labels + 1`` (the last region is the ignore label).
-    Each sum is one batched matmul against the one-hot region map, reading every feature once; when the
-    halves share their labels the teacher sums are computed once and reused.
+    Each sum is a batched matmul against the one-hot region map (:func:`~srha_hf.srm.sum_over_regions`),
+    reading every feature once; when the halves share their labels the teacher sums are computed once
+    and reused.
     """
     s, t = _rows_view(student, teacher)
     n_rep, batch, channels, height, width = s.shape
@@ -70,17 +78,18 @@ def region_sums(
     )
     one_hot = region_one_hot(regions, num_labels + 1)  # (B or nB, R, N)
     s_flat = s.float().reshape(n_rep, batch, channels, height * width)
-    t_flat = t.float().reshape(1, batch, channels, height * width)[0]
+    t_flat = t.float().reshape(batch, channels, height * width)
     if labels.shape[0] == batch:
-        s_sums = torch.matmul(one_hot, s_flat.transpose(-1, -2)).reshape(n_rep * batch, -1, channels)
-        t_sums = torch.bmm(one_hot, t_flat.transpose(1, 2)).repeat(n_rep, 1, 1)
+        s_sums = sum_over_regions(one_hot, s_flat).reshape(n_rep * batch, channels, -1)
+        t_sums = sum_over_regions(one_hot, t_flat).repeat(n_rep, 1, 1)
         counts = one_hot.sum(dim=-1).repeat(n_rep, 1)
     else:
         one_hot = one_hot.reshape(n_rep, batch, *one_hot.shape[1:])
-        s_sums = torch.matmul(one_hot, s_flat.transpose(-1, -2)).reshape(n_rep * batch, -1, channels)
-        t_sums = torch.cat([torch.bmm(one_hot[k], t_flat.transpose(1, 2)) for k in range(n_rep)])
+        s_sums = torch.cat([sum_over_regions(one_hot[k], s_flat[k]) for k in range(n_rep)])
+        t_sums = torch.cat([sum_over_regions(one_hot[k], t_flat) for k in range(n_rep)])
         counts = one_hot.sum(dim=-1).reshape(n_rep * batch, -1)
-    return s_sums, t_sums, counts
+    # (n·B, C, R) -> (n·B, R, C)
+    return s_sums.transpose(1, 2), t_sums.transpose(1, 2), counts
 
 
 def _ra_from_sums(s_sums, t_sums, counts, num_pixels: int, include_ignore: bool) -> torch.Tensor:

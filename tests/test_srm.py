@@ -5,7 +5,7 @@ import torch
 
 from srha_hf import SRHAConfig, SemanticRearrangement, sample_mixing_weights, semantic_rearrangement, style_elimination
 from srha_hf.reference import srm_loop
-from srha_hf.srm import resize_labels_nearest
+from srha_hf.srm import region_one_hot, resize_labels_nearest, sum_over_regions
 
 
 def rel_err(a, b):
@@ -29,6 +29,26 @@ def test_srm_matches_loop_with_vanishing_tiny_and_ignore_regions(rng):
     assert out.shape == (4, 8, 16, 16)
     assert rel_err(out, ref) < 1e-5
     assert torch.equal(out[:2], x)
+
+
+@pytest.mark.parametrize("split_pixels", [False, True])
+@pytest.mark.parametrize("height, width", [(24, 32), (7, 11)])  # 768 pixels split into 12 chunks; 77 pixels: none
+def test_sum_over_regions_matches_loop_with_leading_dims_and_gradient(split_pixels, height, width, rng):
+    values = torch.randn(2, 3, 5, height * width, generator=rng, dtype=torch.float64, requires_grad=True)
+    regions = torch.randint(0, 6, (3, height * width), generator=rng)
+    regions[0] = torch.where(regions[0] == 4, 0, regions[0])  # region 4 absent from image 0
+    sums = sum_over_regions(region_one_hot(regions, 7, torch.float64), values, split_pixels=split_pixels)
+    assert sums.shape == (2, 3, 5, 7)
+    for n in range(2):
+        for b in range(3):
+            for r in range(7):
+                expected = values[n, b][:, regions[b] == r].sum(dim=1)
+                assert torch.allclose(sums[n, b, :, r], expected, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(sums.shape, generator=rng, dtype=torch.float64)
+    (sums * weights).sum().backward()
+    # d/dvalue of pixel p in image b: the weight of p's region
+    expected_grad = torch.gather(weights, 3, regions[None, :, None, :].expand(values.shape))
+    assert torch.allclose(values.grad, expected_grad)
 
 
 def test_srm_uses_only_regions_present_at_feature_resolution(rng):
