@@ -1,6 +1,7 @@
 """CUDA checks and GPU timings in one script (run on a GPU machine; prints JSON lines).
 
-1. SRM on CUDA (float32 and under bf16 autocast) against the float64 per-region loop.
+1. SRM on CUDA (float32 and under bf16 autocast) against the float64 per-region loop; the pixel-split
+   region sums and RA on CUDA against float64 references.
 2. The Dirichlet draws on CUDA: torch's own float32 sampler over n regions against SRHA's restricted
    rows (share of draws with largest weight > 0.9, share of uniform fallbacks), as SPEC §2 / §9 M11.
 3. compute_srha_loss for ResNet-50 at the recipe's batch 4 and 768 crops under bf16 autocast: finite,
@@ -18,10 +19,12 @@ from srha_hf import (
     SRHAForSemanticSegmentation,
     build_teacher,
     compute_srha_loss,
+    regional_alignment_loss,
     sample_mixing_weights,
     semantic_rearrangement,
 )
-from srha_hf.reference import srm_loop
+from srha_hf.reference import ra_loop, srm_loop
+from srha_hf.srm import region_one_hot, sum_over_regions
 
 
 def report(name, **values):
@@ -46,6 +49,22 @@ def main():
         out_bf = semantic_rearrangement(x.to(dev).bfloat16(), labels.to(dev), w.to(dev))
     rel_bf = ((out_bf.cpu().double() - ref).abs().max() / ref.abs().max()).item()
     report("srm_cuda_vs_loop", rel_err_fp32=rel, rel_err_bf16=rel_bf, bf16_dtype=str(out_bf.dtype), ok=rel < 1e-5 and rel_bf < 2**-7)
+
+    # the pixel-split region sums (the GPU default) and RA on CUDA against the float64 loops
+    values = torch.randn(2, 3, 16, 48 * 64, generator=gen, dtype=torch.float64)
+    regions = torch.randint(0, 20, (3, 48 * 64), generator=gen)
+    one_hot = region_one_hot(regions, 20, torch.float64)
+    expected = sum_over_regions(one_hot, values, split_pixels=False)
+    split = sum_over_regions(one_hot.float().to(dev), values.float().to(dev)).cpu().double()
+    rel_sums = ((split - expected).abs().max() / expected.abs().max()).item()
+    s_feat = torch.randn(4, 32, 48, 48, generator=gen)
+    t_feat = torch.randn(2, 32, 48, 48, generator=gen)
+    ra_labels = torch.randint(0, 19, (2, 192, 192), generator=gen)
+    ra_labels[:, :20] = 255
+    ra_ref = ra_loop(s_feat.double(), t_feat.double(), ra_labels).item()
+    ra_cuda = regional_alignment_loss(s_feat.to(dev), t_feat.to(dev), ra_labels.to(dev)).item()
+    rel_ra = abs(ra_cuda - ra_ref) / abs(ra_ref)
+    report("region_sums_and_ra_cuda_vs_loop", rel_err_sums=rel_sums, rel_err_ra=rel_ra, ok=rel_sums < 1e-5 and rel_ra < 1e-5)
 
     n_draws = 200000
     for n in (2, 5, 10, 15):
