@@ -103,7 +103,7 @@ def sum_over_regions(one_hot: torch.Tensor, values: torch.Tensor, split_pixels: 
     ``one_hot @ values^T`` (25-30 % faster here than ``values @ one_hot^T``). On a GPU one matmul of
     these shapes (a tiny ``C x R`` output, a long pixel axis) leaves most of the chip idle, so
     ``split_pixels`` (default: on for non-CPU devices) cuts the pixel axis into up to 128 chunks, takes
-    each chunk's product as one more batch of the matmul and adds the partial sums (6-9x faster on an
+    each chunk's product as one more batch of the matmul and adds the partial sums (5-9x faster on an
     H200, see benchmarks/README.md).
     """
     if split_pixels is None:
