@@ -83,11 +83,10 @@ def region_sums(
         s_sums = sum_over_regions(one_hot, s_flat).reshape(n_rep * batch, channels, -1)
         t_sums = sum_over_regions(one_hot, t_flat).repeat(n_rep, 1, 1)
         counts = one_hot.sum(dim=-1).repeat(n_rep, 1)
-    else:
-        one_hot = one_hot.reshape(n_rep, batch, *one_hot.shape[1:])
-        s_sums = torch.cat([sum_over_regions(one_hot[k], s_flat[k]) for k in range(n_rep)])
-        t_sums = torch.cat([sum_over_regions(one_hot[k], t_flat) for k in range(n_rep)])
-        counts = one_hot.sum(dim=-1).reshape(n_rep * batch, -1)
+    else:  # one map per student row: the teacher rows are summed once per half, with its maps
+        s_sums = sum_over_regions(one_hot, s_flat.reshape(n_rep * batch, channels, -1))
+        t_sums = torch.cat([sum_over_regions(one_hot[k * batch : (k + 1) * batch], t_flat) for k in range(n_rep)])
+        counts = one_hot.sum(dim=-1)
     # (n·B, C, R) -> (n·B, R, C)
     return s_sums.transpose(1, 2), t_sums.transpose(1, 2), counts
 

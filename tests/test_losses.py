@@ -55,6 +55,14 @@ def test_ra_matches_loop_with_vanished_and_ignore_regions(rng, include_ignore):
     assert torch.allclose(regional_alignment_loss(s, t, labels, include_ignore=include_ignore), got)
 
 
+def test_ra_with_a_different_map_per_student_row_matches_loop(rng):
+    s = torch.randn(4, 16, 8, 8, generator=rng)
+    t = torch.randn(2, 16, 8, 8, generator=rng)
+    rows = torch.cat([labels_with_edge_cases(rng), torch.randint(0, 19, (2, 64, 64), generator=rng)])
+    got = regional_alignment_loss(s, t, rows)
+    assert rel(got, ra_loop(s, t, rows, dtype=torch.float64)) < 1e-5
+
+
 def test_ra_region_weighting_by_hand():
     # one image, one channel, 2x2 features, two regions: areas 3/4 and 1/4
     s = torch.tensor([[[[1.0, 2.0], [3.0, 10.0]]]])
