@@ -14,6 +14,7 @@ from .image_processing_srha import SRHAImageProcessor
 from .losses import (
     SRHATeacher,
     build_teacher,
+    uses_teacher,
     compute_srha_loss,
     global_alignment_loss,
     local_alignment_loss,
@@ -63,6 +64,7 @@ __all__ = [
     "SRHATeacher",
     "SemanticRearrangement",
     "build_teacher",
+    "uses_teacher",
     "compute_srha_loss",
     "evaluate_model",
     "global_alignment_loss",

@@ -229,22 +229,50 @@ class SRHATeacher(nn.Module):
         return [features[int(name[-1]) - 1][:batch].detach() for name in layers]
 
 
-def build_teacher(config, backbone_pretrained: Optional[str] = None, mode: Optional[str] = None, device=None) -> SRHATeacher:
-    """Build the frozen teacher: the same architecture as the student with ImageNet backbone weights.
+def build_teacher(
+    config,
+    student: Optional[nn.Module] = None,
+    backbone_pretrained: Optional[str] = None,
+    mode: Optional[str] = None,
+    device=None,
+) -> SRHATeacher:
+    """Build the frozen teacher: the same architecture as the student, starting from the student's
+    initial weights (SPEC §3.1: both start from the same ImageNet backbone).
 
-    ``backbone_pretrained`` defaults to ``config.backbone_pretrained`` (or, for a config saved by a
-    trained model, its recorded ``backbone_pretrained_source``); ``None`` everywhere means a randomly
-    initialised teacher, which is only useful for tests. ``mode`` defaults to ``config.teacher_mode``.
+    With ``student`` (what the trainer passes, before the first step), the teacher's weights are a copy
+    of the student's, parameters and BN buffers alike: with ImageNet (or stand-in) weights this is the
+    same file loaded once, and without any the teacher is the student's own random draw rather than an
+    unrelated one. ``student`` may be wrapped (DDP). Without it, ``backbone_pretrained`` (default:
+    ``config.backbone_pretrained``, or for a config saved by a trained model its recorded
+    ``backbone_pretrained_source``) is loaded into a fresh network; ``None`` everywhere means a random
+    teacher, only useful for tests. ``mode`` defaults to ``config.teacher_mode``.
     """
     from .modeling_srha import SRHAForSemanticSegmentation
 
     cfg = copy.deepcopy(config)
     source = backbone_pretrained or cfg.backbone_pretrained or cfg.backbone_pretrained_source
-    cfg.backbone_pretrained = source
-    teacher = SRHATeacher(SRHAForSemanticSegmentation(cfg), mode=mode)
+    if student is not None:
+        source_model = getattr(student, "module", student)
+        cfg.backbone_pretrained = None  # the weights come from the student, not from a second load
+        cfg.backbone_pretrained_source = source
+        network = SRHAForSemanticSegmentation(cfg)
+        try:
+            network.load_state_dict(source_model.state_dict(), strict=True)
+        except RuntimeError as exc:
+            raise ValueError(f"the student does not match the teacher's config: {exc}") from None
+    else:
+        cfg.backbone_pretrained = source
+        network = SRHAForSemanticSegmentation(cfg)
+    teacher = SRHATeacher(network, mode=mode)
     if device is not None:
         teacher.to(device)
     return teacher
+
+
+def uses_teacher(config) -> bool:
+    """Whether any alignment term (GA, RA or LA) has a positive layer weight: only then does the
+    objective need a teacher (the plain DeepLabV3+ and SRM-only ablation rows run without one)."""
+    return any(w > 0 for w in (*config.ga_weights, *config.ra_weights, *config.la_weights))
 
 
 @torch.no_grad()
@@ -268,10 +296,14 @@ def alignment_losses(
 ) -> Dict[str, torch.Tensor]:
     """Σ_l w_l GA_l, Σ_l w_l RA_l and Σ_l w_l LA_l over ``config.alignment_layers`` (weights <= 0 skip).
 
-    ``labels`` are the original images' maps (shared by both halves) or one per student row.
+    A term whose layer weights are all <= 0 is absent from the result (not a zero). ``labels`` are the original images' maps (shared by both halves) or one per student row.
     """
     device = student_features[0].device
-    totals = {"ga": torch.zeros((), device=device), "ra": torch.zeros((), device=device), "la": torch.zeros((), device=device)}
+    totals = {
+        key: torch.zeros((), device=device)
+        for key, weights in (("ga", config.ga_weights), ("ra", config.ra_weights), ("la", config.la_weights))
+        if any(w > 0 for w in weights)
+    }
     for i, name in enumerate(config.alignment_layers):
         s = student_features[int(name[-1]) - 1]
         t = teacher_targets[i]
@@ -296,7 +328,7 @@ def alignment_losses(
 
 def compute_srha_loss(
     student: nn.Module,
-    teacher: SRHATeacher,
+    teacher: Optional[SRHATeacher],
     pixel_values: torch.Tensor,
     labels: torch.Tensor,
     srm_weights: Optional[torch.Tensor] = None,
@@ -314,12 +346,20 @@ def compute_srha_loss(
     (``teacher_srm_weights``) independently. Returns ``(loss, terms)`` where ``terms`` holds the weighted
     ``ce``, ``aux``, ``ga``, ``ra``, ``la`` and ``pc`` (detached); ``m2f``, ``ga``, ``ra``, ``la`` and ``pc``
     for Mask2Former.
+
+    Only the terms that are switched on are computed and reported: ``ga``/``ra``/``la`` when some layer
+    weight is positive (:func:`uses_teacher`; without any the teacher is not run and may be ``None``),
+    ``pc`` when ``pc_weight > 0`` and SRM doubled the batch. So the ablation's plain DeepLabV3+ row
+    (``srm=False``, alignment and PC weights 0) is exactly ``CE + aux_weight·CE_aux`` on ``B`` images.
     """
     model = getattr(student, "module", student)
     config = model.config
     batch = pixel_values.shape[0]
     if labels.shape[0] != batch:
         raise ValueError(f"labels batch {labels.shape[0]} does not match pixel_values batch {batch}")
+    aligned = uses_teacher(config)
+    if aligned and teacher is None:
+        raise ValueError("the config has positive GA/RA/LA weights but no teacher was given (build_teacher)")
 
     check_train_ids(labels, config.num_labels, config.ignore_index)  # once per batch
     with labels_checked():
@@ -328,10 +368,10 @@ def compute_srha_loss(
             labels=labels,
             srm_weights=srm_weights,
             generator=generator,
-            output_features=True,
+            output_features=aligned,
             return_loss=config.decode_head == "mask2former",  # DeepLabV3+: CE and aux are computed below
         )
-        targets = teacher(pixel_values, labels=labels, srm_weights=teacher_srm_weights, generator=generator)
+        targets = teacher(pixel_values, labels=labels, srm_weights=teacher_srm_weights, generator=generator) if aligned else None
     n_rep = outputs.logits.shape[0] // batch
     labels_all = labels.repeat(n_rep, 1, 1) if n_rep > 1 else labels
 
@@ -345,12 +385,11 @@ def compute_srha_loss(
     else:
         ce, aux = segmentation_losses(outputs.logits, labels_all, outputs.aux_logits, config.ignore_index)
         terms = {"ce": ce, "aux": config.aux_weight * aux if aux is not None else torch.zeros_like(ce)}
-    with labels_checked():
-        terms.update(alignment_losses(config, outputs.features, targets, labels))
+    if aligned:
+        with labels_checked():
+            terms.update(alignment_losses(config, outputs.features, targets, labels))
     if n_rep == 2 and config.pc_weight > 0:
         valid = (labels.to(ce.device) != config.ignore_index) if config.pc_mask_ignore else None
         terms["pc"] = config.pc_weight * prediction_consistency_loss(pc_logits[:batch], pc_logits[batch:], valid)
-    else:
-        terms["pc"] = torch.zeros_like(ce)
     loss = sum(terms.values())
     return loss, {name: value.detach() for name, value in terms.items()}
