@@ -55,6 +55,10 @@ class TrainConfig:
     backbone: str = "resnet50"
     backbone_pretrained: Optional[str] = "torchvision"
     teacher_mode: str = "faithful"
+    # The offline stand-in for ImageNet weights (srha_hf/training/pretrain.py): a plain DeepLabV3+ stage
+    # of this many steps on the source train split, whose backbone initialises student and teacher.
+    pretrain_steps: int = 0  # 0: off
+    pretrain_dir: Optional[str] = None  # cache; default <synthetic_root>/pretrained or <output_dir>/pretrain
     model_kwargs: Dict[str, Any] = field(default_factory=dict)  # any other SRHAConfig key
 
     # --- optimisation (SPEC §5.1)
@@ -72,6 +76,7 @@ class TrainConfig:
     eval_first_dataset_only: bool = True  # SPEC §9 T2: periodic evaluations use the first val dataset only
     eval_batch_size: int = 1
     eval_max_images: Optional[int] = None
+    eval_source: bool = False  # the final evaluation also covers the source's val split (the in-domain reference)
     mapillary_crop: str = "faithful"  # SPEC §9 D3: "faithful" or "corrected"
 
     # --- checkpoints, logging, publishing
@@ -111,6 +116,13 @@ class TrainConfig:
             raise ConfigError(f"mapillary_crop must be 'faithful' or 'corrected', got {self.mapillary_crop!r}")
         if self.teacher_mode not in ("faithful", "lean"):
             raise ConfigError(f"teacher_mode must be 'faithful' or 'lean', got {self.teacher_mode!r}")
+        if self.pretrain_steps < 0:
+            raise ConfigError(f"pretrain_steps must be >= 0 (0 = off), got {self.pretrain_steps}")
+        if self.pretrain_steps > 0 and self.backbone_pretrained:
+            raise ConfigError(
+                f"pretrain_steps={self.pretrain_steps} and backbone_pretrained={self.backbone_pretrained!r} are "
+                "alternatives (the stage stands in for ImageNet weights): set backbone_pretrained: null or pretrain_steps: 0"
+            )
         if self.push_to_hub and not self.hub_model_id:
             raise ConfigError("push_to_hub needs hub_model_id (e.g. your-name/srha-r50-gtav)")
         allowed = set(inspect.signature(SRHAConfig.__init__).parameters) - {"self", "kwargs"}
@@ -126,13 +138,14 @@ class TrainConfig:
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def model_config(self):
-        """The :class:`~srha_hf.SRHAConfig` of the student (and the teacher)."""
+    def model_config(self, backbone_pretrained: Optional[str] = None):
+        """The :class:`~srha_hf.SRHAConfig` of the student (and the teacher). ``backbone_pretrained``
+        replaces the config's value (the trainer passes the pretraining stage's backbone file)."""
         from ..configuration_srha import SRHAConfig
 
         return SRHAConfig(
             backbone=self.backbone,
-            backbone_pretrained=self.backbone_pretrained,
+            backbone_pretrained=backbone_pretrained or self.backbone_pretrained,
             teacher_mode=self.teacher_mode,
             **self.model_kwargs,
         )

@@ -122,9 +122,19 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     from tqdm.auto import tqdm
 
     from .. import SRHAForSemanticSegmentation, build_teacher, compute_srha_loss, update_teacher_ema
+    from ..losses import uses_teacher
     from ..data import SRHATrainDataset, SRMCollator, build_train_transform, load_benchmark
     from ..data.uniform import EpochSampler
     from ..evaluation import evaluate_model, write_evaluation_report
+
+    backbone_init = config.backbone_pretrained
+    if config.pretrain_steps > 0:  # before this run's Accelerator: the stage is a run of its own
+        from accelerate import PartialState
+
+        from .pretrain import ensure_pretrained_backbone
+
+        main = PartialState().is_main_process
+        backbone_init = str(ensure_pretrained_backbone(config, log=lambda m: main and print(f"[srha] {m}", flush=True)))
 
     output_dir = Path(config.output_dir)
     trackers = None if config.report_to in ("none", "", None) else config.report_to
@@ -145,6 +155,8 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     roots, eval_sizes = resolve_data(config, accelerator)
     source = load_benchmark(config.source_dataset, roots[config.source_dataset], config.train_split)
     val_sets = {name: load_benchmark(name, roots[name], config.val_split) for name in config.val_datasets}
+    if config.eval_source and config.source_dataset not in val_sets:  # last, so periodic evaluations skip it
+        val_sets[config.source_dataset] = load_benchmark(config.source_dataset, roots[config.source_dataset], config.val_split)
     resume_path = resolve_checkpoint(output_dir, config.resume_from_checkpoint)
     if config.resume_from_checkpoint == "latest" and resume_path is None:
         _log(accelerator, f"no checkpoint in {output_dir} yet: starting fresh")
@@ -176,21 +188,25 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
         train_set = make_train_set()
     # SPEC §7.3: the permutation is seeded with the epoch number alone, the same on every process.
     sampler = EpochSampler(train_set, num_replicas=world, rank=rank, seed=0, pad=True, yield_epoch=True)
-    model_config = config.model_config()
+    model_config = config.model_config(backbone_pretrained=backbone_init)
     collator = SRMCollator(seed=config.seed, concentration=model_config.srm_concentration)
 
     # ---------------- models and optimiser
     set_seed(config.seed)
     student = SRHAForSemanticSegmentation(model_config)
-    teacher = build_teacher(student.config)
+    # The teacher starts as a copy of the student's initial weights (the same ImageNet or stand-in
+    # backbone); rows of the ablation without any alignment term train without a teacher.
+    teacher = build_teacher(student.config, student) if uses_teacher(model_config) else None
     if world > 1 and device.type == "cuda":  # SyncBN only on multi-GPU CUDA runs
         student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
-        teacher = torch.nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
+        if teacher is not None:
+            teacher = torch.nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
         student.train()
-    teacher.to(device)
+    if teacher is not None:
+        teacher.to(device)
     optimizer = build_optimizer(student, config.lr, config.decoder_lr, config.momentum, config.weight_decay)
     student, optimizer = accelerator.prepare(student, optimizer)
-    if model_config.teacher_ema_alpha < 1.0:
+    if teacher is not None and model_config.teacher_ema_alpha < 1.0:
         accelerator.register_for_checkpointing(teacher)
     unwrapped = accelerator.unwrap_model(student)
 
@@ -288,7 +304,8 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
                 accelerator.backward(loss)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                update_teacher_ema(teacher, unwrapped, step, model_config.teacher_ema_alpha)
+                if teacher is not None:
+                    update_teacher_ema(teacher, unwrapped, step, model_config.teacher_ema_alpha)
                 step += 1
                 batch_in_epoch += 1
                 progress.update(1)
@@ -370,9 +387,10 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
                 "training_time_s": round(training_time, 1),
                 "train_it_per_s": round(it_per_s, 4),
                 "results": _plain(results),
+                "mean_target_miou": _round_or_none(target_mean(results, config.source_dataset)),
             },
         )
-        _print_table(results)
+        _print_table(results, config.source_dataset)
     accelerator.wait_for_everyone()
     if config.push_to_hub and accelerator.is_main_process:
         from ..hub import push_model_folder
@@ -397,10 +415,23 @@ def _plain(results: Dict[str, dict]) -> Dict[str, dict]:
     return {name: clean({k: v for k, v in res.items() if k != "confusion_matrix"}) for name, res in results.items()}
 
 
-def _print_table(results: Dict[str, dict]) -> None:
-    print("\n| target domain | images | mIoU |\n|---|---|---|")
+def target_mean(results: Dict[str, dict], source: str) -> float:
+    """Mean mIoU (in %) over the target domains of ``results`` (the source's own val split excluded)."""
+    targets = [r["mean_iou"] for name, r in results.items() if name != source]
+    return float(sum(targets) / len(targets) * 100) if targets else float("nan")
+
+
+def _round_or_none(value: float):
+    return None if math.isnan(value) else round(value, 2)
+
+
+def _print_table(results: Dict[str, dict], source: str) -> None:
+    print("\n| domain | images | mIoU |\n|---|---|---|")
     for name, res in results.items():
-        print(f"| {name} | {res.get('num_images', '?')} | {res['mean_iou'] * 100:.2f} |")
+        label = f"{name} (source val)" if name == source else name
+        print(f"| {label} | {res.get('num_images', '?')} | {res['mean_iou'] * 100:.2f} |")
+    if any(name != source for name in results):
+        print(f"| **mean over targets** | | **{target_mean(results, source):.2f}** |")
     print(flush=True)
 
 
@@ -426,7 +457,11 @@ def _publish(config: TrainConfig, recipe: str, model, results, model_dir: Path, 
         training={
             "train_split": config.train_split,
             "synthetic": config.synthetic_data,
-            "backbone_init": cfg.backbone_pretrained_source or "random (no ImageNet weights)",
+            "backbone_init": (
+                f"pretraining stage ({config.pretrain_steps} plain steps on the source; {cfg.backbone_pretrained_source})"
+                if config.pretrain_steps
+                else cfg.backbone_pretrained_source or "random (no ImageNet weights)"
+            ),
             "max_iter": config.max_iter,
             "lr": config.lr,
             "decoder_lr": config.decoder_lr,

@@ -1,0 +1,170 @@
+"""The pretraining stage: a stand-in for ImageNet weights when none can be had (offline, the demo).
+
+SRHA assumes that student and teacher start from a backbone whose weights were learned before SRHA
+training: ImageNet in the paper. From a random initialisation the prediction-consistency term pulls the
+two halves' predictions together before the network can segment, and the frozen random ``layer0`` never
+learns (measured in ``benchmarks/README.md``). Where ``backbone_pretrained`` cannot be set (no network,
+no weights file), ``pretrain_steps: N`` runs a short *plain* DeepLabV3+ stage first, on the source's
+train split: cross-entropy and the dsn term only, no SRM, no teacher, every stage trained (``layer0``
+included, as ImageNet training does). Its backbone ``layer0..layer4`` is written as a safetensors file in
+the staged layout and then loaded into student and teacher exactly as a ``backbone_pretrained`` file
+is; its decode head is discarded, as an ImageNet classifier would be. The method itself is unchanged.
+
+The stage is cached like the synthetic benchmark: under ``pretrain_dir`` (default
+``<synthetic_root>/pretrained`` for synthetic data, else ``<output_dir>/pretrain``) in a folder named
+after a hash of everything that determines it, with ``stage.json`` (its settings and source-val mIoU)
+written last. A second run with the same settings reuses the file; an interrupted stage resumes from its
+own checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Dict, Optional
+
+BACKBONE_FILE = "backbone.safetensors"
+STAGE_FILE = "stage.json"
+# The SRHAConfig keys of the plain stage: no SRM, no teacher terms, no PC, layer0 trained.
+PLAIN_MODEL_KWARGS = {
+    "srm": False,
+    "pc_weight": 0.0,
+    "ga_weights": [0.0, 0.0, 0.0, 0.0],
+    "ra_weights": [0.0, 0.0, 0.0, 0.0],
+    "la_weights": [0.0, 0.0, 0.0, 0.0],
+}
+
+
+def stage_config(config):
+    """The :class:`TrainConfig` of the plain pretraining stage of ``config`` (which has ``pretrain_steps > 0``)."""
+    keep = {  # what the stage shares with the run: data, transforms, optimiser, seed
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name
+        in (
+            "source_dataset", "gtav_root", "synthia_root", "cityscapes_root", "bdd100k_root", "mapillary_root",
+            "train_split", "val_split", "synthetic_data", "synthetic_root", "synthetic_num_train", "synthetic_num_val",
+            "synthetic_size", "crop_size", "scale_min", "scale_max", "color_jitter", "gaussian_blur", "exact_resize",
+            "class_uniform", "class_uniform_pct", "class_uniform_tile", "centroid_cache_dir", "num_workers", "backbone",
+            "batch_size", "lr", "decoder_lr", "momentum", "weight_decay", "poly_power", "seed", "mapillary_crop",
+        )
+    }  # fmt: skip
+    model_kwargs = {k: v for k, v in config.model_kwargs.items() if k in ("resnet_dilate_all_layer4_blocks", "d16_dilate_only_stride2")}
+    model_kwargs.update(PLAIN_MODEL_KWARGS, freeze_layer0=False)
+    return type(config)(
+        **keep,
+        val_datasets=[config.source_dataset],
+        backbone_pretrained=None,
+        model_kwargs=model_kwargs,
+        max_iter=config.pretrain_steps,
+        pretrain_steps=0,
+        eval_steps=0,
+        eval_source=False,
+        eval_batch_size=config.eval_batch_size,
+        checkpointing_steps=max(1, config.pretrain_steps // 4),
+        checkpoints_total_limit=1,
+        logging_steps=config.logging_steps,
+        report_to="none",
+        resume_from_checkpoint="latest",
+    )
+
+
+def stage_key(config) -> str:
+    """A short hash of everything that determines the stage's weights."""
+    stage = stage_config(config)
+    fields = stage.to_dict()
+    for key in ("num_workers", "centroid_cache_dir", "output_dir", "logging_steps", "resume_from_checkpoint", "eval_batch_size"):
+        fields.pop(key, None)  # how it runs, not what it learns
+    if stage.synthetic_data:
+        for name in ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary"):
+            fields.pop(f"{name}_root", None)
+        fields["synthetic_root"] = None  # the same benchmark wherever it is stored
+        from ..data.synthetic import SYNTHETIC_VERSION
+
+        fields["synthetic_version"] = SYNTHETIC_VERSION
+    else:
+        fields["root"] = str(Path(config.data_root(config.source_dataset) or "").resolve())
+        fields["synthetic_root"] = None
+    text = json.dumps(fields, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def stage_dir(config) -> Path:
+    base = config.pretrain_dir or (
+        str(Path(config.synthetic_root) / "pretrained") if config.synthetic_data else str(Path(config.output_dir) / "pretrain")
+    )
+    return Path(base) / f"{config.backbone}-{config.source_dataset}-{config.pretrain_steps}steps-{stage_key(config)}"
+
+
+def read_stage(folder: Path) -> Optional[Dict[str, object]]:
+    """The stage's ``stage.json`` when the stage in ``folder`` is complete, else ``None``."""
+    marker = Path(folder) / STAGE_FILE
+    if not (marker.is_file() and (Path(folder) / BACKBONE_FILE).is_file()):
+        return None
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def extract_backbone(model_dir: Path, out_file: Path) -> int:
+    """Write the ``layer0..layer4`` tensors of the model saved in ``model_dir`` to ``out_file``
+    (safetensors, staged layout, atomically); return how many tensors were written."""
+    from safetensors.torch import load_file, save_file
+
+    from ..evaluation import atomic_write
+
+    state = load_file(str(Path(model_dir) / "model.safetensors"))
+    backbone = {k: v.contiguous() for k, v in state.items() if k.split(".", 1)[0] in ("layer0", "layer1", "layer2", "layer3", "layer4")}
+    if not backbone:
+        raise ValueError(f"{model_dir}/model.safetensors holds no layer0..layer4 tensors")
+    atomic_write(str(out_file), lambda tmp: save_file(backbone, tmp, metadata={"format": "pt", "layout": "srha-staged"}))
+    return len(backbone)
+
+
+def ensure_pretrained_backbone(config, log=print) -> Path:
+    """Run (or reuse) the pretraining stage of ``config``; return the backbone file's path.
+
+    Every process of a distributed launch calls this: the stage itself is a distributed run, the
+    main process writes the backbone file and ``stage.json``, the others wait for them."""
+    from accelerate import PartialState
+
+    from ..evaluation import atomic_write
+    from .trainer import train
+
+    folder = stage_dir(config)
+    state = PartialState()
+    info = read_stage(folder)
+    if info is not None:
+        log(f"pretraining stage: reusing {folder / BACKBONE_FILE} (source val mIoU {info['source_val_miou']:.2f})")
+        return folder / BACKBONE_FILE
+    stage = dataclasses.replace(stage_config(config), output_dir=str(folder / "run"))
+    log(
+        f"pretraining stage (the offline stand-in for ImageNet weights): plain DeepLabV3+ on "
+        f"{config.source_dataset} {config.train_split} for {config.pretrain_steps} steps, cached in {folder}"
+    )
+    outcome = train(stage, recipe="pretrain")
+    if outcome["status"] != "completed":
+        raise RuntimeError(f"the pretraining stage stopped at step {outcome['step']}: run again to resume it")
+    state.wait_for_everyone()
+    if state.is_main_process:
+        count = extract_backbone(Path(outcome["model_dir"]), folder / BACKBONE_FILE)
+        result = outcome["results"][config.source_dataset]
+        info = {
+            "backbone": config.backbone,
+            "source_dataset": config.source_dataset,
+            "steps": config.pretrain_steps,
+            "key": stage_key(config),
+            "tensors": count,
+            "source_val_miou": round(float(result["mean_iou"]) * 100, 2),
+            "settings": stage.to_dict(),
+        }
+        atomic_write(str(folder / STAGE_FILE), lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
+    state.wait_for_everyone()
+    info = read_stage(folder)
+    if info is None:
+        raise RuntimeError(f"the pretraining stage finished but {folder / STAGE_FILE} is missing")
+    log(f"pretraining stage done: source val mIoU {info['source_val_miou']:.2f}; backbone in {folder / BACKBONE_FILE}")
+    return folder / BACKBONE_FILE
