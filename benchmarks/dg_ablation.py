@@ -1,0 +1,238 @@
+"""The paper's ablation in miniature: train on the synthetic GTAV-format source, evaluate on the four
+synthetic targets (Cityscapes, BDD-100K, Mapillary, Synthia formats) and on the source's val split.
+
+Rows (each a set of ``model_kwargs`` over ``configs/demo.yaml``; everything else is the same recipe):
+
+* ``plain``   DeepLabV3+: CE + aux only, no SRM (batch B), no teacher;
+* ``srm``     + SRM (the batch doubles to [original; rearranged]), CE on both halves;
+* ``srm_pc``  + SRM + prediction consistency (pc_weight 10);
+* ``srm_hac`` + SRM + HAC (GA/RA/LA, weights 0.4/0.6/0.8/1.0, the frozen teacher), no PC;
+* ``full``    full SRHA (SRM + HAC + PC), the demo as shipped.
+
+``--init pretrained`` (default) starts every row from the demo's pretraining stage (the offline stand-in
+for ImageNet weights, one per seed, shared by the rows of that seed; see srha_hf/training/pretrain.py);
+``--init random`` from a random initialisation, as the demo did before the stage existed.
+
+Each (row, seed) run is ``scripts/train.py`` in its own folder under ``--out``; a finished run (its
+``all_results.json``) is read back, an unfinished one resumes from its last checkpoint, so a killed
+sweep continues where it stopped. Prints one JSON object, and writes ``results.json``, ``table.md`` (mean
+± std over seeds per target, their average, and the source val mIoU) and ``ablation.png`` (grouped bars)
+into ``--out``.
+
+Usage:
+    python benchmarks/dg_ablation.py --scale demo            # this CPU, about an hour
+    python benchmarks/dg_ablation.py --scale demo --init random --seeds 304 --rows plain,srm,srm_pc,full
+    python benchmarks/dg_ablation.py --scale gpu             # a GPU machine: more images, larger crops, more steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _common import machine
+
+from srha_hf.training.ablation import ABLATION_ROWS as ROWS
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGETS = ("cityscapes", "bdd100k", "mapillary", "synthia")
+SOURCE = "gtav"
+# Overrides of configs/demo.yaml per scale. "demo" is the demo recipe itself.
+SCALES = {
+    "demo": {},
+    "gpu": {
+        "synthetic_root": "outputs/synthetic_gpu",
+        "synthetic_num_train": 1000,
+        "synthetic_num_val": 50,
+        "synthetic_size": [768, 424],
+        "crop_size": 384,
+        "class_uniform_tile": 256,
+        "batch_size": 8,
+        "max_iter": 3000,
+        "pretrain_steps": 3000,
+        "num_workers": 8,
+        "eval_batch_size": 4,
+    },
+}
+
+
+def row_command(row: str, seed: int, init: str, scale: str, out: Path) -> list:
+    overrides = dict(SCALES[scale])
+    if init == "random":
+        overrides["pretrain_steps"] = 0
+    overrides.update(
+        seed=seed,
+        output_dir=str(out),
+        model_kwargs=ROWS[row][1],
+        eval_steps=0,
+        eval_source=True,
+        val_datasets=list(TARGETS),
+        report_to="tensorboard",  # every loss term per step, for diagnosis (logs/ of each run)
+        resume_from_checkpoint="latest",
+        checkpointing_steps=100,
+        checkpoints_total_limit=1,
+    )
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", str(ROOT / "configs" / "demo.yaml")]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", json.dumps(value)]  # JSON is YAML: the script parses it back exactly
+    return cmd
+
+
+def read_run(folder: Path) -> dict | None:
+    path = folder / "all_results.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    res = data["results"]
+    miou = {name: res[name]["mean_iou"] * 100 for name in (*TARGETS, SOURCE) if name in res}
+    per_class = {name: {k: (v * 100 if v is not None else None) for k, v in res[name]["per_category_iou"].items()} for name in res}
+    return {
+        "miou": miou,
+        "target_mean": statistics.fmean(miou[t] for t in TARGETS),
+        "train_time_s": data["training_time_s"],
+        "per_class_iou": per_class,
+    }
+
+
+def run_one(row: str, seed: int, init: str, scale: str, out: Path, log_dir: Path) -> dict:
+    done = read_run(out)
+    if done is not None:
+        return done
+    out.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{out.parent.name}_{out.name}.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    start = time.time()
+    print(f"[dg_ablation] {row} seed {seed} ({init}) -> {out} (log {log})", file=sys.stderr, flush=True)
+    with open(log, "a") as fh:
+        proc = subprocess.run(row_command(row, seed, init, scale, out), cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"{row} seed {seed} failed (exit {proc.returncode}); see {log}")
+    result = read_run(out)
+    if result is None:
+        raise SystemExit(f"{row} seed {seed} finished without {out / 'all_results.json'}; see {log}")
+    print(f"[dg_ablation] {row} seed {seed}: target mean {result['target_mean']:.2f} ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+    return result
+
+
+def summarise(runs: dict) -> dict:
+    """``{row: {column: (mean, std, n)}}`` over seeds; columns are the targets, ``mean`` and ``source``."""
+    table = {}
+    for row, by_seed in runs.items():
+        cols = {}
+        for col in (*TARGETS, "mean", "source"):
+            values = [
+                r["target_mean"] if col == "mean" else r["miou"].get(SOURCE if col == "source" else col)
+                for r in by_seed.values()
+            ]
+            values = [v for v in values if v is not None]
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            cols[col] = (statistics.fmean(values), std, len(values)) if values else (float("nan"), 0.0, 0)
+        table[row] = cols
+    return table
+
+
+def markdown(table: dict, seeds: list, init: str, scale: str) -> str:
+    head = "| row | " + " | ".join(TARGETS) + " | **targets mean** | source val (gtav) |"
+    lines = [
+        f"Scale `{scale}`, init `{init}`, seeds {', '.join(map(str, seeds))}: mIoU (%) as mean ± std over seeds.",
+        "",
+        head,
+        "|" + "---|" * (len(TARGETS) + 3),
+    ]
+    for row, cols in table.items():
+        cells = [f"{cols[c][0]:.1f} ± {cols[c][1]:.1f}" for c in TARGETS]
+        mean = cols["mean"]
+        lines.append(
+            f"| {ROWS[row][0]} | " + " | ".join(cells) + f" | **{mean[0]:.1f} ± {mean[1]:.1f}** | {cols['source'][0]:.1f} ± {cols['source'][1]:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chart(table: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cols = (*TARGETS, "mean", "source")
+    labels = ["Cityscapes", "BDD-100K", "Mapillary", "Synthia", "targets mean", "source val"]
+    x = np.arange(len(cols))
+    width = 0.8 / max(1, len(table))
+    fig, ax = plt.subplots(figsize=(11, 4.5), dpi=110)
+    for i, (row, values) in enumerate(table.items()):
+        means = [values[c][0] for c in cols]
+        stds = [values[c][1] for c in cols]
+        ax.bar(x + (i - (len(table) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=ROWS[row][0])
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title(title)
+    ax.axvline(len(TARGETS) + 0.5, color="grey", lw=0.8, ls=":")
+    ax.legend(fontsize=8, ncol=3, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_ylim(0, max(100, ax.get_ylim()[1]))
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=sorted(SCALES), default="demo")
+    parser.add_argument("--init", choices=("pretrained", "random"), default="pretrained")
+    parser.add_argument("--seeds", default="304,305,306", help="comma-separated training seeds (default: 304,305,306)")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows among {', '.join(ROWS)}")
+    parser.add_argument("--out", default=None, help="sweep folder (default outputs/dg_ablation/<scale>-<init>)")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; expected some of {', '.join(ROWS)}")
+    out = Path(args.out or ROOT / "outputs" / "dg_ablation" / f"{args.scale}-{args.init}")
+    log_dir = out / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    runs: dict = {row: {} for row in rows}
+    # seeds outermost: the rows of one seed share its pretraining stage, which the first row runs
+    for seed in seeds:
+        for row in rows:
+            runs[row][seed] = run_one(row, seed, args.init, args.scale, out / row / f"seed{seed}", log_dir)
+    table = summarise(runs)
+    md = markdown(table, seeds, args.init, args.scale)
+    write_atomic(out / "table.md", md)
+    chart(table, out / "ablation.png", f"SRHA ablation on the synthetic benchmark ({args.scale} scale, {args.init} init, {len(seeds)} seeds)")
+    result = {
+        "benchmark": "dg_ablation",
+        "machine": machine(),
+        "scale": args.scale,
+        "init": args.init,
+        "seeds": seeds,
+        "wall_s": round(time.time() - start, 1),
+        "summary": {row: {c: {"mean": round(m, 2), "std": round(s, 2), "n": n} for c, (m, s, n) in cols.items()} for row, cols in table.items()},
+        "runs": {row: {str(seed): {k: v for k, v in r.items() if k != "per_class_iou"} for seed, r in by_seed.items()} for row, by_seed in runs.items()},
+        "table_md": str(out / "table.md"),
+        "chart_png": str(out / "ablation.png"),
+    }
+    write_atomic(out / "results.json", json.dumps({**result, "per_class": {row: {str(s): r["per_class_iou"] for s, r in bs.items()} for row, bs in runs.items()}}, indent=1))
+    print(json.dumps(result, indent=1))
+    sys.stderr.write(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The teacher starts as the student, each ablation row trains exactly its own objective, and the
+pretraining stage (the offline stand-in for ImageNet weights) initialises student and teacher."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import srha_hf
+from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, build_teacher, compute_srha_loss, uses_teacher
+from srha_hf.training import load_config, parse_overrides
+from srha_hf.training.ablation import ABLATION_ROWS, ROW_TERMS
+from srha_hf.training.pretrain import BACKBONE_FILE, STAGE_FILE, stage_config, stage_dir
+from test_train import launch, run_args, synthetic_root  # noqa: F401 - the fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(**kw):
+    return SRHAConfig(backbone="mobilenetv2", **kw)
+
+
+def street_batch(gen, batch=2, size=64):
+    labels = torch.randint(0, 19, (batch, size // 8, size // 8), generator=gen)
+    labels = labels.repeat_interleave(8, 1).repeat_interleave(8, 2)
+    labels[:, :4] = 255
+    return torch.randn(batch, 3, size, size, generator=gen), labels
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+def test_teacher_starts_as_a_copy_of_the_random_student():
+    torch.manual_seed(0)
+    student = SRHAForSemanticSegmentation(tiny())
+    teacher = build_teacher(student.config, student)
+    assert_same_weights(teacher.model, student)
+    # without the student it is an unrelated random draw, which is what the trainer no longer does
+    other = build_teacher(student.config)
+    assert not torch.equal(other.model.layer2[0].conv[0][0].weight, student.layer2[0].conv[0][0].weight)
+    # a student of another architecture is refused with a clear message
+    with pytest.raises(ValueError, match="does not match the teacher's config"):
+        build_teacher(tiny(aspp_channels=64), student)
+
+
+def test_teacher_starts_as_the_pretrained_student_and_stays_fixed(tmp_path):
+    import torchvision
+
+    tv = torchvision.models.mobilenet_v2(weights=None)
+    path = tmp_path / "mbv2.pth"
+    torch.save(tv.state_dict(), path)
+    student = SRHAForSemanticSegmentation(tiny(backbone_pretrained=str(path))).train()
+    teacher = build_teacher(student.config, student)
+    assert_same_weights(teacher.model, student)
+    assert torch.equal(teacher.model.layer3[0].conv[0][0].weight, tv.features[11].conv[0][0].weight)
+    assert teacher.model.config.backbone_pretrained_source == str(path)
+    before = {k: v.clone() for k, v in teacher.model.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=0.05)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(2):  # two steps with EMA off (the faithful alpha = 1)
+        x, labels = street_batch(gen)
+        loss, _ = compute_srha_loss(student, teacher, x, labels, generator=gen)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        srha_hf.update_teacher_ema(teacher, student, 0, student.config.teacher_ema_alpha)
+    for key, value in teacher.model.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(value, before[key]), key
+    assert not torch.equal(student.layer3[0].conv[0][0].weight, before["layer3.0.conv.0.0.weight"])
+
+
+@pytest.mark.parametrize("row", list(ABLATION_ROWS))
+def test_each_ablation_row_trains_exactly_its_terms(row):
+    torch.manual_seed(0)
+    config = tiny(**ABLATION_ROWS[row][1])
+    student = SRHAForSemanticSegmentation(config).train()
+    expected_terms, rows_per_image = ROW_TERMS[row]
+    assert uses_teacher(config) == ("ga" in expected_terms)
+    teacher = build_teacher(config, student) if uses_teacher(config) else None
+    calls = {"student": [], "teacher": 0}
+    student.register_forward_hook(lambda m, args, out: calls["student"].append(out.logits.shape[0]))
+    if teacher is not None:
+        teacher.register_forward_hook(lambda m, args, out: calls.__setitem__("teacher", calls["teacher"] + 1))
+    optimizer = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=0.01)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(2):
+        x, labels = street_batch(gen)
+        loss, terms = compute_srha_loss(student, teacher, x, labels, generator=gen)
+        assert set(terms) == expected_terms
+        assert torch.allclose(loss.detach(), sum(terms.values()))
+        assert all(torch.isfinite(v) and v >= 0 for v in terms.values())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert calls["student"] == [2 * rows_per_image] * 2
+    assert calls["teacher"] == (2 if teacher is not None else 0)
+
+
+def test_alignment_without_a_teacher_is_refused():
+    student = SRHAForSemanticSegmentation(tiny()).train()
+    x, labels = street_batch(torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="no teacher was given"):
+        compute_srha_loss(student, None, x, labels)
+
+
+def test_the_demo_runs_full_srha_from_the_pretraining_stage():
+    demo = load_config(ROOT / "configs" / "demo.yaml")
+    assert demo.pretrain_steps > 0 and demo.backbone_pretrained is None and demo.eval_source
+    mc = demo.model_config()
+    assert mc.srm and mc.pc_weight == 10 and uses_teacher(mc) and demo.model_kwargs == {}
+    stage = stage_config(demo)
+    smc = stage.model_config()
+    assert (stage.max_iter, stage.pretrain_steps, stage.val_datasets) == (demo.pretrain_steps, 0, ["gtav"])
+    assert not smc.srm and smc.pc_weight == 0 and not uses_teacher(smc) and not smc.freeze_layer0
+    # the cache folder depends on what the stage learns, not on where the run writes
+    assert stage_dir(demo) == stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"output_dir": "elsewhere", "max_iter": 5}))
+    assert stage_dir(demo) != stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"seed": 1}))
+    with pytest.raises(Exception, match="are alternatives"):
+        load_config(ROOT / "configs" / "demo.yaml", parse_overrides(["--backbone_pretrained", "torchvision"]))
+
+
+def test_pretraining_stage_initialises_student_and_teacher(synthetic_root, tmp_path):
+
+    cache = tmp_path / "stage"
+    out_dir = tmp_path / "run"
+    args = run_args(synthetic_root, out_dir, "--max_iter", "2", "--checkpointing_steps", "0", "--val_datasets", "cityscapes")
+    args += ["--pretrain_steps", "2", "--pretrain_dir", str(cache), "--eval_source", "true"]
+    out = launch(args)
+    folders = list(cache.iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith("shufflenetv2-gtav-2steps-")
+    stage = json.loads((folders[0] / STAGE_FILE).read_text())
+    assert stage["steps"] == 2 and 0 <= stage["source_val_miou"] <= 100
+    backbone = load_file(folders[0] / BACKBONE_FILE)
+    assert {k.split(".")[0] for k in backbone} == {"layer0", "layer1", "layer2", "layer3", "layer4"}
+    # the stage trained layer0 (the SRHA run then freezes it): it moved away from any fresh draw
+    stage_model = load_file(folders[0] / "run" / "model" / "model.safetensors")
+    assert all(torch.equal(backbone[k], stage_model[k]) for k in backbone)
+    trained = load_file(out_dir / "model" / "model.safetensors")
+    # frozen layer0 of the SRHA run is exactly the stage's (its BN in eval mode, no gradients)
+    for key in backbone:
+        if key.startswith("layer0"):
+            assert torch.equal(trained[key], backbone[key]), key
+    assert "pretraining stage done" in out.stdout and "(source val)" in out.stdout and "mean over targets" in out.stdout
+    results = json.loads((out_dir / "all_results.json").read_text())
+    assert set(results["results"]) == {"cityscapes", "gtav"}
+    assert abs(results["mean_target_miou"] - results["results"]["cityscapes"]["mean_iou"] * 100) < 0.01
+    card = (out_dir / "model" / "README.md").read_text()
+    assert "pretraining stage (2 plain steps" in card
+    # a second run reuses the cached stage
+    again = launch(run_args(synthetic_root, tmp_path / "again", "--max_iter", "1", "--checkpointing_steps", "0", "--val_datasets", "cityscapes", "--pretrain_steps", "2", "--pretrain_dir", str(cache)))
+    assert "pretraining stage: reusing" in again.stdout and len(list(cache.iterdir())) == 1
+
+
+def test_backbone_file_loads_like_an_imagenet_file(tmp_path):
+    """The stage's file (staged keys, safetensors) goes through the same loader as ImageNet weights."""
+    donor = SRHAForSemanticSegmentation(tiny(freeze_layer0=False))
+    staged = {k: v for k, v in donor.state_dict().items() if k.split(".")[0].startswith("layer")}
+    path = tmp_path / BACKBONE_FILE
+    save_file({k: v.contiguous() for k, v in staged.items()}, str(path))
+    student = SRHAForSemanticSegmentation(tiny(backbone_pretrained=str(path)))
+    for key, value in staged.items():
+        assert torch.equal(student.state_dict()[key], value), key
