@@ -279,7 +279,8 @@ def uses_teacher(config) -> bool:
 def update_teacher_ema(teacher: SRHATeacher, student: nn.Module, step: int, alpha: float) -> None:
     """SPEC §3.1 EMA (off by default, ``alpha = 1``): at step 0 copy the student's parameters, then
     ``θ_t ← a·θ_t + (1 − a)·θ_s`` with ``a = min(1 − 1/(step + 1), alpha)``. Parameters only, not BN
-    buffers, as the reference."""
+    buffers, as the reference. The trainer calls it, as the reference does, *before* step ``step``'s
+    forward: step 0 copies the initial student, step 1 blends in the student after one update."""
     if alpha >= 1.0:
         return
     a = 0.0 if step == 0 else min(1.0 - 1.0 / (step + 1), alpha)

@@ -45,9 +45,13 @@ class TrainConfig:
     color_jitter: bool = True
     gaussian_blur: bool = True
     exact_resize: bool = True
+    blur_p: float = 1.0  # SPEC §9 D2: the reference blurs every sample
+    blur_rounding: str = "truncate"  # SPEC §9 D2: kernel radius truncated (faithful) or "round"
+    shift_centroid_by_padding: bool = False  # SPEC §9 D4: the reference does not offset the centroid by the crop padding
     class_uniform: bool = True
     class_uniform_pct: float = 0.5
     class_uniform_tile: int = 1024
+    class_uniform_whole_tiles_only: bool = True  # SPEC §9 D6: centroids only from whole tiles (faithful)
     centroid_cache_dir: Optional[str] = None  # default: <output_dir>/centroids
     num_workers: int = 8
 
@@ -76,6 +80,7 @@ class TrainConfig:
     eval_first_dataset_only: bool = True  # SPEC §9 T2: periodic evaluations use the first val dataset only
     eval_batch_size: int = 1
     eval_max_images: Optional[int] = None
+    eval_drop_remainder: bool = True  # SPEC §9 T3: drop len % world images across processes, as the reference
     eval_source: bool = False  # the final evaluation also covers the source's val split (the in-domain reference)
     mapillary_crop: str = "faithful"  # SPEC §9 D3: "faithful" or "corrected"
 
@@ -112,6 +117,10 @@ class TrainConfig:
             raise ConfigError(f"checkpointing_steps must be >= 0 (0 = only at the end), got {self.checkpointing_steps}")
         if not 0 < self.scale_min <= self.scale_max:
             raise ConfigError(f"need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")
+        if not 0.0 <= self.blur_p <= 1.0:
+            raise ConfigError(f"blur_p must be a probability in [0, 1], got {self.blur_p}")
+        if self.blur_rounding not in ("truncate", "round"):
+            raise ConfigError(f"blur_rounding must be 'truncate' or 'round', got {self.blur_rounding!r}")
         if self.mapillary_crop not in ("faithful", "corrected"):
             raise ConfigError(f"mapillary_crop must be 'faithful' or 'corrected', got {self.mapillary_crop!r}")
         if self.teacher_mode not in ("faithful", "lean"):

@@ -47,7 +47,8 @@ def stage_config(config):
             "source_dataset", "gtav_root", "synthia_root", "cityscapes_root", "bdd100k_root", "mapillary_root",
             "train_split", "val_split", "synthetic_data", "synthetic_root", "synthetic_num_train", "synthetic_num_val",
             "synthetic_size", "crop_size", "scale_min", "scale_max", "color_jitter", "gaussian_blur", "exact_resize",
-            "class_uniform", "class_uniform_pct", "class_uniform_tile", "centroid_cache_dir", "num_workers", "backbone",
+            "blur_p", "blur_rounding", "shift_centroid_by_padding", "class_uniform", "class_uniform_pct",
+            "class_uniform_tile", "class_uniform_whole_tiles_only", "eval_drop_remainder", "centroid_cache_dir", "num_workers", "backbone",
             "batch_size", "lr", "decoder_lr", "momentum", "weight_decay", "poly_power", "seed", "mapillary_crop",
         )
     }  # fmt: skip

@@ -98,6 +98,20 @@ class _Interrupt:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def train_transform_kwargs(config: TrainConfig) -> dict:
+    """The :func:`~srha_hf.data.build_train_transform` arguments of a run (SPEC §5.3 and the §9 D2/D4 switches)."""
+    return {
+        "crop_size": config.crop_size,
+        "scale_range": (config.scale_min, config.scale_max),
+        "color_jitter": config.color_jitter,
+        "gaussian_blur": config.gaussian_blur,
+        "blur_p": config.blur_p,
+        "blur_rounding": config.blur_rounding,
+        "shift_centroid_by_padding": config.shift_centroid_by_padding,
+        "exact_resize": config.exact_resize,
+    }
+
+
 def _any_process(accelerator, flag: bool) -> bool:
     if accelerator.num_processes == 1:
         return flag
@@ -161,13 +175,7 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     if config.resume_from_checkpoint == "latest" and resume_path is None:
         _log(accelerator, f"no checkpoint in {output_dir} yet: starting fresh")
 
-    transform = build_train_transform(
-        crop_size=config.crop_size,
-        scale_range=(config.scale_min, config.scale_max),
-        color_jitter=config.color_jitter,
-        gaussian_blur=config.gaussian_blur,
-        exact_resize=config.exact_resize,
-    )
+    transform = build_train_transform(**train_transform_kwargs(config))
 
     def make_train_set():
         return SRHATrainDataset(
@@ -177,6 +185,7 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
             class_uniform=config.class_uniform,
             pct=config.class_uniform_pct,
             tile=config.class_uniform_tile,
+            whole_tiles_only=config.class_uniform_whole_tiles_only,
             cache_dir=config.centroid_cache_dir or str(output_dir / "centroids"),
             progress=accelerator.is_main_process,
         )
@@ -240,6 +249,7 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
             eval_sizes=eval_sizes,
             progress=accelerator.is_main_process,
             max_images=config.eval_max_images,
+            drop_remainder=config.eval_drop_remainder,
         )
         unwrapped.train()
         if trackers:
@@ -289,6 +299,8 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
                 pixel_values = batch["pixel_values"].to(device, non_blocking=True)
                 labels = batch["labels"].to(device, non_blocking=True)
                 srm_weights = batch["srm_weights"].to(device, non_blocking=True)
+                if teacher is not None:  # as the reference: before the forward (step 0 copies the initial student)
+                    update_teacher_ema(teacher, unwrapped, step, model_config.teacher_ema_alpha)
                 with accelerator.autocast():
                     loss, terms = compute_srha_loss(
                         student, teacher, pixel_values, labels, srm_weights=srm_weights, generator=generator
@@ -304,8 +316,6 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
                 accelerator.backward(loss)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                if teacher is not None:
-                    update_teacher_ema(teacher, unwrapped, step, model_config.teacher_ema_alpha)
                 step += 1
                 batch_in_epoch += 1
                 progress.update(1)

@@ -1,0 +1,86 @@
+"""Recipe keys for the SPEC §9 switches reach the code they steer, and the EMA teacher is updated in the
+reference's order (before each step's forward)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import srha_hf.data
+import srha_hf.evaluation
+from srha_hf.training import ConfigError, load_config, parse_overrides
+from srha_hf.training.trainer import train, train_transform_kwargs
+from test_train import launch, run_args, synthetic_root  # noqa: F401 - the fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_switch_defaults_are_faithful_and_validated():
+    c = load_config(ROOT / "configs" / "r50_gtav.yaml")
+    assert (c.blur_p, c.blur_rounding, c.shift_centroid_by_padding) == (1.0, "truncate", False)
+    assert c.class_uniform_whole_tiles_only and c.eval_drop_remainder
+    t = srha_hf.data.build_train_transform(**train_transform_kwargs(c))
+    assert (t.blur_p, t.blur_rounding, t.shift_centroid_by_padding) == (1.0, "truncate", False)
+    with pytest.raises(ConfigError, match="blur_rounding must be 'truncate' or 'round'"):
+        load_config(None, {"blur_rounding": "ceil"})
+    with pytest.raises(ConfigError, match=r"blur_p must be a probability in \[0, 1\], got 1.5"):
+        load_config(None, {"blur_p": 1.5})
+
+
+def test_recipe_switches_reach_the_transform_the_dataset_and_the_evaluation(synthetic_root, tmp_path, monkeypatch):
+    seen = {}
+
+    real_transform, real_dataset, real_eval = srha_hf.data.build_train_transform, srha_hf.data.SRHATrainDataset, srha_hf.evaluation.evaluate_model
+
+    def transform(**kwargs):
+        seen["transform"] = kwargs
+        return real_transform(**kwargs)
+
+    class Dataset(real_dataset):
+        def __init__(self, *args, **kwargs):
+            seen["dataset"] = kwargs
+            super().__init__(*args, **kwargs)
+
+    def evaluate(*args, **kwargs):
+        seen["evaluate"] = kwargs
+        return real_eval(*args, **kwargs)
+
+    monkeypatch.setattr(srha_hf.data, "build_train_transform", transform)
+    monkeypatch.setattr(srha_hf.data, "SRHATrainDataset", Dataset)
+    monkeypatch.setattr(srha_hf.evaluation, "evaluate_model", evaluate)
+    args = run_args(synthetic_root, tmp_path / "run", "--max_iter", "1", "--checkpointing_steps", "0", "--val_datasets", "cityscapes")
+    args += ["--blur_p", "0.25", "--blur_rounding", "round", "--shift_centroid_by_padding", "true"]
+    args += ["--class_uniform_whole_tiles_only", "false", "--eval_drop_remainder", "false"]
+    config = load_config(None, parse_overrides(args))
+    assert train(config)["status"] == "completed"
+    assert (seen["transform"]["blur_p"], seen["transform"]["blur_rounding"], seen["transform"]["shift_centroid_by_padding"]) == (0.25, "round", True)
+    assert seen["dataset"]["whole_tiles_only"] is False
+    assert seen["evaluate"]["drop_remainder"] is False
+
+
+def test_ema_teacher_is_updated_before_each_forward(synthetic_root, tmp_path):
+    out_dir = tmp_path / "ema"
+    launch(
+        run_args(
+            synthetic_root, out_dir, "--max_iter", "2", "--checkpointing_steps", "1", "--checkpoints_total_limit", "2",
+            "--val_datasets", "cityscapes", "--model_kwargs", "{teacher_ema_alpha: 0.5}",
+        )
+    )  # fmt: skip
+
+    def teacher(step):
+        state = torch.load(out_dir / f"checkpoint-{step}" / "custom_checkpoint_0.pkl", weights_only=True)
+        return {k.removeprefix("model."): v for k, v in state.items()}
+
+    def student(step):
+        return load_file(out_dir / f"checkpoint-{step}" / "model.safetensors")
+
+    t1, t2, s1, s2 = teacher(1), teacher(2), student(1), student(2)
+    params = [k for k in s1 if k.startswith("layer2") and k.endswith("weight") and "bn" not in k and s1[k].dim() > 1]
+    assert params
+    for key in params:
+        # step 0 copied the *initial* student (before its update): the teacher now lags the student
+        assert not torch.equal(t1[key], s1[key]), key
+        # step 1 blended the student after one update with a = min(1 - 1/2, 0.5) = 0.5
+        torch.testing.assert_close(t2[key], 0.5 * t1[key] + 0.5 * s1[key], rtol=0, atol=1e-6)
+        assert not torch.equal(t2[key], s2[key])
