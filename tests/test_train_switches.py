@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_switch_defaults_are_faithful_and_validated():
     c = load_config(ROOT / "configs" / "r50_gtav.yaml")
     assert (c.blur_p, c.blur_rounding, c.shift_centroid_by_padding) == (1.0, "truncate", False)
-    assert c.class_uniform_whole_tiles_only and c.eval_drop_remainder
+    assert c.class_uniform_whole_tiles_only and c.eval_drop_remainder and c.deterministic
     t = srha_hf.data.build_train_transform(**train_transform_kwargs(c))
     assert (t.blur_p, t.blur_rounding, t.shift_centroid_by_padding) == (1.0, "truncate", False)
     with pytest.raises(ConfigError, match="blur_rounding must be 'truncate' or 'round'"):
@@ -57,6 +57,18 @@ def test_recipe_switches_reach_the_transform_the_dataset_and_the_evaluation(synt
     assert (seen["transform"]["blur_p"], seen["transform"]["blur_rounding"], seen["transform"]["shift_centroid_by_padding"]) == (0.25, "round", True)
     assert seen["dataset"]["whole_tiles_only"] is False
     assert seen["evaluate"]["drop_remainder"] is False
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark  # the faithful default
+
+
+def test_deterministic_key_sets_cudnn(monkeypatch):
+    from srha_hf.training.trainer import set_cudnn_determinism
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", torch.backends.cudnn.deterministic)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    set_cudnn_determinism(load_config(None, {"deterministic": False}).deterministic)
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
+    set_cudnn_determinism(load_config(ROOT / "configs" / "r50_gtav.yaml").deterministic)
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
 
 
 def test_ema_teacher_is_updated_before_each_forward(synthetic_root, tmp_path):

@@ -74,6 +74,7 @@ class TrainConfig:
     weight_decay: float = 5e-4  # on every trainable parameter (SPEC §9 T1)
     poly_power: float = 0.9
     seed: int = 304
+    deterministic: bool = True  # as the reference: cuDNN deterministic, benchmark mode off; false = benchmark on
 
     # --- evaluation (SPEC §8)
     eval_steps: int = -1  # -1: after every epoch (the reference); 0: no periodic evaluation; N: every N steps

@@ -98,6 +98,13 @@ class _Interrupt:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def set_cudnn_determinism(deterministic: bool) -> None:
+    """The reference's cuDNN settings (``deterministic`` true: deterministic kernels, no benchmark-mode
+    autotuning); false lets cuDNN autotune (faster convolutions on GPUs, run-to-run differences)."""
+    torch.backends.cudnn.deterministic = bool(deterministic)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
 def train_transform_kwargs(config: TrainConfig) -> dict:
     """The :func:`~srha_hf.data.build_train_transform` arguments of a run (SPEC §5.3 and the §9 D2/D4 switches)."""
     return {
@@ -150,6 +157,7 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
         main = PartialState().is_main_process
         backbone_init = str(ensure_pretrained_backbone(config, log=lambda m: main and print(f"[srha] {m}", flush=True)))
 
+    set_cudnn_determinism(config.deterministic)
     output_dir = Path(config.output_dir)
     trackers = None if config.report_to in ("none", "", None) else config.report_to
     accelerator = Accelerator(
