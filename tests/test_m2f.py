@@ -286,3 +286,24 @@ def test_training_step_through_train_script(tmp_path):
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     assert {f"train/{t}" for t in ("loss", "m2f", "ga", "ra", "la", "pc")} <= tags and "train/ce" not in tags
+
+
+def test_set_loss_on_two_processes_equals_one_process(tmp_path):
+    """SPEC §4.3: num_masks is the target count summed over processes / world size. Two real CPU
+    processes with identical inputs each get exactly the single-process loss (transformers' own
+    normaliser would halve num_masks there and double loss_mask and loss_dice)."""
+    from eval_helpers import check, torchrun
+    from m2f_loss_inputs import set_loss_inputs
+
+    config, classes, masks, labels = set_loss_inputs()
+    torch.manual_seed(5)
+    single, single_parts = mask2former_set_loss(classes, masks, labels, config)
+    check(torchrun(["tests/m2f_dist_worker.py", tmp_path / "rank"], nproc=2))
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank.{rank}.json").read_text())
+        assert got["world"] == 2
+        assert got["num_masks"] == 19 * 2  # (19·N + 19·N) / 2
+        assert got["transformers_num_masks"] == 19  # the parent's mean-then-divide
+        assert abs(got["loss"] - single.item()) <= 1e-5 * abs(single.item())
+        for name, value in single_parts.items():
+            assert abs(got["parts"][name] - value.item()) <= 1e-5 * max(1.0, abs(value.item())), name

@@ -33,7 +33,8 @@ What matches the reference (Mask2Former's ``MSDeformAttnPixelDecoder`` and
 * criterion: matching cost 2·(−p_class) + 5·BCE + 5·dice on 12544 uniform points shared by an image's
   masks (bilinear point sampling, ``align_corners=False``); CE over num_labels + 1 classes with no-object
   weight 0.1; mask BCE and dice on 12544 importance-sampled points (oversample 3, 75 % most uncertain by
-  ``−|logit|`` + 25 % uniform); ``num_masks`` summed over processes (Accelerate) / world size, clamped ≥ 1;
+  ``−|logit|`` + 25 % uniform); ``num_masks`` summed over processes / world size, clamped ≥ 1 (:class:`SRHAMask2FormerLoss`; transformers' own
+  averages over processes and then divides by the world size again);
   deep supervision on all 10 prediction sets, each with its own matching; weights CE 2 / mask 5 / dice 5.
 
 Deviations (numerically irrelevant or documented):
@@ -285,6 +286,24 @@ def mask2former_targets(
     return [m[p].float() for m, p in zip(masks, present)], [classes[p] for p in present]
 
 
+class SRHAMask2FormerLoss(Mask2FormerLoss):
+    """``transformers``' set criterion with the reference's mask normaliser (SPEC §4.3): ``num_masks`` is
+    the number of target masks **summed** over the processes, divided by the world size, clamped to at
+    least 1. (The parent averages across processes through Accelerate's ``reduce`` and then divides by
+    the world size again, which on ``W`` processes makes ``loss_mask`` and ``loss_dice`` ``W`` times too
+    large.) Uses the initialised ``torch.distributed`` group when there is one (Accelerate's, torchrun's)."""
+
+    def get_num_masks(self, class_labels, device) -> torch.Tensor:
+        num_masks = torch.as_tensor(float(sum(len(classes) for classes in class_labels)), dtype=torch.float, device=device)
+        world = 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            world = torch.distributed.get_world_size()
+            if world > 1:
+                num_masks = num_masks.clone()
+                torch.distributed.all_reduce(num_masks, op=torch.distributed.ReduceOp.SUM)
+        return torch.clamp(num_masks / world, min=1)
+
+
 _CRITERIA: Dict[tuple, Mask2FormerLoss] = {}
 
 
@@ -299,7 +318,7 @@ def _criterion(config) -> Mask2FormerLoss:
     if key not in _CRITERIA:
         m2f = mask2former_config(config)
         weights = {"loss_cross_entropy": m2f.class_weight, "loss_mask": m2f.mask_weight, "loss_dice": m2f.dice_weight}
-        _CRITERIA[key] = Mask2FormerLoss(m2f, weight_dict=weights)
+        _CRITERIA[key] = SRHAMask2FormerLoss(m2f, weight_dict=weights)
     return _CRITERIA[key]
 
 
