@@ -122,6 +122,9 @@ def test_the_demo_runs_full_srha_from_the_pretraining_stage():
     # the cache folder depends on what the stage learns, not on where the run writes
     assert stage_dir(demo) == stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"output_dir": "elsewhere", "max_iter": 5}))
     assert stage_dir(demo) != stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"seed": 1}))
+    assert stage_dir(demo) != stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"lr": 0.01}))
+    how = {"num_workers": 0, "eval_batch_size": 2, "synthetic_root": "/elsewhere", "eval_drop_remainder": False}
+    assert stage_dir(demo).name == stage_dir(load_config(ROOT / "configs" / "demo.yaml", how)).name
     with pytest.raises(Exception, match="are alternatives"):
         load_config(ROOT / "configs" / "demo.yaml", parse_overrides(["--backbone_pretrained", "torchvision"]))
 

@@ -37,57 +37,60 @@ PLAIN_MODEL_KWARGS = {
 }
 
 
-def stage_config(config):
-    """The :class:`TrainConfig` of the plain pretraining stage of ``config`` (which has ``pretrain_steps > 0``)."""
-    keep = {  # what the stage shares with the run: data, transforms, optimiser, seed
-        f.name: getattr(config, f.name)
-        for f in dataclasses.fields(config)
-        if f.name
-        in (
-            "source_dataset", "gtav_root", "synthia_root", "cityscapes_root", "bdd100k_root", "mapillary_root",
-            "train_split", "val_split", "synthetic_data", "synthetic_root", "synthetic_num_train", "synthetic_num_val",
-            "synthetic_size", "crop_size", "scale_min", "scale_max", "color_jitter", "gaussian_blur", "exact_resize",
-            "blur_p", "blur_rounding", "shift_centroid_by_padding", "class_uniform", "class_uniform_pct",
-            "class_uniform_tile", "class_uniform_whole_tiles_only", "eval_drop_remainder", "centroid_cache_dir", "num_workers", "backbone",
-            "batch_size", "lr", "decoder_lr", "momentum", "weight_decay", "poly_power", "seed", "mapillary_crop",
-        )
-    }  # fmt: skip
+# What the stage shares with the run and what decides its weights: data, transforms, optimiser, seed.
+LEARNING_KEYS = (
+    "source_dataset", "gtav_root", "synthia_root", "cityscapes_root", "bdd100k_root", "mapillary_root",
+    "train_split", "synthetic_data", "synthetic_num_train", "synthetic_num_val", "synthetic_size",
+    "crop_size", "scale_min", "scale_max", "color_jitter", "gaussian_blur", "blur_p", "blur_rounding",
+    "shift_centroid_by_padding", "exact_resize", "class_uniform", "class_uniform_pct", "class_uniform_tile",
+    "class_uniform_whole_tiles_only", "backbone", "batch_size", "lr", "decoder_lr", "momentum", "weight_decay",
+    "poly_power", "seed",
+)  # fmt: skip
+# What it shares but that only decides how it runs or is evaluated (left out of the cache key).
+RUN_KEYS = ("val_split", "synthetic_root", "centroid_cache_dir", "num_workers", "mapillary_crop", "eval_drop_remainder", "eval_batch_size", "logging_steps")
+# Bump when the stage's own recipe (PLAIN_MODEL_KWARGS, freeze_layer0) changes: old caches are then not reused.
+STAGE_RECIPE_VERSION = 1
+
+
+def _stage_model_kwargs(config) -> dict:
     model_kwargs = {k: v for k, v in config.model_kwargs.items() if k in ("resnet_dilate_all_layer4_blocks", "d16_dilate_only_stride2")}
     model_kwargs.update(PLAIN_MODEL_KWARGS, freeze_layer0=False)
+    return model_kwargs
+
+
+def stage_config(config):
+    """The :class:`TrainConfig` of the plain pretraining stage of ``config`` (which has ``pretrain_steps > 0``)."""
+    shared = {name: getattr(config, name) for name in LEARNING_KEYS + RUN_KEYS}
     return type(config)(
-        **keep,
+        **shared,
         val_datasets=[config.source_dataset],
         backbone_pretrained=None,
-        model_kwargs=model_kwargs,
+        model_kwargs=_stage_model_kwargs(config),
         max_iter=config.pretrain_steps,
         pretrain_steps=0,
         eval_steps=0,
         eval_source=False,
-        eval_batch_size=config.eval_batch_size,
         checkpointing_steps=max(1, config.pretrain_steps // 4),
         checkpoints_total_limit=1,
-        logging_steps=config.logging_steps,
         report_to="none",
         resume_from_checkpoint="latest",
     )
 
 
 def stage_key(config) -> str:
-    """A short hash of everything that determines the stage's weights."""
-    stage = stage_config(config)
-    fields = stage.to_dict()
-    for key in ("num_workers", "centroid_cache_dir", "output_dir", "logging_steps", "resume_from_checkpoint", "eval_batch_size"):
-        fields.pop(key, None)  # how it runs, not what it learns
-    if stage.synthetic_data:
+    """A short hash of what determines the stage's weights (:data:`LEARNING_KEYS`, the stage's model
+    keys, its length, the stage recipe and, for synthetic data, the benchmark version); adding an
+    unrelated recipe key later does not invalidate existing caches."""
+    fields = {name: getattr(config, name) for name in LEARNING_KEYS}
+    fields.update(model_kwargs=_stage_model_kwargs(config), steps=config.pretrain_steps, recipe=STAGE_RECIPE_VERSION)
+    if config.synthetic_data:  # the same benchmark wherever it is stored
         for name in ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary"):
-            fields.pop(f"{name}_root", None)
-        fields["synthetic_root"] = None  # the same benchmark wherever it is stored
+            fields.pop(f"{name}_root")
         from ..data.synthetic import SYNTHETIC_VERSION
 
         fields["synthetic_version"] = SYNTHETIC_VERSION
     else:
         fields["root"] = str(Path(config.data_root(config.source_dataset) or "").resolve())
-        fields["synthetic_root"] = None
     text = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
