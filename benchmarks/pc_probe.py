@@ -58,6 +58,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"run the sweep first (benchmarks/dg_ablation.py): missing {', '.join(missing)}")
     full_config = json.loads((models["full"] / "config.json").read_text())
     stage_file = full_config.get("backbone_pretrained_source")
+    if stage_file and not Path(stage_file).is_absolute():  # recorded relative to the run's working folder
+        stage_file = str(ROOT / stage_file)
     if not stage_file or not Path(stage_file).is_file():
         raise SystemExit(f"{models['full']}/config.json names no existing pretraining-stage file ({stage_file!r})")
     config = load_config(ROOT / "configs" / "demo.yaml", {"seed": args.seed})
