@@ -10,8 +10,10 @@ The checkpoint is the dict the authors' code writes every epoch (SPEC §8.4): `s
 written and the missing, unexpected and mis-shaped keys are listed (exit status 2). The output folder
 (config.json, model.safetensors, preprocessor_config.json, README.md model card with the checkpoint's
 provenance) loads with `AutoModelForSemanticSegmentation.from_pretrained` after `import srha_hf`.
---arch r50_m2f (the Mask2Former variant) is refused: the SPEC does not name the parameters of the
-authors' Mask2Former head, so the key mapping cannot be established.
+--arch r50_m2f converts the Mask2Former variant (the authors' train_m2f.py): the ResNet-50 keys are
+kept, the head's `m2f_decoder.*` keys are renamed to transformers' module names (the packed
+self-attention `in_proj` tensors split into q / k / v) and the loss buffer `criterion.empty_weight`
+is dropped; the report's `notes` say so.
 """
 
 from __future__ import annotations

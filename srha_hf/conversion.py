@@ -11,7 +11,12 @@ names, so a conversion is:
    scalars, as older training code may store for ``mean_iu``, are allowed explicitly);
 2. strip ``module.``; accept the two wrappings the SPEC leaves open: ``final2`` as a one-conv
    ``nn.Sequential`` (``final2.0.*``) and, for MobileNetV2, ``layer4`` as ``nn.Sequential(features[18])``
-   (``layer4.0.0.*`` / ``layer4.0.1.*``);
+   (``layer4.0.0.*`` / ``layer4.0.1.*``). For ``--arch r50_m2f`` (the Mask2Former variant, saved by
+   the authors' ``train_m2f.py``) the ResNet-50 keys are the same and the head's ``m2f_decoder.*`` keys
+   are renamed to ``mask2former.*`` by :data:`M2F_RULES` (one rule per row of the mapping established
+   against the reference head): the packed self-attention ``in_proj_weight`` / ``in_proj_bias`` of
+   the 9 decoder layers are split into q / k / v, and the loss buffer ``criterion.empty_weight`` is
+   dropped;
 3. require an exact match with the model of ``--arch``: any missing, unexpected or mis-shaped tensor
    refuses the conversion, listing them (only BatchNorm ``num_batches_tracked`` counters, which do not
    affect inference, may be absent);
@@ -39,16 +44,19 @@ ARCHS: Dict[str, Optional[str]] = {
     "r101": "resnet101",
     "mobilenetv2": "mobilenetv2",
     "shufflenetv2": "shufflenetv2",
-    "r50_m2f": None,  # the Mask2Former variant (SPEC §4): its head's key mapping is not established
+    "r50_m2f": "resnet50",  # the Mask2Former variant (SPEC §4), head keys mapped by M2F_RULES
 }
+#: The decode head of each arch (``deeplabv3plus`` unless named here).
+ARCH_HEADS: Dict[str, str] = {"r50_m2f": "mask2former"}
 ARCH_NAMES = {
     "r50": "DeepLabV3+ ResNet-50 (the authors' DeepR50V3PlusD)",
     "r101": "DeepLabV3+ ResNet-101 (the authors' DeepR101V3PlusD)",
     "mobilenetv2": "DeepLabV3+ MobileNetV2 D16 (the authors' DeepMobileNetV3PlusD)",
     "shufflenetv2": "DeepLabV3+ ShuffleNetV2 x1.0 D16 (the authors' DeepShuffleNetV3PlusD)",
+    "r50_m2f": "ResNet-50 + Mask2Former (the authors' train_m2f.py model)",
 }
 
-__all__ = ["ARCHS", "CheckpointMismatchError", "OriginalCheckpoint", "convert_original_checkpoint",
+__all__ = ["ARCHS", "ARCH_HEADS", "M2F_RULES", "CheckpointMismatchError", "map_m2f_key", "OriginalCheckpoint", "convert_original_checkpoint",
            "guess_arch", "map_original_state_dict", "read_original_checkpoint"]  # fmt: skip
 
 
@@ -163,12 +171,95 @@ def _strip_prefix(key: str) -> str:
     return key[len("module."):] if key.startswith("module.") else key
 
 
+# The authors' Mask2Former head (``m2f_decoder.``, detectron2-style names) -> ``mask2former.`` of
+# :class:`~srha_hf.heads.mask2former.Mask2FormerHead` (transformers' module names). One rule per row of
+# the mapping table; ``{qkv}`` marks the packed self-attention projection, split in three along dim 0.
+_ENC = r"pixel_decoder\.transformer\.encoder\.layers\.(\d+)\."
+_DEC = "transformer_module.decoder.layers.{}."
+M2F_RULES: List[Tuple[str, str]] = [
+    (r"pixel_decoder\.input_proj\.(\d+)\.(\d+)\.(.+)", "pixel_decoder.input_projections.{}.{}.{}"),
+    (r"pixel_decoder\.transformer\.level_embed", "pixel_decoder.level_embed"),
+    (_ENC + r"self_attn\.(sampling_offsets|attention_weights|value_proj|output_proj)\.(.+)",
+     "pixel_decoder.encoder.layers.{}.self_attn.{}.{}"),
+    (_ENC + r"norm1\.(.+)", "pixel_decoder.encoder.layers.{}.self_attn_layer_norm.{}"),
+    (_ENC + r"linear1\.(.+)", "pixel_decoder.encoder.layers.{}.fc1.{}"),
+    (_ENC + r"linear2\.(.+)", "pixel_decoder.encoder.layers.{}.fc2.{}"),
+    (_ENC + r"norm2\.(.+)", "pixel_decoder.encoder.layers.{}.final_layer_norm.{}"),
+    (r"pixel_decoder\.mask_features\.(.+)", "pixel_decoder.mask_projection.{}"),
+    (r"pixel_decoder\.(adapter|layer)_(\d+)\.weight", "pixel_decoder.{}_{}.0.weight"),
+    (r"pixel_decoder\.(adapter|layer)_(\d+)\.norm\.(.+)", "pixel_decoder.{}_{}.1.{}"),
+    (r"predictor\.transformer_self_attention_layers\.(\d+)\.self_attn\.in_proj_(weight|bias)",
+     _DEC + "self_attn.{qkv}_proj.{}"),
+    (r"predictor\.transformer_self_attention_layers\.(\d+)\.self_attn\.out_proj\.(.+)", _DEC + "self_attn.out_proj.{}"),
+    (r"predictor\.transformer_self_attention_layers\.(\d+)\.norm\.(.+)", _DEC + "self_attn_layer_norm.{}"),
+    (r"predictor\.transformer_cross_attention_layers\.(\d+)\.multihead_attn\.(.+)", _DEC + "cross_attn.{}"),
+    (r"predictor\.transformer_cross_attention_layers\.(\d+)\.norm\.(.+)", _DEC + "cross_attn_layer_norm.{}"),
+    (r"predictor\.transformer_ffn_layers\.(\d+)\.linear1\.(.+)", _DEC + "fc1.{}"),
+    (r"predictor\.transformer_ffn_layers\.(\d+)\.linear2\.(.+)", _DEC + "fc2.{}"),
+    (r"predictor\.transformer_ffn_layers\.(\d+)\.norm\.(.+)", _DEC + "final_layer_norm.{}"),
+    (r"predictor\.decoder_norm\.(.+)", "transformer_module.decoder.layernorm.{}"),
+    (r"predictor\.query_feat\.(.+)", "transformer_module.queries_features.{}"),
+    (r"predictor\.query_embed\.(.+)", "transformer_module.queries_embedder.{}"),
+    (r"predictor\.level_embed\.(.+)", "transformer_module.level_embed.{}"),
+    (r"predictor\.mask_embed\.layers\.(\d+)\.(.+)", "transformer_module.decoder.mask_predictor.mask_embedder.{}.0.{}"),
+    (r"predictor\.class_embed\.(.+)", "class_predictor.{}"),
+]
+_M2F_COMPILED = [(re.compile(pattern + "$"), target) for pattern, target in M2F_RULES]
+#: Tensors of the authors' Mask2Former checkpoints that are not model weights (dropped, with a note).
+M2F_DROPPED = ("criterion.empty_weight",)
+
+
+def map_m2f_key(name: str) -> Optional[List[str]]:
+    """The project name(s) of one authors' Mask2Former-model key (``module.`` already stripped).
+
+    Backbone keys (``layer0..layer4``) keep their names; ``m2f_decoder.<rest>`` becomes
+    ``mask2former.<mapped rest>``; the packed ``in_proj_weight`` / ``in_proj_bias`` give three names
+    (q, k, v, in that order). Returns None for a key no rule covers."""
+    if re.match(r"layer[0-4]\.", name):
+        return [name]
+    if not name.startswith("m2f_decoder."):
+        return None
+    rest = name[len("m2f_decoder."):]
+    for pattern, target in _M2F_COMPILED:
+        match = pattern.match(rest)
+        if match:
+            if "{qkv}" in target:
+                return ["mask2former." + target.replace("{qkv}", part).format(*match.groups()) for part in "qkv"]
+            return ["mask2former." + target.format(*match.groups())]
+    return None
+
+
+def _translate(name: str, value: torch.Tensor, backbone: str, head: str, expected, rules) -> Optional[list]:
+    """``[(project name, tensor, origin suffix)]`` for one stripped key, ``[]`` to drop it, None if
+    unknown."""
+    if head == "mask2former":
+        if name in M2F_DROPPED:
+            return []
+        targets = map_m2f_key(name)
+        if targets is None:
+            return None
+        if len(targets) == 3:  # q, k, v of a packed projection
+            parts = value.chunk(3, dim=0) if value.dim() and value.shape[0] % 3 == 0 else (value,) * 3
+            return [(t, part, f"[{c}]") for t, part, c in zip(targets, parts, "qkv")]  # else mis-shaped below
+        return [(targets[0], value, "")]
+    if name not in expected:
+        for pattern, repl in rules:
+            if pattern.match(name):
+                candidate = pattern.sub(repl, name)
+                if candidate in expected:
+                    return [(candidate, value, "alias")]
+                break
+    return [(name, value, "")]
+
+
 def map_original_state_dict(state_dict: Dict[str, torch.Tensor], backbone: str,
-                            expected: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor], List[str]]:  # fmt: skip
+                            expected: Dict[str, torch.Tensor], head: str = "deeplabv3plus") -> Tuple[Dict[str, torch.Tensor], List[str]]:  # fmt: skip
     """Rename the authors' keys to the model's (``expected``: its state dict) and check coverage.
 
-    Returns ``(state_dict, notes)`` ready for ``load_state_dict(strict=True)``; raises
-    :class:`CheckpointMismatchError` listing missing, unexpected and mis-shaped keys."""
+    ``head="mask2former"`` applies :data:`M2F_RULES` to the ``m2f_decoder.`` keys (the DeepLabV3+
+    names pass through with the SPEC's optional wrappings). Returns ``(state_dict, notes)`` ready for
+    ``load_state_dict(strict=True)``; raises :class:`CheckpointMismatchError` listing missing,
+    unexpected and mis-shaped keys."""
     notes: List[str] = []
     prefixed = sum(k.startswith("module.") for k in state_dict)
     if prefixed == len(state_dict):
@@ -180,25 +271,34 @@ def map_original_state_dict(state_dict: Dict[str, torch.Tensor], backbone: str,
     rules = _ALIASES[None] + _ALIASES.get(backbone, [])
     mapped: Dict[str, torch.Tensor] = {}
     origin: Dict[str, str] = {}
-    unexpected, duplicates, aliased = [], [], []
+    unexpected, duplicates, aliased, dropped, split = [], [], [], [], 0
     for key, value in state_dict.items():
         name = _strip_prefix(key)
-        if name not in expected:
-            for pattern, repl in rules:
-                if pattern.match(name):
-                    candidate = pattern.sub(repl, name)
-                    if candidate in expected:
-                        aliased.append(f"{name} -> {candidate}")
-                        name = candidate
-                    break
-        if name not in expected:
+        targets = _translate(name, value, backbone, head, expected, rules)
+        if targets == []:
+            dropped.append(key)
+            continue
+        if targets is None or any(t not in expected for t, _, _ in targets):
             unexpected.append(key)
             continue
-        if name in mapped:
-            duplicates.append(f"{origin[name]} and {key} -> {name}")
-            continue
-        mapped[name] = value
-        origin[name] = key
+        split += len(targets) == 3
+        for target, tensor, how in targets:
+            if how == "alias":
+                aliased.append(f"{name} -> {target}")
+                how = ""
+            if target in mapped:
+                duplicates.append(f"{origin[target]} and {key}{how} -> {target}")
+                continue
+            mapped[target] = tensor
+            origin[target] = key + how
+    if head == "mask2former":
+        renamed = [k for k in mapped if k.startswith("mask2former.")]
+        sources = len({origin[k].split("[")[0] for k in renamed})
+        notes.append(f"mapped {sources} m2f_decoder.* tensor(s) to {len(renamed)} Mask2Former head tensor(s) (transformers' names)")
+    if split:
+        notes.append(f"split {split} packed self-attention in_proj tensor(s) into q/k/v")
+    if dropped:
+        notes.append("dropped " + ", ".join(_strip_prefix(k) for k in dropped) + " (a loss buffer, not a weight)")
     if aliased:
         notes.append(f"renamed {len(aliased)} key(s): " + "; ".join(aliased[:4]) + (" ..." if len(aliased) > 4 else ""))
     mismatched = [f"{origin[k]}: checkpoint {tuple(v.shape)}, model {tuple(expected[k].shape)}"
@@ -225,7 +325,7 @@ def map_original_state_dict(state_dict: Dict[str, torch.Tensor], backbone: str,
 def guess_arch(state_dict: Dict[str, torch.Tensor]) -> Optional[str]:
     """The ``--arch`` a state dict looks like (from a few telltale tensors), or None."""
     keys = {_strip_prefix(k): v for k, v in state_dict.items()}
-    if any(k.startswith(("predictor.", "sem_seg_head.", "pixel_decoder.")) or ".transformer" in k for k in keys):
+    if any(k.startswith(("m2f_decoder.", "predictor.", "sem_seg_head.", "pixel_decoder.")) or ".transformer" in k for k in keys):
         return "r50_m2f"
     stem = keys.get("layer0.0.weight")
     if stem is not None and tuple(stem.shape[1:]) == (3, 7, 7):
@@ -245,17 +345,18 @@ def guess_arch(state_dict: Dict[str, torch.Tensor]) -> Optional[str]:
 
 
 def _num_labels(state: Dict[str, torch.Tensor]) -> Optional[int]:
-    for key in ("final2.weight", "final2.0.weight"):
+    for key, extra in (("final2.weight", 0), ("final2.0.weight", 0), ("m2f_decoder.predictor.class_embed.weight", 1)):
         for k, v in state.items():
             if _strip_prefix(k) == key and v.dim() >= 1:
-                return int(v.shape[0])
+                return int(v.shape[0]) - extra  # the Mask2Former class head has a no-object row
     return None
 
 
 def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite: bool = False,
                                 repo_id: Optional[str] = None, progress: bool = True) -> dict:  # fmt: skip
     """Convert the authors' checkpoint file for ``arch`` (``r50``, ``r101``, ``mobilenetv2``,
-    ``shufflenetv2``) into a model folder at ``output_dir``; returns a report.
+    ``shufflenetv2`` DeepLabV3+, or ``r50_m2f``: ResNet-50 + Mask2Former) into a model folder at
+    ``output_dir``; returns a report.
 
     Raises ``ValueError`` for an unreadable file or unsupported arch, :class:`CheckpointMismatchError`
     (missing / unexpected / mis-shaped keys) when the tensors do not fit, ``FileExistsError`` when
@@ -269,12 +370,6 @@ def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite:
 
     if arch not in ARCHS:
         raise ValueError(f"--arch {arch!r} is not one of {', '.join(ARCHS)}")
-    if ARCHS[arch] is None:
-        raise ValueError(
-            "the Mask2Former variant (r50_m2f, SPEC §4) cannot be converted yet: the SPEC does not name the "
-            "parameters of the authors' Mask2Former head, so their checkpoint's keys cannot be matched tensor by "
-            "tensor to srha_hf's; only the DeepLabV3+ architectures (r50, r101, mobilenetv2, shufflenetv2) convert"
-        )
     backbone = ARCHS[arch]
     output_dir = Path(output_dir)
     if output_dir.exists() and not overwrite:
@@ -285,17 +380,18 @@ def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite:
         original = read_original_checkpoint(checkpoint)
         steps.update(1)
         num_labels = _num_labels(original.state_dict) or 19
-        config = SRHAConfig(backbone=backbone, decode_head="deeplabv3plus", num_labels=num_labels, backbone_pretrained=None)
+        head = ARCH_HEADS.get(arch, "deeplabv3plus")
+        config = SRHAConfig(backbone=backbone, decode_head=head, num_labels=num_labels, backbone_pretrained=None)
         torch.manual_seed(0)
         model = SRHAForSemanticSegmentation(config)
         steps.update(1)
         try:
-            state, notes = map_original_state_dict(original.state_dict, backbone, model.state_dict())
+            state, notes = map_original_state_dict(original.state_dict, backbone, model.state_dict(), head=head)
         except CheckpointMismatchError as exc:
             guess = guess_arch(original.state_dict)
             hint = f" The checkpoint looks like --arch {guess}." if guess and guess != arch else ""
             raise CheckpointMismatchError(
-                f"{original.path.name} does not match the {arch} ({backbone}) model; conversion refused.{hint}\n{exc}",
+                f"{original.path.name} does not match the {arch} ({backbone}, {head}) model; conversion refused.{hint}\n{exc}",
                 exc.missing, exc.unexpected, exc.mismatched,
             ) from None
         model.load_state_dict(state, strict=True)
@@ -324,7 +420,7 @@ def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite:
             SRHAImageProcessor().save_pretrained(tmp)
             steps.update(1)
             card = render_conversion_card(provenance, arch=arch, backbone=backbone, arch_name=ARCH_NAMES[arch],
-                                          num_tensors=len(state), repo_or_path=repo_id or str(output_dir))  # fmt: skip
+                                          num_tensors=len(state), repo_or_path=repo_id or str(output_dir), head=head)  # fmt: skip
             card.save(tmp / "README.md")
             _check_saved(tmp, state)
             for written in tmp.iterdir():  # save_pretrained may leave private (0600) files
@@ -347,6 +443,7 @@ def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite:
         "output_dir": str(output_dir),
         "arch": arch,
         "backbone": backbone,
+        "decode_head": head,
         "num_labels": num_labels,
         "num_tensors": len(state),
         "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),

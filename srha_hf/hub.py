@@ -139,7 +139,7 @@ training code**. The weights are theirs, unchanged; `srha_hf` only renamed the t
 
 The conversion required an exact match: every tensor of the model came from the file and every
 tensor of the file was used (missing, unexpected or mis-shaped keys refuse a conversion). The model
-runs the authors' eval forward (DeepLabV3+ at output stride 16 with style elimination), so its logits
+runs the authors' eval forward ({{ forward }}), so its outputs
 equal their network's with these weights, up to float rounding. No accuracy was measured by the
 conversion: evaluate the model with `scripts/evaluate.py` before relying on it.
 
@@ -165,7 +165,7 @@ Mapillary Vistas) have their own licences, which forbid redistribution: this fol
 
 
 def render_conversion_card(provenance: Dict[str, object], *, arch: str, backbone: str, arch_name: str,
-                           num_tensors: int, repo_or_path: str = "path/to/model"):  # fmt: skip
+                           num_tensors: int, repo_or_path: str = "path/to/model", head: str = "deeplabv3plus"):  # fmt: skip
     """Model card of a model converted from the authors' checkpoint: where the weights came from
     (file, sha256, epoch, mean_iu, training command) and how they were mapped."""
     from huggingface_hub import ModelCard, ModelCardData
@@ -198,4 +198,10 @@ def render_conversion_card(provenance: Dict[str, object], *, arch: str, backbone
         version=__version__,
         notes=notes.replace("|", "\\|"),
         repo_or_path=repo_or_path,
+        forward=(
+            "the ResNet-50 with style elimination, the Mask2Former pixel decoder and masked-attention decoder, "
+            "semantic scores from the last prediction set"
+            if head == "mask2former"
+            else "DeepLabV3+ at output stride 16 with style elimination"
+        ),
     )

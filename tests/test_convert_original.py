@@ -90,7 +90,8 @@ def test_wrong_arch_names_the_likely_one(tmp_path, script, capsys):
     assert "does not match the shufflenetv2" in err and "looks like --arch mobilenetv2" in err
     assert guess_arch(torch.load(path, weights_only=True)["state_dict"]) == "mobilenetv2"
     assert script.main(["--checkpoint", str(path), "--arch", "r50_m2f", "--output", str(tmp_path / "o"), "--no_progress"]) == 2
-    assert "Mask2Former" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "does not match the r50_m2f (resnet50, mask2former) model" in err and "looks like --arch mobilenetv2" in err
 
 
 def test_sequential_wrappings_numpy_scalars_and_pickles(tmp_path):
