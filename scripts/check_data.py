@@ -3,8 +3,10 @@
 
     python scripts/check_data.py /data/gtav --dataset gtav [--split train val] [--json report.json]
 
-For every split: the layout found, counts of images / labels / pairs, images without a label and
-labels without an image, image/label size mismatches, unreadable files, label values that are not in
+For every split: the layout found, counts of images / labels / pairs, the GTAV split list's counts
+(`--gtav_split_file`, or the list found under the root), images without a label and labels without an
+image, names of the split list that are not on disk, image/label size mismatches and what the loader
+reads instead (`--size_mismatch`), unreadable files, label values that are not in
 the dataset's table (SPEC §6), and the share of pixels per train ID. Exit status 1 when a problem
 was found, 2 when the root or layout is unusable.
 """
@@ -31,6 +33,7 @@ from srha_hf.data.benchmarks import (  # noqa: E402
     image_size,
     read_raw_label,
     scan_benchmark,
+    substitute_next,
 )
 
 # Raw label values each dataset's files may legitimately hold.
@@ -69,13 +72,15 @@ def _decode_raw(name: str, raw: np.ndarray) -> np.ndarray:
     return table[raw.astype(np.uint8)]
 
 
-def check_split(name: str, root: str, split: str, limit: int | None = None, progress: bool = True) -> dict:
+def check_split(name: str, root: str, split: str, limit: int | None = None, progress: bool = True,
+                split_file: str | None = None, size_mismatch: str | None = None) -> dict:  # fmt: skip
     report: dict = {"split": split}
     try:
-        scan = scan_benchmark(name, root, split)
+        scan = scan_benchmark(name, root, split, split_file)
     except (BenchmarkError, FileNotFoundError, ValueError) as err:
         report["error"] = str(err)
         return report
+    rule = size_mismatch or ("next" if name == "gtav" else "drop")
     with_labels = scan.labels and scan.labels[0] is not None
     pairs = list(zip(scan.images, scan.labels))[:limit]
     report.update(
@@ -88,7 +93,12 @@ def check_split(name: str, root: str, split: str, limit: int | None = None, prog
         labels_without_image=scan.labels_without_image,
         size_mismatches=[],
         unreadable=[],
+        size_mismatch_rule=rule,
     )
+    if scan.split_list is not None:
+        report["split_list"] = scan.split_list
+        report["listed_not_on_disk"] = scan.split_list["listed_not_on_disk"]
+    bad: list[int] = []
     unknown: Counter = Counter()
     unknown_example: dict = {}
     class_pixels = np.zeros(256, dtype=np.int64)
@@ -98,7 +108,7 @@ def check_split(name: str, root: str, split: str, limit: int | None = None, prog
         from tqdm.auto import tqdm
 
         iterator = tqdm(pairs, desc=f"{name} {split}", unit="file")
-    for image_path, label_path in iterator:
+    for index, (image_path, label_path) in enumerate(iterator):
         try:
             size = image_size(image_path)
         except Exception as err:
@@ -112,6 +122,7 @@ def check_split(name: str, root: str, split: str, limit: int | None = None, prog
             report["unreadable"].append(f"{label_path}: {err}")
             continue
         if (raw.shape[1], raw.shape[0]) != size:
+            bad.append(index)
             report["size_mismatches"].append(
                 f"{image_path} ({size[0]}x{size[1]}) vs {label_path} ({raw.shape[1]}x{raw.shape[0]})"
             )
@@ -120,6 +131,9 @@ def check_split(name: str, root: str, split: str, limit: int | None = None, prog
             unknown[value] += 1
             unknown_example.setdefault(value, label_path)
         class_pixels += np.bincount(_decode_raw(name, raw).ravel(), minlength=256)
+    if bad and rule == "next" and len(bad) < len(pairs):  # what the loader will read in their place
+        take = substitute_next(len(pairs), bad)
+        report["size_mismatches"] = [f"{line} -> read as {scan.names[take[i]]}" for line, i in zip(report["size_mismatches"], bad)]
     report["unknown_label_values"] = {
         _show_value(name, v): {"files": n, "example": unknown_example[v]} for v, n in sorted(unknown.items())
     }
@@ -136,7 +150,8 @@ def problems(report: dict) -> int:
         return 0
     return sum(
         len(report.get(k, ()))
-        for k in ("images_without_label", "labels_without_image", "size_mismatches", "unreadable", "unknown_label_values")
+        for k in ("images_without_label", "labels_without_image", "listed_not_on_disk", "size_mismatches", "unreadable",
+                  "unknown_label_values")  # fmt: skip
     ) + int("error" in report)
 
 
@@ -149,14 +164,24 @@ def format_report(name: str, root: str, reports: list[dict]) -> str:
             continue
         lines.append(f"  layout: {r['layout']}")
         lines.append(f"  images: {r['images']}  labels: {r['labels']}  pairs: {r['pairs']}  scanned: {r['scanned']}")
+        if "split_list" in r:
+            sl = r["split_list"]
+            lines.append(f"  split list: {sl['source']}: {sl['entries']} names, {sl['found']} pairs found, "
+                         f"{sl['on_disk_not_listed']} pair(s) on disk not listed")  # fmt: skip
+        how = {"next": "each read as the next pair whose sizes match", "drop": "left out"}[r["size_mismatch_rule"]]
         for key, title in (
             ("images_without_label", "images without a label"),
             ("labels_without_image", "labels without an image"),
+            ("listed_not_on_disk", "names of the split list not on disk"),
             ("size_mismatches", "image/label size mismatches"),
             ("unreadable", "unreadable files"),
         ):
+            if key not in r:
+                continue
             items = r[key]
             lines.append(f"  {title}: {len(items)}")
+            if key == "size_mismatches" and items:
+                lines.append(f"    the loader's size_mismatch {r['size_mismatch_rule']!r}: {how}")
             lines += [f"    {x}" for x in items[:10]]
             if len(items) > 10:
                 lines.append(f"    ... and {len(items) - 10} more")
@@ -180,6 +205,11 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="scan at most this many pairs per split")
     parser.add_argument("--json", dest="json_path", help="also write the report as JSON to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--gtav_split_file", default=None,
+                        help="GTAV: the official split.mat, a text list, a path with {split} or a folder of "
+                        "gtav_split_<split>.txt (the training key of the same name)")  # fmt: skip
+    parser.add_argument("--size_mismatch", choices=("next", "drop"), default=None,
+                        help="how the loader handles image/label size mismatches (default: next for GTAV, drop otherwise)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         spec = get_spec(args.dataset)
@@ -190,7 +220,11 @@ def main(argv=None) -> int:
         print(f"error: {spec.name} root not found: {args.root}\nexpected layout: {spec.layout}", file=sys.stderr)
         return 2
     splits = args.split or list(spec.splits)
-    reports = [check_split(spec.name, args.root, s, args.limit, not args.no_progress) for s in splits]
+    if args.gtav_split_file and spec.name != "gtav":
+        print(f"error: --gtav_split_file is for GTAV, not {spec.name}", file=sys.stderr)
+        return 2
+    reports = [check_split(spec.name, args.root, s, args.limit, not args.no_progress, args.gtav_split_file,
+                           args.size_mismatch) for s in splits]  # fmt: skip
     if not args.split and not all("error" in r for r in reports):
         for r in reports:  # splits not asked for explicitly may simply not be on disk
             if "error" in r:

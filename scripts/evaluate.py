@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=1, help="images per process and forward (default 1)")
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader workers per process")
     p.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None,
-                   help="autocast for the forward (default: accelerate's setting, i.e. off)")
+                   help="autocast for the forward (default: no, fp32 as the reference, unless --mixed_precision is "
+                   "given on the accelerate launch line; your accelerate config's default does not apply)")
     p.add_argument("--mapillary_crop", choices=["faithful", "corrected"], default="faithful",
                    help="SPEC §9 D3: the reference's buggy centre crop/pad (faithful) or the corrected one")
     p.add_argument("--gtav_size", type=int, nargs=2, metavar=("W", "H"), default=None,
@@ -197,7 +198,14 @@ def main(argv=None) -> int:
     from srha_hf.evaluation import evaluate_model, format_iou_table, write_evaluation_report
 
     # Accelerate only sets up multi-process CPU runs (gloo) when asked for the CPU explicitly.
-    accelerator = Accelerator(cpu=args.cpu or not torch.cuda.is_available(), mixed_precision=args.mixed_precision)
+    from srha_hf.training.precision import describe, resolve_mixed_precision
+
+    if args.mixed_precision is None:
+        mixed_precision, precision_source = resolve_mixed_precision("no")
+    else:
+        mixed_precision, precision_source = args.mixed_precision, f"{args.mixed_precision} from --mixed_precision"
+    accelerator = Accelerator(cpu=args.cpu or not torch.cuda.is_available(), mixed_precision=mixed_precision)
+    args.mixed_precision = accelerator.mixed_precision
     try:
         model = AutoModelForSemanticSegmentation.from_pretrained(args.model, revision=args.revision, config=config)
         model.to(accelerator.device)
@@ -206,7 +214,8 @@ def main(argv=None) -> int:
         if accelerator.is_main_process:
             print(
                 f"evaluating {args.model} ({type(model).__name__}) on {', '.join(f'{n} ({len(d)} images)' for n, d in datasets.items())} "
-                f"[{args.split}] with {accelerator.num_processes} process(es) on {accelerator.device}",
+                f"[{args.split}] with {accelerator.num_processes} process(es) on {accelerator.device}, "
+                f"precision {describe(accelerator.mixed_precision)} ({precision_source})",
                 flush=True,
             )
         results = evaluate_model(

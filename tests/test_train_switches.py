@@ -96,3 +96,26 @@ def test_ema_teacher_is_updated_before_each_forward(synthetic_root, tmp_path):
         # step 1 blended the student after one update with a = min(1 - 1/2, 0.5) = 0.5
         torch.testing.assert_close(t2[key], 0.5 * t1[key] + 0.5 * s1[key], rtol=0, atol=1e-6)
         assert not torch.equal(t2[key], s2[key])
+
+
+def test_split_file_and_size_mismatch_keys_reach_the_loader(synthetic_root, tmp_path, monkeypatch, capsys):
+    calls = {}
+    real_load = srha_hf.data.load_benchmark
+
+    def load(name, root, split, **kwargs):
+        calls[(name, split)] = kwargs
+        return real_load(name, root, split, **kwargs)
+
+    monkeypatch.setattr(srha_hf.data, "load_benchmark", load)
+    train_dir = Path(synthetic_root) / "gtav" / "images" / "train"
+    listed = sorted(p.stem for p in train_dir.rglob("*.png"))[:5]
+    listing = tmp_path / "gtav_split_train.txt"
+    listing.write_text("".join(f"{n}.png\n" for n in listed))
+    args = run_args(synthetic_root, tmp_path / "run", "--max_iter", "1", "--checkpointing_steps", "0", "--val_datasets", "cityscapes")
+    args += ["--gtav_split_file", str(listing), "--size_mismatch", "drop"]
+    assert train(load_config(None, parse_overrides(args)))["status"] == "completed"
+    assert calls[("gtav", "train")] == {"split_file": str(listing), "size_mismatch": "drop"}
+    assert calls[("cityscapes", "val")] == {"split_file": None, "size_mismatch": "drop"}
+    out = capsys.readouterr().out
+    assert f"source: gtav train: 5 pairs (gtav pre-split images/train, split from {listing} (5)); split list: 5 names, 5 found" in out
+    assert "precision: fp32 (no from the recipe's mixed_precision key" in out

@@ -167,6 +167,9 @@ class Scan:
     layout: str
     images_without_label: list[str] = field(default_factory=list)
     labels_without_image: list[str] = field(default_factory=list)
+    #: The split list that selected the files (a GTAV split file), its entry count, the listed names
+    #: found on disk, and the files on disk that the list leaves out (None without a list).
+    split_list: Optional[dict] = None
 
 
 def _files(folder: Path, suffixes: Sequence[str], recursive: bool) -> list[Path]:
@@ -206,29 +209,87 @@ def _read_split_list(path: Path) -> list[str]:
         return [Path(line.strip()).stem for line in f if line.strip()]
 
 
-def _gtav_split_ids(root: Path, split: str) -> tuple[list[str], str]:
-    """Names of a GTAV split for the flat layout: text lists (SRHA's `split_data/gtav_split_*.txt`) or
-    the official `split.mat` (trainIds/valIds/testIds; SRHA drops 16 train IDs, SPEC §6.2)."""
+def read_gtav_split_file(path: str | os.PathLike, split: str) -> tuple[list[str], str]:
+    """The names of GTAV split ``split`` from a split file, and a description of where they came from.
+
+    ``path`` is the official ``split.mat`` of the GTAV code release (``trainIds`` / ``valIds`` /
+    ``testIds``; for ``train`` the 16 IDs that SRHA's list leaves out, SPEC §6.2, are dropped: 12 403 ->
+    12 387), a text list (one file name or 5-digit ID per line, e.g. SRHA's ``gtav_split_train.txt``),
+    a path with ``{split}`` in it (formatted with the split, e.g. ``split_data/gtav_split_{split}.txt``),
+    or a folder holding ``gtav_split_<split>.txt``."""
+    path = Path(str(path).replace("{split}", split)).expanduser()
+    if path.is_dir():
+        path = path / f"gtav_split_{split}.txt"
+    if not path.is_file():
+        raise BenchmarkLayoutError(
+            f"GTAV split file not found: {path}\nexpected the official split.mat, a text list of file names "
+            f"(one per line), a path with {{split}} in it, or a folder holding gtav_split_{split}.txt"
+        )
+    if path.suffix.lower() == ".mat":
+        from scipy.io import loadmat
+
+        key = f"{split}Ids"
+        try:
+            table = loadmat(str(path))
+        except Exception as err:
+            raise UnreadableFileError(f"cannot read {path}: {type(err).__name__}: {err}") from err
+        if key not in table:
+            found = sorted(k for k in table if not k.startswith("__"))
+            raise BenchmarkError(f"{path} has no {key!r} array (it holds {', '.join(found) or 'nothing'}); expected "
+                                 "the GTAV code release's split.mat with trainIds, valIds and testIds")  # fmt: skip
+        ids = np.asarray(table[key]).ravel().astype(np.int64)
+        source = f"{path} {key} ({len(ids)})"
+        if split == "train":
+            kept = ids[~np.isin(ids, GTAV_EXCLUDED_TRAIN_IDS)]
+            source += f" minus SRHA's {len(ids) - len(kept)} excluded IDs ({len(kept)})"
+            ids = kept
+        return [f"{i:05d}" for i in ids], source
+    try:
+        names = _read_split_list(path)
+    except (OSError, UnicodeDecodeError) as err:
+        raise UnreadableFileError(f"cannot read {path}: {type(err).__name__}: {err}") from err
+    if not names:
+        raise BenchmarkError(f"{path}: the split list is empty; expected one file name per line")
+    return names, f"{path} ({len(names)})"
+
+
+def _gtav_split_ids(root: Path, split: str, split_file=None) -> tuple[list[str], str]:
+    """Names of a GTAV split: ``split_file`` if given, else (flat layout) SRHA's
+    ``split_data/gtav_split_<split>.txt`` or the official ``split.mat`` found under the root."""
+    if split_file is not None:
+        return read_gtav_split_file(split_file, split)
     for folder in (root / "split_data", root):
         txt = folder / f"gtav_split_{split}.txt"
         if txt.is_file():
-            return _read_split_list(txt), str(txt)
-    mat = root / "split.mat"
-    if mat.is_file():
-        from scipy.io import loadmat
-
-        try:
-            ids = loadmat(str(mat))[f"{split}Ids"].ravel().astype(int)
-        except Exception as err:
-            raise UnreadableFileError(f"cannot read {split}Ids from {mat}: {err}") from err
-        if split == "train":
-            ids = ids[~np.isin(ids, GTAV_EXCLUDED_TRAIN_IDS)]
-        return [f"{i:05d}" for i in ids], str(mat)
+            return read_gtav_split_file(txt, split)
+    if (root / "split.mat").is_file():
+        return read_gtav_split_file(root / "split.mat", split)
     raise BenchmarkLayoutError(
         f"GTAV at {root} has the flat layout (images/*.png, labels/*.png) but no split list: expected "
         f"{root}/split_data/gtav_split_{split}.txt (one file name per line) or the official "
-        f"{root}/split.mat"
+        f"{root}/split.mat, or pass split_file (the gtav_split_file key)"
     )
+
+
+def _select_listed(scan: Scan, names: list[str], source: str, key=lambda name: name) -> Scan:
+    """Keep the pairs of ``scan`` whose name (through ``key``) is in the list; count what differs."""
+    wanted = dict.fromkeys(names)
+    on_disk = {key(n) for n in scan.names} | {key(Path(p).stem) for p in scan.images_without_label}
+    keep = [i for i, n in enumerate(scan.names) if key(n) in wanted]
+    scan.split_list = {
+        "source": source,
+        "entries": len(wanted),
+        "found": len(keep),
+        "listed_not_on_disk": [n for n in wanted if n not in on_disk],
+        "on_disk_not_listed": sum(key(n) not in wanted for n in scan.names),
+    }
+    scan.images_without_label = [p for p in scan.images_without_label if key(Path(p).stem) in wanted]
+    scan.labels_without_image = [p for p in scan.labels_without_image if key(Path(p).stem) in wanted]
+    scan.names = [scan.names[i] for i in keep]
+    scan.images = [scan.images[i] for i in keep]
+    scan.labels = [scan.labels[i] for i in keep]
+    scan.layout += f", split from {source}"
+    return scan
 
 
 GTAV_LAYOUT = (
@@ -238,7 +299,7 @@ GTAV_LAYOUT = (
 )
 
 
-def _scan_gtav(root: Path, split: str) -> Scan:
+def _scan_gtav(root: Path, split: str, split_file=None) -> Scan:
     images_root = _require_dir(root / "images", GTAV_LAYOUT)
     labels_root = _require_dir(root / "labels", GTAV_LAYOUT)
     split_dir = {"val": "valid"}.get(split, split)
@@ -248,24 +309,19 @@ def _scan_gtav(root: Path, split: str) -> Scan:
         _require_dir(labels_root / d, GTAV_LAYOUT)
         images = {p.relative_to(images_root / d).with_suffix("").as_posix(): p for p in _files(images_root / d, (".png",), True)}
         labels = {p.relative_to(labels_root / d).with_suffix("").as_posix(): p for p in _files(labels_root / d, (".png",), True)}
-        return _pair_by_key(images, labels, f"gtav pre-split images/{d}", True)
+        scan = _pair_by_key(images, labels, f"gtav pre-split images/{d}", True)
+        if split_file is None:
+            return scan
+        names, source = read_gtav_split_file(split_file, split)
+        return _select_listed(scan, names, source, key=lambda name: Path(name).name)  # "<folder>/NNNNN" -> NNNNN
     if any((images_root / d).is_dir() for d in ("train", "valid", "test")):
         raise BenchmarkLayoutError(f"folder not found: {images_root / split_dir}\nexpected layout: {GTAV_LAYOUT}")
-    names, source = _gtav_split_ids(root, split)
+    names, source = _gtav_split_ids(root, split, split_file)
     images = {p.stem: p for p in _files(images_root, (".png",), False)}
     labels = {p.stem: p for p in _files(labels_root, (".png",), False)}
     if not images:
         raise BenchmarkLayoutError(f"no images in {images_root}\nexpected layout: {GTAV_LAYOUT}")
-    wanted = set(names)
-    scan = _pair_by_key(
-        {k: v for k, v in images.items() if k in wanted},
-        {k: v for k, v in labels.items() if k in wanted},
-        f"gtav flat, split from {source}",
-        True,
-    )
-    missing = sorted(wanted - set(images) - set(labels))
-    scan.images_without_label += [str(images_root / f"{k}.png") for k in missing]
-    return scan
+    return _select_listed(_pair_by_key(images, labels, "gtav flat", True), names, source)
 
 
 SYNTHIA_LAYOUT = (
@@ -437,15 +493,20 @@ def decode_label(name: str, path: str) -> np.ndarray:
     return get_spec(name).decode_label(path)
 
 
-def scan_benchmark(name: str, root: str | os.PathLike, split: str) -> Scan:
-    """Find the image/label pairs of one split without opening any file."""
+def scan_benchmark(name: str, root: str | os.PathLike, split: str, split_file: str | os.PathLike | None = None) -> Scan:
+    """Find the image/label pairs of one split without opening any file.
+
+    ``split_file`` (GTAV only, either layout): the list that selects the split's files, see
+    :func:`read_gtav_split_file`; the scan's ``split_list`` then holds the counts."""
     spec = get_spec(name)
     if split not in spec.splits:
         raise ValueError(f"unknown split {split!r} for {spec.name}; expected one of {', '.join(spec.splits)}")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise BenchmarkLayoutError(f"{spec.name} root not found: {root}\nexpected layout: {spec.layout}")
-    scan = spec.scan(root, split)
+    if split_file is not None and spec.name != "gtav":
+        raise ValueError(f"split_file is for GTAV (its split.mat or text lists); {spec.name} splits come from its folders")
+    scan = spec.scan(root, split, split_file) if split_file is not None else spec.scan(root, split)
     if not scan.images:
         where = Path(scan.images_without_label[0]).parent if scan.images_without_label else root
         what = "no image/label pairs" if scan.images_without_label else "no images"
@@ -489,6 +550,20 @@ def _format_list(paths: Sequence[str], limit: int = 5) -> str:
 # The public loader
 # --------------------------------------------------------------------------------------------------
 
+#: What `load_benchmark` does with an image/label pair whose sizes differ.
+SIZE_MISMATCH_RULES = ("next", "drop")
+
+
+def substitute_next(n: int, bad: Sequence[int]) -> list[int]:
+    """For each of ``n`` positions, the position actually read when the ``bad`` ones are skipped the
+    reference's way: the next good position, wrapping around to 0 (SPEC §6.2's runtime skip)."""
+    good = np.setdiff1d(np.arange(n), np.asarray(bad, dtype=np.int64))
+    if not len(good):
+        raise ValueError("every position is bad: there is no pair to substitute")
+    nxt = np.searchsorted(good, np.arange(n))  # first good position >= i
+    return good[np.where(nxt < len(good), nxt, 0)].tolist()
+
+
 
 def _decode_batch(batch: dict, benchmark: str) -> dict:
     """`datasets` on-access transform: paths -> `image` (PIL RGB) and `label` (PIL "L" train IDs)."""
@@ -518,6 +593,8 @@ def load_benchmark(
     check_sizes: bool = True,
     num_threads: int = 8,
     progress: bool = False,
+    split_file: str | os.PathLike | None = None,
+    size_mismatch: Optional[str] = None,
 ):
     """One split of a benchmark as a `datasets.Dataset` of file paths, decoded on access.
 
@@ -525,14 +602,27 @@ def load_benchmark(
     (from the image header). Reading an example adds `image` (PIL RGB) and `label` (PIL "L" holding
     uint8 train IDs, 255 = ignore; None without labels).
 
-    Images without a label (or labels without an image), and pairs whose sizes differ, are left out
-    with a warning naming the files; with `strict=True` they raise instead. `check_sizes=False`
-    skips reading the file headers (faster for huge folders; `width`/`height` are then -1).
+    Images without a label (or labels without an image), and names of a split list that are not on
+    disk, are left out with a warning naming the files; with `strict=True` they raise instead.
+    `split_file` (GTAV, either layout): the official `split.mat` or a text list selecting the split's
+    files (:func:`read_gtav_split_file`); without it the pre-split folders' files are all taken and the
+    flat layout looks for `split_data/gtav_split_<split>.txt` or `split.mat` under the root.
+
+    Pairs whose image and label differ in size are handled by `size_mismatch`: `"next"` (the default
+    for GTAV: the reference's GTAV loader moves on to the next pair whose sizes match, wrapping around,
+    so the split keeps its length and that pair is read twice) or `"drop"` (the default for the other
+    benchmarks, whose reference loaders have no rule: the pair is left out); either way a warning names
+    the files, and `strict=True` raises. `check_sizes=False` skips reading the file headers (faster for
+    huge folders; `width`/`height` are then -1, and mismatches are not looked for).
     """
     import datasets
 
     spec = get_spec(name)
-    scan = scan_benchmark(spec.name, root, split)
+    if size_mismatch is None:
+        size_mismatch = "next" if spec.name == "gtav" else "drop"
+    if size_mismatch not in SIZE_MISMATCH_RULES:
+        raise ValueError(f"size_mismatch={size_mismatch!r}; expected one of {', '.join(SIZE_MISMATCH_RULES)}")
+    scan = scan_benchmark(spec.name, root, split, split_file)
     root_abs = str(Path(root).expanduser().resolve())
 
     orphans = scan.images_without_label + scan.labels_without_image
@@ -544,7 +634,17 @@ def load_benchmark(
         if strict:
             raise BenchmarkError(msg)
         warnings.warn(msg + "\nthese files are left out", stacklevel=2)
+    if scan.split_list and scan.split_list["listed_not_on_disk"]:
+        absent = scan.split_list["listed_not_on_disk"]
+        msg = f"{spec.name} {split}: {len(absent)} name(s) of {scan.split_list['source']} have no image on disk{_format_list(absent)}"
+        if strict:
+            raise BenchmarkError(msg)
+        warnings.warn(msg, stacklevel=2)
 
+    split_summary = None
+    if scan.split_list:
+        split_summary = {**scan.split_list, "listed_not_on_disk": len(scan.split_list["listed_not_on_disk"])}
+    mismatch_summary = {"rule": size_mismatch, "pairs": []}
     names, images, label_paths = scan.names, scan.images, scan.labels
     widths = heights = [-1] * len(images)
     if check_sizes:
@@ -563,7 +663,18 @@ def load_benchmark(
                 msg = f"{spec.name} {split}: {len(bad)} image/label pair(s) differ in size{_format_list(lines)}"
                 if strict:
                     raise SizeMismatchError(msg)
-                warnings.warn(msg + "\nthese pairs are left out", stacklevel=2)
+                mismatch_summary["pairs"] = [names[i] for i in bad]
+                if size_mismatch == "next" and len(bad) < len(images):
+                    take = substitute_next(len(images), bad)
+                    subs = [f"{names[i]} -> {names[take[i]]}" for i in bad]
+                    warnings.warn(msg + "\neach is replaced by the next pair whose sizes match (size_mismatch='next', "
+                                  f"as the reference's GTAV loader does):{_format_list(subs)}", stacklevel=2)  # fmt: skip
+                    names, images, label_paths, widths, heights = (
+                        [column[j] for j in take] for column in (names, images, label_paths, widths, heights)
+                    )
+                    bad = []
+                else:
+                    warnings.warn(msg + "\nthese pairs are left out", stacklevel=2)
                 keep = np.setdiff1d(np.arange(len(images)), bad)
                 names = [names[i] for i in keep]
                 images = [images[i] for i in keep]
@@ -590,7 +701,8 @@ def load_benchmark(
         }
     )
     info = datasets.DatasetInfo(
-        description=json.dumps({"benchmark": spec.name, "root": root_abs, "split": split, "layout": scan.layout}),
+        description=json.dumps({"benchmark": spec.name, "root": root_abs, "split": split, "layout": scan.layout,
+                                "split_list": split_summary, "size_mismatches": mismatch_summary}),  # fmt: skip
         dataset_name=spec.name,
         features=features,
     )
@@ -606,6 +718,21 @@ def load_benchmarks(name: str, root: str | os.PathLike, splits: Sequence[str] = 
     if isinstance(splits, str):
         splits = (splits,)
     return datasets.DatasetDict({s: load_benchmark(name, root, s, **kwargs) for s in splits})
+
+
+def describe_dataset(dataset) -> str:
+    """One line on a `load_benchmark` dataset: pairs, layout, the split list's counts, size mismatches."""
+    info = benchmark_info(dataset)
+    text = f"{info['benchmark']} {info['split']}: {len(dataset)} pairs ({info['layout']})"
+    listed = info.get("split_list")
+    if listed:
+        text += (f"; split list: {listed['entries']} names, {listed['found']} found, {listed['listed_not_on_disk']} "
+                 f"not on disk, {listed['on_disk_not_listed']} on disk but not listed")  # fmt: skip
+    mismatched = (info.get("size_mismatches") or {}).get("pairs") or []
+    if mismatched:
+        how = "each read as the next matching pair" if info["size_mismatches"]["rule"] == "next" else "left out"
+        text += f"; {len(mismatched)} image/label size mismatch(es), {how}"
+    return text
 
 
 def benchmark_info(dataset) -> dict:

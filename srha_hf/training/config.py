@@ -34,6 +34,14 @@ class TrainConfig:
     mapillary_root: Optional[str] = None
     train_split: str = "train"
     val_split: str = "val"
+    # GTAV split list (either layout): the official split.mat, a path with {split} (e.g.
+    # split_data/gtav_split_{split}.txt) or a folder of gtav_split_<split>.txt for every GTAV split the run
+    # loads, or one text list (one name per line) for the source's training split. null: all the files of
+    # the pre-split folders; the flat layout's split_data/ lists or split.mat.
+    gtav_split_file: Optional[str] = None
+    # An image and its label of different sizes: "next" (the reference's GTAV loader reads the next pair
+    # whose sizes match) or "drop" (leave the pair out); null: "next" for GTAV, "drop" for the others.
+    size_mismatch: Optional[str] = None
     synthetic_data: bool = False  # generate the embedded synthetic benchmark and train/evaluate on it
     synthetic_root: str = "outputs/synthetic"
     synthetic_num_train: int = 100
@@ -74,6 +82,9 @@ class TrainConfig:
     weight_decay: float = 5e-4  # on every trainable parameter (SPEC §9 T1)
     poly_power: float = 0.9
     seed: int = 304
+    # "no" (fp32, the reference), "bf16", "fp16", "fp8" or null (accelerate's setting); --mixed_precision on
+    # the accelerate launch line wins over this key, the user's accelerate config does not.
+    mixed_precision: Optional[str] = "no"
     deterministic: bool = True  # as the reference: cuDNN deterministic, benchmark mode off; false = benchmark on
 
     # --- evaluation (SPEC §8)
@@ -122,6 +133,10 @@ class TrainConfig:
             raise ConfigError(f"blur_p must be a probability in [0, 1], got {self.blur_p}")
         if self.blur_rounding not in ("truncate", "round"):
             raise ConfigError(f"blur_rounding must be 'truncate' or 'round', got {self.blur_rounding!r}")
+        if self.size_mismatch not in (None, "next", "drop"):
+            raise ConfigError(f"size_mismatch must be 'next', 'drop' or null, got {self.size_mismatch!r}")
+        if self.mixed_precision not in (None, "no", "fp16", "bf16", "fp8"):
+            raise ConfigError(f"mixed_precision must be 'no', 'bf16', 'fp16', 'fp8' or null, got {self.mixed_precision!r}")
         if self.mapillary_crop not in ("faithful", "corrected"):
             raise ConfigError(f"mapillary_crop must be 'faithful' or 'corrected', got {self.mapillary_crop!r}")
         if self.teacher_mode not in ("faithful", "lean"):
@@ -144,6 +159,16 @@ class TrainConfig:
 
     def data_root(self, name: str) -> Optional[str]:
         return getattr(self, f"{name}_root")
+
+    def split_file_for(self, name: str, split: str) -> Optional[str]:
+        """The ``split_file`` of :func:`~srha_hf.load_benchmark` for split ``split`` of ``name``:
+        ``gtav_split_file`` for GTAV (a single text list only for the source's training split)."""
+        path = self.gtav_split_file
+        if name != "gtav" or not path:
+            return None
+        if "{split}" in path or path.lower().endswith(".mat") or Path(path).expanduser().is_dir():
+            return path
+        return path if (name == self.source_dataset and split == self.train_split) else None
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -28,6 +28,8 @@ import torch
 from .checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint, write_json_atomic
 from .config import ConfigError, TrainConfig, save_config
 from .optim import build_optimizer, set_poly_lr
+from .precision import describe as describe_precision
+from .precision import resolve_mixed_precision
 
 
 class NonFiniteLossError(RuntimeError):
@@ -144,7 +146,7 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
 
     from .. import SRHAForSemanticSegmentation, build_teacher, compute_srha_loss, update_teacher_ema
     from ..losses import uses_teacher
-    from ..data import SRHATrainDataset, SRMCollator, build_train_transform, load_benchmark
+    from ..data import SRHATrainDataset, SRMCollator, build_train_transform, describe_dataset, load_benchmark
     from ..data.uniform import EpochSampler
     from ..evaluation import evaluate_model, write_evaluation_report
 
@@ -160,7 +162,9 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     set_cudnn_determinism(config.deterministic)
     output_dir = Path(config.output_dir)
     trackers = None if config.report_to in ("none", "", None) else config.report_to
+    mixed_precision, precision_source = resolve_mixed_precision(config.mixed_precision)
     accelerator = Accelerator(
+        mixed_precision=mixed_precision,
         # Without CUDA, cpu=True lets Accelerate pick up a torchrun launch as a gloo multi-CPU run
         # (otherwise every process would think it trains alone).
         cpu=not torch.cuda.is_available(),
@@ -168,6 +172,7 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
     world, rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
+    _log(accelerator, f"precision: {describe_precision(accelerator.mixed_precision)} ({precision_source})")
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, output_dir / "train_config.yaml")
@@ -175,10 +180,15 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
 
     # ---------------- data: everything is checked before any heavy work
     roots, eval_sizes = resolve_data(config, accelerator)
-    source = load_benchmark(config.source_dataset, roots[config.source_dataset], config.train_split)
-    val_sets = {name: load_benchmark(name, roots[name], config.val_split) for name in config.val_datasets}
+    def load(name: str, split: str):
+        return load_benchmark(name, roots[name], split, split_file=config.split_file_for(name, split),
+                              size_mismatch=config.size_mismatch)  # fmt: skip
+
+    source = load(config.source_dataset, config.train_split)
+    _log(accelerator, f"source: {describe_dataset(source)}")
+    val_sets = {name: load(name, config.val_split) for name in config.val_datasets}
     if config.eval_source and config.source_dataset not in val_sets:  # last, so periodic evaluations skip it
-        val_sets[config.source_dataset] = load_benchmark(config.source_dataset, roots[config.source_dataset], config.val_split)
+        val_sets[config.source_dataset] = load(config.source_dataset, config.val_split)
     resume_path = resolve_checkpoint(output_dir, config.resume_from_checkpoint)
     if config.resume_from_checkpoint == "latest" and resume_path is None:
         _log(accelerator, f"no checkpoint in {output_dir} yet: starting fresh")
