@@ -1,5 +1,5 @@
 # srha_hf: `make demo` (install, then train + evaluate on the embedded synthetic benchmark) and
-# `make test` (install into .venv if needed, then the offline CPU test suite).
+# `make test` (install into .venv if needed, then ruff and the offline CPU test suite).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test wheel-check bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ demo: install
 		scripts/train.py --config configs/demo.yaml
 
 test: install
+	$(VENV)/bin/ruff check srha_hf scripts tests benchmarks
 	$(PY) -m pytest -q
+
+# The package as installed from a wheel, away from the source tree (also run by .ci/run).
+wheel-check:
+	bash .ci/wheel_check.sh
 
 bench: install
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Optional
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "model_cards" / "srha_model_card.md"
+# Package data (setup.cfg [options.package_data]): found next to this module in a wheel install too.
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "srha_model_card.md"
 
 ARCHITECTURES = {"deeplabv3plus": "DeepLabV3+", "mask2former": "Mask2Former"}
 
@@ -47,7 +48,7 @@ def render_model_card(
     template: Optional[Path] = None,
     decode_head: str = "deeplabv3plus",
 ):
-    """Render ``model_cards/srha_model_card.md`` into a ``huggingface_hub.ModelCard``.
+    """Render ``srha_hf/templates/srha_model_card.md`` into a ``huggingface_hub.ModelCard``.
 
     ``results`` maps a target dataset name to its evaluation result (``mean_iou``, ``num_images``,
     ``per_category_iou``); the card's metadata holds a ``model-index`` with one ``mean_iou`` result per
