@@ -66,9 +66,9 @@ def main():
         pixels = torch.randn(args.batch_size, 3, height, width, device=device)
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.mixed_precision)
 
-        def forward():
+        def forward(net=model):  # bound now: the loop deletes `model` before the next backbone
             with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                model(pixels).logits.argmax(1)
+                net(pixels).logits.argmax(1)
 
         t_forward = time_call(forward, repeats=max(1, args.images), warmup=1, sync=sync)
         results[backbone] = {

@@ -8,9 +8,9 @@ import argparse
 
 import torch
 from _common import emit, street_labels, time_call
+from reference_loops import ra_loop  # tests/, on sys.path through _common
 
 from srha_hf import regional_alignment_loss
-from srha_hf.reference import ra_loop
 
 
 def main():

@@ -8,9 +8,9 @@ import argparse
 
 import torch
 from _common import emit, street_labels, time_call
+from reference_loops import srm_loop  # tests/, on sys.path through _common
 
 from srha_hf import sample_mixing_weights, semantic_rearrangement
-from srha_hf.reference import srm_loop
 
 
 def main():

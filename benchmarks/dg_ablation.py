@@ -224,11 +224,14 @@ def main(argv=None) -> int:
         "seeds": seeds,
         "wall_s": round(time.time() - start, 1),
         "summary": {row: {c: {"mean": round(m, 2), "std": round(s, 2), "n": n} for c, (m, s, n) in cols.items()} for row, cols in table.items()},
-        "runs": {row: {str(seed): {k: v for k, v in r.items() if k != "per_class_iou"} for seed, r in by_seed.items()} for row, by_seed in runs.items()},
+        "runs": {
+            row: {str(seed): {k: v for k, v in r.items() if k != "per_class_iou"} for seed, r in by_seed.items()} for row, by_seed in runs.items()
+        },
         "table_md": str(out / "table.md"),
         "chart_png": str(out / "ablation.png"),
     }
-    write_atomic(out / "results.json", json.dumps({**result, "per_class": {row: {str(s): r["per_class_iou"] for s, r in bs.items()} for row, bs in runs.items()}}, indent=1))
+    per_class = {row: {str(s): r["per_class_iou"] for s, r in bs.items()} for row, bs in runs.items()}
+    write_atomic(out / "results.json", json.dumps({**result, "per_class": per_class}, indent=1))
     print(json.dumps(result, indent=1))
     sys.stderr.write(md)
     return 0

@@ -12,7 +12,9 @@ Then the SRM / RA / step benchmarks on the GPU are run by the caller.
 import json
 import sys
 
+import _common  # noqa: F401 - puts tests/ (the reference loops) on sys.path
 import torch
+from reference_loops import ra_loop, srm_loop
 
 from srha_hf import (
     SRHAConfig,
@@ -23,7 +25,6 @@ from srha_hf import (
     sample_mixing_weights,
     semantic_rearrangement,
 )
-from srha_hf.reference import ra_loop, srm_loop
 from srha_hf.srm import region_one_hot, sum_over_regions
 
 

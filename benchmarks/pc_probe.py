@@ -65,7 +65,8 @@ def main(argv=None) -> int:
     config = load_config(ROOT / "configs" / "demo.yaml", {"seed": args.seed})
     torch.manual_seed(args.seed)
     source = load_benchmark(config.source_dataset, Path(config.synthetic_root) / config.source_dataset, config.train_split)
-    dataset = SRHATrainDataset(source, build_train_transform(crop_size=config.crop_size, scale_range=(config.scale_min, config.scale_max)), seed=args.seed)
+    transform = build_train_transform(crop_size=config.crop_size, scale_range=(config.scale_min, config.scale_max))
+    dataset = SRHATrainDataset(source, transform, seed=args.seed)
     mc = config.model_config(backbone_pretrained=stage_file)
     collate = SRMCollator(seed=args.seed, concentration=mc.srm_concentration)
     batches = [collate([dataset[(0, config.batch_size * b + i)] for i in range(config.batch_size)]) for b in range(args.batches)]

@@ -14,7 +14,6 @@ from .image_processing_srha import SRHAImageProcessor
 from .losses import (
     SRHATeacher,
     build_teacher,
-    uses_teacher,
     compute_srha_loss,
     global_alignment_loss,
     local_alignment_loss,
@@ -22,6 +21,7 @@ from .losses import (
     regional_alignment_loss,
     segmentation_losses,
     update_teacher_ema,
+    uses_teacher,
 )
 from .modeling_srha import SRHAForSemanticSegmentation, SRHASemanticSegmenterOutput
 from .srm import SemanticRearrangement, sample_mixing_weights, semantic_rearrangement, style_elimination

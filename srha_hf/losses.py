@@ -297,7 +297,8 @@ def alignment_losses(
 ) -> Dict[str, torch.Tensor]:
     """Σ_l w_l GA_l, Σ_l w_l RA_l and Σ_l w_l LA_l over ``config.alignment_layers`` (weights <= 0 skip).
 
-    A term whose layer weights are all <= 0 is absent from the result (not a zero). ``labels`` are the original images' maps (shared by both halves) or one per student row.
+    A term whose layer weights are all <= 0 is absent from the result (not a zero). ``labels`` are the
+    original images' maps (shared by both halves) or one per student row.
     """
     device = student_features[0].device
     totals = {

@@ -5,9 +5,9 @@ import json
 import sys
 
 import torch.distributed as dist
+from eval_helpers import PaletteModel  # tests/ is this script's folder, first on sys.path
 from torch.nn.parallel import DistributedDataParallel
 
-from eval_helpers import PaletteModel  # tests/ is this script's folder, first on sys.path
 from srha_hf.data import load_benchmark
 from srha_hf.data.synthetic import synthetic_eval_sizes
 from srha_hf.evaluation import evaluate_model

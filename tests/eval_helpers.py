@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
 import torch
 from torch import nn
 
@@ -15,16 +14,6 @@ from srha_hf.data.labels import CITYSCAPES_PALETTE
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH = dict(num_train=1, num_val=5, size=(96, 54), seed=0)  # 5 validation images: an odd split
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread in these tests: on a busy 2-core machine every parallel region of a
-    2-thread forward waits for the other core, making tiny forwards 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class PaletteModel(nn.Module):

@@ -7,9 +7,9 @@ import sys
 
 import torch
 from accelerate import PartialState
+from m2f_loss_inputs import set_loss_inputs  # tests/ is this script's folder, first on sys.path
 from transformers.models.mask2former.modeling_mask2former import Mask2FormerLoss
 
-from m2f_loss_inputs import set_loss_inputs  # tests/ is this script's folder, first on sys.path
 from srha_hf.heads.mask2former import _criterion, mask2former_set_loss, mask2former_targets
 
 
@@ -21,7 +21,13 @@ def main(prefix):
     _, class_labels = mask2former_targets(labels, 19, 255, True)
     ours = _criterion(config).get_num_masks(class_labels, torch.device("cpu")).item()
     theirs = Mask2FormerLoss.get_num_masks(_criterion(config), class_labels, torch.device("cpu")).item()
-    out = {"world": state.num_processes, "loss": loss.item(), "parts": {k: v.item() for k, v in parts.items()}, "num_masks": ours, "transformers_num_masks": theirs}
+    out = {
+        "world": state.num_processes,
+        "loss": loss.item(),
+        "parts": {k: v.item() for k, v in parts.items()},
+        "num_masks": ours,
+        "transformers_num_masks": theirs,
+    }
     with open(f"{prefix}.{state.process_index}.json", "w") as f:
         json.dump(out, f)
     state.wait_for_everyone()

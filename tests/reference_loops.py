@@ -1,7 +1,8 @@
 """Plain per-image, per-region loops written straight from the SPEC formulas.
 
-They are the ground truth that the tests compare the vectorized code against, and the baseline the
-benchmarks time it against (they loop the way the authors' code does). Never use them on a hot path.
+They live with the tests, which own their oracles: the ground truth that the tests compare the
+vectorized code against, and the baseline the benchmarks time it against (the benchmark scripts put
+``tests/`` on ``sys.path`` through ``benchmarks/_common.py``) (they loop the way the authors' code does). Never use them on a hot path.
 ``dtype`` lets tests run them in float64.
 """
 
@@ -12,7 +13,7 @@ from typing import Dict, Sequence
 import torch
 import torch.nn.functional as F
 
-from .srm import STD_EPS
+from srha_hf.srm import STD_EPS
 
 
 def _resize(labels: torch.Tensor, size) -> torch.Tensor:

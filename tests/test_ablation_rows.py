@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from test_train import launch, run_args
 
 import srha_hf
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, build_teacher, compute_srha_loss, uses_teacher
 from srha_hf.training import load_config, parse_overrides
 from srha_hf.training.ablation import ABLATION_ROWS, ROW_TERMS
 from srha_hf.training.pretrain import BACKBONE_FILE, STAGE_FILE, stage_config, stage_dir
-from test_train import launch, run_args, synthetic_root  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,6 +129,7 @@ def test_the_demo_runs_full_srha_from_the_pretraining_stage():
         load_config(ROOT / "configs" / "demo.yaml", parse_overrides(["--backbone_pretrained", "torchvision"]))
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_pretraining_stage_initialises_student_and_teacher(synthetic_root, tmp_path):
 
     cache = tmp_path / "stage"
@@ -157,7 +158,10 @@ def test_pretraining_stage_initialises_student_and_teacher(synthetic_root, tmp_p
     card = (out_dir / "model" / "README.md").read_text()
     assert "pretraining stage (2 plain steps" in card
     # a second run reuses the cached stage
-    again = launch(run_args(synthetic_root, tmp_path / "again", "--max_iter", "1", "--checkpointing_steps", "0", "--val_datasets", "cityscapes", "--pretrain_steps", "2", "--pretrain_dir", str(cache)))
+    again = launch(
+        run_args(synthetic_root, tmp_path / "again", "--max_iter", "1", "--checkpointing_steps", "0", "--val_datasets", "cityscapes",
+                 "--pretrain_steps", "2", "--pretrain_dir", str(cache))  # fmt: skip
+    )
     assert "pretraining stage: reusing" in again.stdout and len(list(cache.iterdir())) == 1
 
 

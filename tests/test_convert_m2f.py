@@ -10,13 +10,15 @@ import re
 
 import pytest
 import torch
-from interop_helpers import load_script, one_thread  # noqa: F401 (autouse fixture)
+from interop_helpers import load_script
 from safetensors.torch import load_file
+from transformers import AutoModelForSemanticSegmentation
 
 import srha_hf  # noqa: F401 - registers the Auto classes
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
 from srha_hf.conversion import CheckpointMismatchError, convert_original_checkpoint, guess_arch
-from transformers import AutoModelForSemanticSegmentation
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread
 
 # project name after "mask2former." -> the authors' name after "m2f_decoder." (one row per table row)
 _ENC, _DEC = r"pixel_decoder\.encoder\.layers\.(\d+)\.", r"transformer_module\.decoder\.layers\.(\d+)\."

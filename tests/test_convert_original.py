@@ -7,12 +7,14 @@ import pytest
 import torch
 from authors_network import authors_checkpoint, randomized
 from huggingface_hub import ModelCard
-from interop_helpers import load_script, one_thread  # noqa: F401 (autouse fixture)
+from interop_helpers import load_script
 from safetensors.torch import load_file
+from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
 import srha_hf  # noqa: F401 - registers the Auto classes
 from srha_hf.conversion import CheckpointMismatchError, convert_original_checkpoint, guess_arch
-from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread
 
 BACKBONE = {"r50": "resnet50", "r101": "resnet101", "mobilenetv2": "mobilenetv2", "shufflenetv2": "shufflenetv2"}
 
@@ -72,7 +74,8 @@ def test_mismatched_checkpoint_is_refused_with_the_keys(tmp_path, script, capsys
     assert script.main(["--checkpoint", str(path), "--arch", "shufflenetv2", "--output", str(out), "--no_progress"]) == 2
     err = capsys.readouterr().err
     assert "conversion refused" in err and "2 missing key(s)" in err and "1 unexpected key(s)" in err and "1 mis-shaped" in err
-    for key in ("final2.bias", "layer2.3.branch2.0.weight", "module.classifier.weight", "module.dsn.4.weight: checkpoint (21, 512, 1, 1), model (19, 512, 1, 1)"):  # fmt: skip
+    for key in ("final2.bias", "layer2.3.branch2.0.weight", "module.classifier.weight",
+                "module.dsn.4.weight: checkpoint (21, 512, 1, 1), model (19, 512, 1, 1)"):  # fmt: skip
         assert key in err, key
     assert not out.exists() and list(tmp_path.iterdir()) == [path]  # nothing written, no temporary left
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from eval_helpers import SYNTH, PaletteModel, check, one_thread, torchrun  # noqa: F401 (autouse fixture)
+from eval_helpers import SYNTH, PaletteModel, check, torchrun
 from PIL import Image
 
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
@@ -13,6 +13,8 @@ from srha_hf.data import build_eval_transform, load_benchmark, to_tensors
 from srha_hf.data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes
 from srha_hf.evaluation import evaluate_model, shard_indices, write_evaluation_report
 from srha_hf.metrics import load_metric
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread
 
 SIZES = synthetic_eval_sizes(SYNTH["size"])
 ALL = ("gtav", "cityscapes", "bdd100k", "mapillary", "synthia")
@@ -80,6 +82,7 @@ def test_shards_are_disjoint_and_complete():
     assert shard_indices(5, 0, 2, drop_remainder=True) == torch.randperm(5, generator=torch.Generator().manual_seed(0)).tolist()[:4][0::2]
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_two_processes_equal_one_on_an_odd_split(bench, tmp_path):
     """Two real processes (torchrun, gloo, no Accelerate) on 5 images: the summed confusion matrices
     equal the single-process result; drop_remainder drops exactly one image."""

@@ -9,11 +9,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-from eval_helpers import REPO, SYNTH, check, child_env, one_thread, torchrun  # noqa: F401 (autouse fixture)
+from eval_helpers import REPO, SYNTH, check, child_env, torchrun
 from PIL import Image
 
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, SRHAImageProcessor
 from srha_hf.data.synthetic import make_synthetic_benchmark
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread
 
 DATASETS = ["cityscapes", "mapillary"]
 
@@ -71,6 +73,7 @@ def test_one_process_outputs(setup, script, tmp_path, capsys):
     assert not list(out.parent.glob("*.tmp*"))  # atomic writes leave no temporary files
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_torchrun_two_processes_equal_accelerate_launch_one(setup, tmp_path):
     """Odd split (5 images): the 2-process run's summed confusion matrices equal the 1-process run's."""
     one, two = tmp_path / "one.json", tmp_path / "two.json"

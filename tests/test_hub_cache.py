@@ -7,11 +7,13 @@ import sys
 import pytest
 import torch
 from huggingface_hub import scan_cache_dir
-from interop_helpers import REPO, hf_cache_layout, no_network, one_thread, random_image, save_model  # noqa: F401
+from interop_helpers import REPO, hf_cache_layout, random_image, save_model
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation
 
 import srha_hf  # noqa: F401 - registers the Auto classes
 from srha_hf.inference import ModelLoadError, load_segmenter
-from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread
 
 REPO_ID = "srha-test-org/srha-shufflenetv2-demo"
 COMMIT = "4f5e3d2c1b0a99887766554433221100ffeeddcc"
@@ -56,6 +58,7 @@ def test_uncached_repo_fails_clearly_offline(cache, no_network):
         load_segmenter("srha-test-org/not-downloaded", device="cpu", cache_dir=str(root / "cache"))
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_predict_script_with_repo_id_from_HF_HUB_CACHE(cache, tmp_path):
     """The user's flow: HF_HUB_CACHE + HF_HUB_OFFLINE=1 in the environment, a repo id on the command line."""
     root, _ = cache

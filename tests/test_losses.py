@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from reference_loops import ga_loop, la_loop, pc_loop, ra_loop, srha_total_loop
 
 from srha_hf import (
     SRHAConfig,
@@ -18,7 +19,6 @@ from srha_hf import (
     segmentation_losses,
     update_teacher_ema,
 )
-from srha_hf.reference import ga_loop, la_loop, pc_loop, ra_loop, srha_total_loop
 
 
 def rel(a, b):

@@ -252,6 +252,7 @@ def test_recipe_holds_the_spec_values():
     assert all(getattr(mc, k) == getattr(defaults, k) for k in vars(defaults) if k.startswith("m2f_"))
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_training_step_through_train_script(tmp_path):
     from srha_hf.data.synthetic import make_synthetic_benchmark
 
@@ -288,6 +289,7 @@ def test_training_step_through_train_script(tmp_path):
     assert {f"train/{t}" for t in ("loss", "m2f", "ga", "ra", "la", "pc")} <= tags and "train/ce" not in tags
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_set_loss_on_two_processes_equals_one_process(tmp_path):
     """SPEC §4.3: num_masks is the target count summed over processes / world size. Two real CPU
     processes with identical inputs each get exactly the single-process loss (transformers' own

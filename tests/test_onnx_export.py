@@ -5,13 +5,15 @@ import json
 import numpy as np
 import pytest
 import torch
-from interop_helpers import load_script, one_thread, random_image, save_model  # noqa: F401 (autouse fixture)
+from interop_helpers import load_script, random_image, save_model
 from PIL import Image
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from srha_hf.onnx_export import export_onnx  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,15 @@ import logging
 import numpy as np
 import pytest
 import torch
-from interop_helpers import one_thread, save_model  # noqa: F401 (autouse fixture)
+from interop_helpers import save_model
 from PIL import Image
+from transformers import pipeline
 
 import srha_hf  # noqa: F401 - registers the Auto classes
 from srha_hf import SRHAImageProcessor
 from srha_hf.data.labels import CLASS_NAMES
-from transformers import pipeline
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_train import ROOT, SCRIPT, run_args
 
 from srha_hf.training import ConfigError, load_config
 from srha_hf.training import precision as P
-from test_train import ROOT, SCRIPT, run_args, synthetic_root  # noqa: F401 - the fixture
 
 LAUNCH = ["/venv/bin/python", "/venv/bin/accelerate", "launch"]
 
@@ -82,6 +82,7 @@ def accelerate_launch(launch_options, args, tmp_path):
     return out.stdout
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 @pytest.mark.parametrize("flag", [False, True])
 def test_accelerate_launch_runs_the_recipes_precision_unless_the_launch_line_names_one(flag, synthetic_root, tmp_path):
     args = run_args(synthetic_root, tmp_path / "run", "--max_iter", "1", "--checkpointing_steps", "0",

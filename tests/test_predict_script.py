@@ -5,11 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from interop_helpers import load_script, one_thread, random_image, save_model  # noqa: F401 (autouse fixture)
+from interop_helpers import load_script, random_image, save_model
 from PIL import Image
 
 from srha_hf import SRHAImageProcessor
 from srha_hf.data.labels import CITYSCAPES_PALETTE
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread
 
 
 @pytest.fixture(scope="module")

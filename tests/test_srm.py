@@ -1,10 +1,10 @@
-"""SRM (SPEC §2) against the plain per-image, per-region loop of srha_hf.reference."""
+"""SRM (SPEC §2) against the plain per-image, per-region loop of tests/reference_loops.py."""
 
 import pytest
 import torch
+from reference_loops import srm_loop
 
-from srha_hf import SRHAConfig, SemanticRearrangement, sample_mixing_weights, semantic_rearrangement, style_elimination
-from srha_hf.reference import srm_loop
+from srha_hf import SemanticRearrangement, SRHAConfig, sample_mixing_weights, semantic_rearrangement, style_elimination
 from srha_hf.srm import region_one_hot, resize_labels_nearest, sum_over_regions
 
 

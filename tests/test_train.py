@@ -39,6 +39,7 @@ def test_recipes_hold_the_spec_values():
         assert mc.srm and mc.pc_weight == 10 and mc.ga_weights == [0.4, 0.6, 0.8, 1.0] and mc.freeze_layer0
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_unknown_keys_are_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("backbone: resnet50\nlearning_rate: 0.1\n")
@@ -55,6 +56,7 @@ def test_unknown_keys_are_errors(tmp_path):
     assert out.returncode == 2 and "unknown option --bogus_key" in out.stderr
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_overrides_and_missing_roots(tmp_path):
     c = load_config(ROOT / "configs" / "r50_gtav.yaml", parse_overrides(["--max_iter", "10", "--val_datasets", "bdd100k", "--lr=0.1"]))
     assert (c.max_iter, c.val_datasets, c.lr) == (10, ["bdd100k"], 0.1)
@@ -85,15 +87,6 @@ def test_parameter_groups_and_poly_schedule():
 # Real runs on the synthetic benchmark
 
 
-@pytest.fixture(scope="module")
-def synthetic_root(tmp_path_factory):
-    from srha_hf.data.synthetic import make_synthetic_benchmark
-
-    root = tmp_path_factory.mktemp("synthetic")
-    make_synthetic_benchmark(root, num_train=8, num_val=3, size=(160, 88))
-    return root
-
-
 def run_args(synthetic_root, output_dir, *extra):
     return [
         "--synthetic_data", "true", "--synthetic_root", str(synthetic_root), "--synthetic_num_train", "8",
@@ -119,6 +112,7 @@ def launch(args, nproc=1, timeout=600, check=True, **popen):
     return out
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_training_run_publishes_model_and_card(synthetic_root, tmp_path):
     out_dir = tmp_path / "run"
     out = launch(run_args(synthetic_root, out_dir, "--max_iter", "3", "--checkpointing_steps", "2", "--report_to", "tensorboard"))
@@ -156,17 +150,22 @@ def test_training_run_publishes_model_and_card(synthetic_root, tmp_path):
     assert "cityscapes/mean_iou" in tags
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_kill_and_resume_gives_the_same_weights(synthetic_root, tmp_path):
     full = tmp_path / "full"
     launch(run_args(synthetic_root, full, "--max_iter", "6", "--checkpointing_steps", "3", "--val_datasets", "cityscapes"))
     broken = tmp_path / "broken"
     killed = launch(
-        run_args(synthetic_root, broken, "--max_iter", "6", "--checkpointing_steps", "3", "--val_datasets", "cityscapes", "--debug_kill_at_step", "4"),
+        run_args(synthetic_root, broken, "--max_iter", "6", "--checkpointing_steps", "3", "--val_datasets", "cityscapes",
+                 "--debug_kill_at_step", "4"),  # fmt: skip
         check=False,
     )
     assert killed.returncode == -signal.SIGKILL
     assert (broken / "checkpoint-3").is_dir() and not (broken / "model").exists()
-    resumed = launch(run_args(synthetic_root, broken, "--max_iter", "6", "--checkpointing_steps", "3", "--val_datasets", "cityscapes", "--resume_from_checkpoint", "latest"))
+    resumed = launch(
+        run_args(synthetic_root, broken, "--max_iter", "6", "--checkpointing_steps", "3", "--val_datasets", "cityscapes",
+                 "--resume_from_checkpoint", "latest")  # fmt: skip
+    )
     assert "resumed from" in resumed.stdout and "at step 3" in resumed.stdout
     a = load_file(full / "model" / "model.safetensors")
     b = load_file(broken / "model" / "model.safetensors")
@@ -175,12 +174,17 @@ def test_kill_and_resume_gives_the_same_weights(synthetic_root, tmp_path):
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_resume_latest_without_checkpoint_starts_fresh(synthetic_root, tmp_path):
-    out = launch(run_args(synthetic_root, tmp_path / "fresh", "--max_iter", "1", "--checkpointing_steps", "0", "--val_datasets", "cityscapes", "--resume_from_checkpoint", "latest"))
+    out = launch(
+        run_args(synthetic_root, tmp_path / "fresh", "--max_iter", "1", "--checkpointing_steps", "0", "--val_datasets", "cityscapes",
+                 "--resume_from_checkpoint", "latest")  # fmt: skip
+    )
     assert "no checkpoint" in out.stdout and "starting fresh" in out.stdout
     assert (tmp_path / "fresh" / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_sigterm_saves_a_checkpoint_and_exits_zero(synthetic_root, tmp_path):
     out_dir = tmp_path / "term"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -202,9 +206,12 @@ def test_sigterm_saves_a_checkpoint_and_exits_zero(synthetic_root, tmp_path):
     assert not (out_dir / "model").exists()
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_root, tmp_path):
     out_dir = tmp_path / "nan"
-    out = launch(run_args(synthetic_root, out_dir, "--max_iter", "50", "--checkpointing_steps", "1", "--lr", "1e30", "--decoder_lr", "1e30"), check=False)
+    out = launch(
+        run_args(synthetic_root, out_dir, "--max_iter", "50", "--checkpointing_steps", "1", "--lr", "1e30", "--decoder_lr", "1e30"), check=False
+    )
     assert out.returncode == 1
     assert "non-finite loss" in out.stderr
     import re
@@ -217,6 +224,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(synthetic_root, tm
     assert not (out_dir / "model").exists()
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_two_process_cpu_training(synthetic_root, tmp_path):
     out_dir = tmp_path / "ddp"
     out = launch(run_args(synthetic_root, out_dir, "--max_iter", "2", "--checkpointing_steps", "2", "--val_datasets", "cityscapes"), nproc=2)

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_train import launch, run_args
 
 import srha_hf.data
 import srha_hf.evaluation
 from srha_hf.training import ConfigError, load_config, parse_overrides
 from srha_hf.training.trainer import train, train_transform_kwargs
-from test_train import launch, run_args, synthetic_root  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +71,7 @@ def test_deterministic_key_sets_cudnn(monkeypatch):
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
 
 
+@pytest.mark.slow  # a subprocess / torchrun test
 def test_ema_teacher_is_updated_before_each_forward(synthetic_root, tmp_path):
     out_dir = tmp_path / "ema"
     launch(

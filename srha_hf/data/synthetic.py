@@ -14,10 +14,11 @@ the real ones:
 Scenes have sky at the top, a road in perspective at the bottom with lane markings and curbs,
 sidewalks, buildings, trees, terrain, a wall and a fence, poles with lights and signs, a train near
 the horizon, vehicles on the road, people, riders and bikes, and a little unlabeled clutter: all 19
-classes are drawn in every image (a small one is sometimes hidden behind another). The scene is first drawn as a map of semantic *kinds* (the 19 classes plus a
-few sub-kinds such as lane marking, curb, manhole, utility pole, void) which every dataset encodes
-with its own native ids, so each dataset's decoded train IDs follow its own table of SPEC §6 (e.g. a
-lane marking is road in Mapillary and Cityscapes but ignore in Synthia).
+classes are drawn in every image (a small one is sometimes hidden behind another). The scene is first
+drawn as a map of semantic *kinds* (the 19 classes plus a few sub-kinds such as lane marking, curb,
+manhole, utility pole, void) which every dataset encodes with its own native ids, so each dataset's
+decoded train IDs follow its own table of SPEC §6 (e.g. a lane marking is road in Mapillary and
+Cityscapes but ignore in Synthia).
 
 Appearance is a per-kind colour plus texture (noise, stripes, vertical gradient); every target
 domain shifts each class's colour and texture *differently* (and adds its own global tone), which is
@@ -37,7 +38,6 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from PIL import Image

@@ -54,7 +54,7 @@ class TrainConfig:
     gaussian_blur: bool = True
     exact_resize: bool = True
     blur_p: float = 1.0  # SPEC §9 D2: the reference blurs every sample
-    blur_rounding: str = "truncate"  # SPEC §9 D2: kernel radius truncated (faithful) or "round"
+    blur_rounding: str = "truncate"  # SPEC §9 D2: blurred values truncated to uint8 (faithful) or "round"ed
     shift_centroid_by_padding: bool = False  # SPEC §9 D4: the reference does not offset the centroid by the crop padding
     class_uniform: bool = True
     class_uniform_pct: float = 0.5

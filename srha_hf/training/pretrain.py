@@ -40,14 +40,16 @@ PLAIN_MODEL_KWARGS = {
 # What the stage shares with the run and what decides its weights: data, transforms, optimiser, seed.
 LEARNING_KEYS = (
     "source_dataset", "gtav_root", "synthia_root", "cityscapes_root", "bdd100k_root", "mapillary_root",
-    "train_split", "gtav_split_file", "size_mismatch", "mixed_precision", "synthetic_data", "synthetic_num_train", "synthetic_num_val", "synthetic_size",
+    "train_split", "gtav_split_file", "size_mismatch", "mixed_precision", "synthetic_data", "synthetic_num_train",
+    "synthetic_num_val", "synthetic_size",
     "crop_size", "scale_min", "scale_max", "color_jitter", "gaussian_blur", "blur_p", "blur_rounding",
     "shift_centroid_by_padding", "exact_resize", "class_uniform", "class_uniform_pct", "class_uniform_tile",
     "class_uniform_whole_tiles_only", "backbone", "batch_size", "lr", "decoder_lr", "momentum", "weight_decay",
     "poly_power", "seed",
 )  # fmt: skip
 # What it shares but that only decides how it runs or is evaluated (left out of the cache key).
-RUN_KEYS = ("val_split", "synthetic_root", "centroid_cache_dir", "num_workers", "mapillary_crop", "eval_drop_remainder", "eval_batch_size", "logging_steps")
+RUN_KEYS = ("val_split", "synthetic_root", "centroid_cache_dir", "num_workers", "mapillary_crop", "eval_drop_remainder",
+            "eval_batch_size", "logging_steps")  # fmt: skip
 # Bump when the stage's own recipe (PLAIN_MODEL_KWARGS, freeze_layer0) changes: old caches are then not reused.
 STAGE_RECIPE_VERSION = 1
 
