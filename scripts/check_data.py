@@ -7,7 +7,7 @@ For every split: the layout found, counts of images / labels / pairs, the GTAV s
 (`--gtav_split_file`, or the list found under the root), images without a label and labels without an
 image, names of the split list that are not on disk, image/label size mismatches and what the loader
 reads instead (`--size_mismatch`), unreadable files, label values that are not in
-the dataset's table (SPEC §6), and the share of pixels per train ID. Exit status 1 when a problem
+the dataset's table (docs/method.md §6), and the share of pixels per train ID. Exit status 1 when a problem
 was found, 2 when the root or layout is unusable.
 """
 

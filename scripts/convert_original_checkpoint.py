@@ -4,8 +4,8 @@ r"""Convert a checkpoint saved by the SRHA authors' training code into a model f
     python scripts/convert_original_checkpoint.py --checkpoint last_None_epoch_31_mean-iu_0.00000.pth \
         --arch r50 --output models/srha-r50-gtav
 
-The checkpoint is the dict the authors' code writes every epoch (SPEC §8.4): `state_dict` (DDP keys,
-`module.` + the parameter names of SPEC §1.2 / §1.5), `epoch`, `mean_iu`, `command`. It is read with
+The checkpoint is the dict the authors' code writes every epoch (docs/method.md §8.4): `state_dict` (DDP keys,
+`module.` + the parameter names of docs/method.md §1.2 / §1.5), `epoch`, `mean_iu`, `command`. It is read with
 `torch.load(weights_only=True)`. Its tensors must match the --arch model exactly: otherwise nothing is
 written and the missing, unexpected and mis-shaped keys are listed (exit status 2). The output folder
 (config.json, model.safetensors, preprocessor_config.json, README.md model card with the checkpoint's

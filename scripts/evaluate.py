@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Evaluate a segmentation model on target domains (SPEC §6 / §8): mIoU, per-class IoU, plots, JSON.
+"""Evaluate a segmentation model on target domains (docs/method.md §6 / §8): mIoU, per-class IoU, plots, JSON.
 
     python scripts/evaluate.py --model runs/gtav-r50 --dataset cityscapes bdd100k mapillary \
         --data_root /data --split val --output_json results/eval.json
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="autocast for the forward (default: no, fp32 as the reference, unless --mixed_precision is "
                    "given on the accelerate launch line; your accelerate config's default does not apply)")
     p.add_argument("--mapillary_crop", choices=["faithful", "corrected"], default="faithful",
-                   help="SPEC §9 D3: the reference's buggy centre crop/pad (faithful) or the corrected one")
+                   help="docs/method.md §9 D3: the reference's buggy centre crop/pad (faithful) or the corrected one")
     p.add_argument("--gtav_size", type=int, nargs=2, metavar=("W", "H"), default=None,
                    help="GTAV evaluation resize (default 1914 1052)")
     p.add_argument("--mapillary_size", type=int, default=None, help="Mapillary resize height and crop (default 1536)")
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluation sizes scaled for a synthetic benchmark made with this --size")
     p.add_argument("--max_images", type=int, default=None, help="evaluate only the first N images of each dataset")
     p.add_argument("--drop_remainder", action="store_true",
-                   help="SPEC §9 T3: drop len %% world images like the reference's validation sampler")
+                   help="docs/method.md §9 T3: drop len %% world images like the reference's validation sampler")
     p.add_argument("--num_overlays", type=int, default=3, help="prediction overlays per dataset (default 3)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is available")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
@@ -150,7 +150,7 @@ def eval_sizes_from(args) -> dict:
 
 
 def image_normalisation(model: str, revision=None):
-    """(mean, std) of the model's image processor if it has one, else ImageNet's (SPEC §6)."""
+    """(mean, std) of the model's image processor if it has one, else ImageNet's (docs/method.md §6)."""
     from srha_hf.evaluation import IMAGENET_MEAN, IMAGENET_STD
 
     try:
@@ -160,7 +160,7 @@ def image_normalisation(model: str, revision=None):
         mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
         if mean is not None and std is not None and len(mean) == 3 and len(std) == 3:
             return tuple(float(m) for m in mean), tuple(float(s) for s in std)
-    except Exception:  # noqa: BLE001 - no processor saved: the SPEC's ImageNet normalisation
+    except Exception:  # noqa: BLE001 - no processor saved: the ImageNet normalisation of docs/method.md §5.3
         pass
     return IMAGENET_MEAN, IMAGENET_STD
 

@@ -42,7 +42,7 @@ def load_metric(num_labels=None, ignore_index=None, **kwargs):
 
 
 def evaluate_model(model, datasets, **kwargs):
-    """mIoU of ``model`` on target datasets with SPEC §6/§8's protocol (see
+    """mIoU of ``model`` on target datasets with docs/method.md §6/§8's protocol (see
     :func:`srha_hf.evaluation.evaluate_model`)."""
     from .evaluation import evaluate_model as _evaluate
 

@@ -1,8 +1,8 @@
-"""The four staged backbones of SPEC §1.2 (layer0..layer4, output stride 16), built from torchvision.
+"""The four staged backbones of docs/method.md §1.2 (layer0..layer4, output stride 16), built from torchvision.
 
 Each builder takes torchvision's own model definition, applies the reference's dilation edits and
-splits it into the five stages ``layer0..layer4``. Parameter names follow the authors' layout (SPEC
-§1.5): a stage made of several torchvision modules is an ``nn.Sequential`` of them in order, a stage
+splits it into the five stages ``layer0..layer4``. Parameter names follow the authors' layout
+(docs/method.md §1.5): a stage made of several torchvision modules is an ``nn.Sequential`` of them in order, a stage
 that is one torchvision module is that module. :func:`torchvision_key_to_stage_key` maps a torchvision
 state-dict key to this layout, which is how ImageNet weights (and converted checkpoints) are loaded.
 """
@@ -23,7 +23,7 @@ BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "shufflenetv2")
 
 @dataclass(frozen=True)
 class BackboneInfo:
-    """Channels and strides of the five stages (SPEC §1.2 tables)."""
+    """Channels and strides of the five stages (docs/method.md §1.2 tables)."""
 
     channels: Tuple[int, int, int, int, int]
     strides: Tuple[int, int, int, int, int]
@@ -36,7 +36,7 @@ BACKBONE_INFO: Dict[str, BackboneInfo] = {
     "shufflenetv2": BackboneInfo((24, 116, 232, 464, 1024), (4, 8, 16, 16, 16)),
 }
 
-# torchvision weight enums holding the reference's ImageNet checkpoints (SPEC §1.2: the "V1" files).
+# torchvision weight enums holding the reference's ImageNet checkpoints (docs/method.md §1.2: the "V1" files).
 TORCHVISION_WEIGHTS = {
     "resnet50": ("ResNet50_Weights", "IMAGENET1K_V1"),
     "resnet101": ("ResNet101_Weights", "IMAGENET1K_V1"),
@@ -44,7 +44,7 @@ TORCHVISION_WEIGHTS = {
     "shufflenetv2": ("ShuffleNet_V2_X1_0_Weights", "IMAGENET1K_V1"),
 }
 
-# MobileNetV2 ``features`` indices per stage (SPEC §1.2).
+# MobileNetV2 ``features`` indices per stage (docs/method.md §1.2).
 _MOBILENET_STAGES = ((0, 1), (2, 3, 4, 5, 6), (7, 8, 9, 10), (11, 12, 13, 14, 15, 16, 17), (18,))
 
 
@@ -62,7 +62,7 @@ def _dilate_conv(conv: nn.Conv2d, dilation: int) -> None:
 
 
 def _dilate_resnet_layer4(layer4: nn.Sequential, all_blocks: bool) -> None:
-    """SPEC §1.2 / §9 M9: every block's 3x3 conv gets dilation 2 (faithful); with ``all_blocks=False``
+    """docs/method.md §1.2 / §9 M9: every block's 3x3 conv gets dilation 2 (faithful); with ``all_blocks=False``
     the torchvision ``replace_stride_with_dilation`` layout (first block dilation 1, the rest 2)."""
     for i, block in enumerate(layer4):
         if i == 0:
@@ -76,7 +76,7 @@ def _dilate_resnet_layer4(layer4: nn.Sequential, all_blocks: bool) -> None:
 
 
 def _dilate_d16(layer3: nn.Module, only_stride2: bool) -> None:
-    """SPEC §1.2 "D16" / §9 M10: the stride-2 convs of layer3 get stride 1, dilation 2, padding 2
+    """docs/method.md §1.2 "D16" / §9 M10: the stride-2 convs of layer3 get stride 1, dilation 2, padding 2
     (faithful: nothing else changes); with ``only_stride2=False`` every later 3x3 conv of the stage
     is dilated by 2 as well, as a proper output-stride-16 conversion would do."""
     seen_stride2 = False
@@ -180,7 +180,7 @@ def _hub_state_dict(repo_id: str) -> Dict[str, torch.Tensor]:
 def load_imagenet_state_dict(name: str, source: str) -> Dict[str, torch.Tensor]:
     """Read torchvision-layout ImageNet weights for backbone ``name`` from ``source``.
 
-    ``source`` is ``"torchvision"`` (the weight enum of SPEC §1.2, through torch's download cache),
+    ``source`` is ``"torchvision"`` (the weight enum of docs/method.md §1.2, through torch's download cache),
     a local ``.pth``/``.pt``/``.bin``/``.safetensors`` file, or a Hub repo id such as
     ``timm/resnet50.tv_in1k``. Any failure raises :class:`BackboneLoadError`.
     """

@@ -1,4 +1,4 @@
-"""SRHAConfig: every knob of SPEC §1-§3, with the authors' values as defaults."""
+"""SRHAConfig: every knob of docs/method.md §1-§3, with the authors' values as defaults."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ ALIGNMENT_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 class SRHAConfig(PretrainedConfig):
     r"""Configuration of :class:`~srha_hf.SRHAForSemanticSegmentation` and of its SRHA objective.
 
-    Model (SPEC §1):
+    Model (docs/method.md §1):
         backbone: ``"resnet50"``, ``"resnet101"``, ``"mobilenetv2"`` or ``"shufflenetv2"``.
-        decode_head: ``"deeplabv3plus"`` (SPEC §1.3) or ``"mask2former"`` (SPEC §4; the ``m2f_*`` keys).
+        decode_head: ``"deeplabv3plus"`` (docs/method.md §1.3) or ``"mask2former"`` (docs/method.md §4; the ``m2f_*`` keys).
         num_labels / id2label: 19 Cityscapes train IDs by default. ignore_index: 255.
         backbone_pretrained: ImageNet initialisation of the backbone: ``None`` (random init, the
             default), ``"torchvision"`` (torchvision's IMAGENET1K_V1 weights), a local
@@ -28,22 +28,22 @@ class SRHAConfig(PretrainedConfig):
             model consumes it when it is built (a failed load raises) and records it in
             ``backbone_pretrained_source``; the config it saves asks for no load.
         aspp_rates, aspp_channels, low_level_channels, decoder_channels, dsn_channels,
-            dsn_dropout: the head sizes of SPEC §1.3.
-        freeze_layer0: SPEC §1.4 (layer0 without gradients and in eval mode).
-        style_elimination: SPEC §1.1 step 3 (always on in the reference, §9 M4).
+            dsn_dropout: the head sizes of docs/method.md §1.3.
+        freeze_layer0: docs/method.md §1.4 (layer0 without gradients and in eval mode).
+        style_elimination: docs/method.md §1.1 step 3 (always on in the reference, §9 M4).
         style_elimination_unbiased_std: §9 M7, faithful ``True``.
         resnet_dilate_all_layer4_blocks: §9 M9, faithful ``True``; ``False`` = torchvision's
             ``replace_stride_with_dilation`` (first block of layer4 undilated).
         d16_dilate_only_stride2: §9 M10, faithful ``True``; ``False`` also dilates the later 3x3
             convs of layer3 (MobileNetV2, ShuffleNetV2).
 
-    SRM (SPEC §2):
+    SRM (docs/method.md §2):
         srm: on in training. srm_concentration: Dirichlet α (0.0156, the reference's default).
         srm_include_ignore: §9 M5, faithful ``True`` (ignore region is a region).
         srm_unbiased_std: §9 M7, faithful ``False``.
         srm_detach_rearranged: §9 M8, faithful ``True``.
 
-    HAC and losses (SPEC §3):
+    HAC and losses (docs/method.md §3):
         alignment_layers and ga_weights / ra_weights / la_weights (0.4, 0.6, 0.8, 1.0); a layer
             whose weight is <= 0 is skipped.
         ra_include_ignore: §9 M5, faithful ``True`` (the ignore region is a region in RA).
@@ -54,7 +54,7 @@ class SRHAConfig(PretrainedConfig):
             half is used. ``"lean"``: eval-mode BN, no teacher SRM, originals only (batch B).
         teacher_ema_alpha: §9 M2, faithful ``1.0`` (no EMA; the teacher stays the ImageNet backbone).
 
-    Mask2Former head (SPEC §4, ``decode_head="mask2former"``; see :mod:`srha_hf.heads.mask2former`):
+    Mask2Former head (docs/method.md §4, ``decode_head="mask2former"``; see :mod:`srha_hf.heads.mask2former`):
         m2f_num_queries (100), m2f_hidden_dim (256), m2f_num_heads (8), m2f_dim_feedforward (2048),
             m2f_decoder_layers (9 masked-attention layers; the query-only prediction makes 10 sets),
             m2f_conv_dim / m2f_mask_dim (256), m2f_encoder_layers (6), m2f_encoder_feedforward_dim (1024).

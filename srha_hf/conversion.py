@@ -1,15 +1,15 @@
-"""Convert the authors' released checkpoints (SPEC §8.4) into ``save_pretrained`` model folders.
+"""Convert the authors' released checkpoints (docs/method.md §8.4) into ``save_pretrained`` model folders.
 
 The authors' training code saves, per epoch, a dict with ``state_dict`` (the student's DDP state dict:
-every key starts with ``module.``, then the parameter names of SPEC §1.2 / §1.5: ``layer0..layer4``
+every key starts with ``module.``, then the parameter names of docs/method.md §1.2 / §1.5: ``layer0..layer4``
 holding torchvision's modules, ``aspp`` with ``img_conv`` and ``features.0..3``, ``bot_fine``,
-``bot_aspp``, ``final1``, ``final2``, ``dsn``), ``epoch``, ``mean_iu`` (always 0: SPEC §9 T4) and
+``bot_aspp``, ``final1``, ``final2``, ``dsn``), ``epoch``, ``mean_iu`` (always 0: docs/method.md §9 T4) and
 ``command`` (the training command line). :class:`~srha_hf.SRHAForSemanticSegmentation` uses those
 names, so a conversion is:
 
 1. read the file with ``torch.load(weights_only=True)`` (tensors and plain values only; numpy
    scalars, as older training code may store for ``mean_iu``, are allowed explicitly);
-2. strip ``module.``; accept the two wrappings the SPEC leaves open: ``final2`` as a one-conv
+2. strip ``module.``; accept the two wrappings docs/method.md §1.5 leaves open: ``final2`` as a one-conv
    ``nn.Sequential`` (``final2.0.*``) and, for MobileNetV2, ``layer4`` as ``nn.Sequential(features[18])``
    (``layer4.0.0.*`` / ``layer4.0.1.*``). For ``--arch r50_m2f`` (the Mask2Former variant, saved by
    the authors' ``train_m2f.py``) the ResNet-50 keys are the same and the head's ``m2f_decoder.*`` keys
@@ -44,7 +44,7 @@ ARCHS: Dict[str, Optional[str]] = {
     "r101": "resnet101",
     "mobilenetv2": "mobilenetv2",
     "shufflenetv2": "shufflenetv2",
-    "r50_m2f": "resnet50",  # the Mask2Former variant (SPEC §4), head keys mapped by M2F_RULES
+    "r50_m2f": "resnet50",  # the Mask2Former variant (docs/method.md §4), head keys mapped by M2F_RULES
 }
 #: The decode head of each arch (``deeplabv3plus`` unless named here).
 ARCH_HEADS: Dict[str, str] = {"r50_m2f": "mask2former"}
@@ -160,7 +160,7 @@ def read_original_checkpoint(path) -> OriginalCheckpoint:
 # Key mapping
 # --------------------------------------------------------------------------------------------------
 
-# SPEC-compatible wrappings of a module that the SPEC leaves open (see the module docstring).
+# Wrappings of a module that docs/method.md §1.5 leaves open (see the module docstring).
 _ALIASES = {
     None: [(re.compile(r"^final2\.0\.(weight|bias)$"), r"final2.\1")],
     "mobilenetv2": [(re.compile(r"^layer4\.0\.([01])\.(.+)$"), r"layer4.\1.\2")],
@@ -257,7 +257,7 @@ def map_original_state_dict(state_dict: Dict[str, torch.Tensor], backbone: str,
     """Rename the authors' keys to the model's (``expected``: its state dict) and check coverage.
 
     ``head="mask2former"`` applies :data:`M2F_RULES` to the ``m2f_decoder.`` keys (the DeepLabV3+
-    names pass through with the SPEC's optional wrappings). Returns ``(state_dict, notes)`` ready for
+    names pass through with the optional wrappings of docs/method.md §1.5). Returns ``(state_dict, notes)`` ready for
     ``load_state_dict(strict=True)``; raises :class:`CheckpointMismatchError` listing missing,
     unexpected and mis-shaped keys."""
     notes: List[str] = []

@@ -1,15 +1,15 @@
-"""Evaluation on the target domains (SPEC §6, §8): the routine shared by training and `scripts/evaluate.py`.
+"""Evaluation on the target domains (docs/method.md §6, §8): the routine shared by training and `scripts/evaluate.py`.
 
 `evaluate_model(model, {"cityscapes": ds, ...})` runs single-scale inference with each benchmark's
 evaluation resizing (full-resolution Cityscapes / BDD-100K / Synthia, GTAV resized to 1914x1052,
-Mapillary height 1536 + centre crop/pad with the D3 switch), accumulates SPEC §8.2's 19x19 confusion
+Mapillary height 1536 + centre crop/pad with the D3 switch), accumulates docs/method.md §8.2's 19x19 confusion
 matrix on the model's device and derives mIoU etc. with evaluate's `mean_iou` rules.
 
 Across processes (an `accelerate.Accelerator`, or any initialised `torch.distributed` group) every
 process evaluates the disjoint shard `indices[rank::world]` and the int64 confusion matrices are
 summed: no padding, no duplicated and no dropped image, so any split size gives the single-process
 result. The reference's validation sampler dropped `len % world` images after a seed-0 permutation
-(SPEC §9 T3); `drop_remainder=True` reproduces that.
+(docs/method.md §9 T3); `drop_remainder=True` reproduces that.
 
 `write_evaluation_report(results, output_dir, ...)` renders what a person looks at: per-class IoU bar
 chart, confusion-matrix heatmap, prediction overlays (PNG), the per-class table (Markdown) and a JSON
@@ -74,7 +74,7 @@ def benchmark_of(key: str, dataset=None) -> str:
 
 def shard_indices(length: int, rank: int, world: int, *, drop_remainder: bool = False) -> list:
     """The indices one process evaluates. Default: `range(length)[rank::world]` (disjoint shards
-    covering everything). `drop_remainder=True` (SPEC §9 T3, the reference's validation sampler):
+    covering everything). `drop_remainder=True` (docs/method.md §9 T3, the reference's validation sampler):
     a seed-0 permutation truncated to a multiple of `world`, then `[rank::world]`."""
     if not 0 <= rank < world:
         raise ValueError(f"rank must be in [0, {world}), got {rank}")
@@ -277,11 +277,11 @@ def evaluate_model(
             initialised torch.distributed group is used if there is one.
         batch_size, num_workers: per-process DataLoader settings.
         mixed_precision: "no" / "fp16" / "bf16": autocast for the forward.
-        mapillary_crop: SPEC §9 D3, "faithful" (default) or "corrected".
+        mapillary_crop: docs/method.md §9 D3, "faithful" (default) or "corrected".
         eval_sizes: keyword arguments of `build_eval_transform` (`gtav_size`, `mapillary_size`),
             e.g. `synthetic_eval_sizes(size)` for the small synthetic benchmark.
         max_images: evaluate only the first `max_images` images of each dataset (before sharding).
-        drop_remainder: SPEC §9 T3, drop `len % world` images like the reference's sampler.
+        drop_remainder: docs/method.md §9 T3, drop `len % world` images like the reference's sampler.
         num_labels: defaults to `model.config.num_labels`, else 19.
 
     Returns per dataset: `mean_iou`, `mean_accuracy`, `overall_accuracy`, `frequency_weighted_iou`,

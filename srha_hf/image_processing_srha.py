@@ -13,8 +13,8 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 class SRHAImageProcessor(TorchvisionBackend):
     r"""Prepares images for :class:`~srha_hf.SRHAForSemanticSegmentation`.
 
-    RGB images are scaled to [0, 1] and normalised with the ImageNet mean and std (SPEC §5.3 step 7,
-    §6). No resize by default: SRHA evaluates at each dataset's native resolution (SPEC §8.1). Pass
+    RGB images are scaled to [0, 1] and normalised with the ImageNet mean and std (docs/method.md §5.3 step 7,
+    §6). No resize by default: SRHA evaluates at each dataset's native resolution (docs/method.md §8.1). Pass
     ``do_resize=True, size={"height": H, "width": W}`` (bicubic, as the reference's image resizes) to
     resize, and give ``target_sizes`` to :meth:`post_process_semantic_segmentation` to map the
     predictions back to the original sizes.

@@ -58,7 +58,7 @@ class ModelLoadError(RuntimeError):
 
 
 def palette_for(num_labels: int) -> np.ndarray:
-    """``(256, 3)`` uint8 colour table: the Cityscapes palette for train IDs 0..18 (SPEC §6.2), fixed
+    """``(256, 3)`` uint8 colour table: the Cityscapes palette for train IDs 0..18 (docs/method.md §6.2), fixed
     pseudo-random colours for any further class, black for the rest (e.g. 255 = ignore)."""
     table = np.zeros((256, 3), dtype=np.uint8)
     table[:NUM_CLASSES] = np.asarray(CITYSCAPES_PALETTE, dtype=np.uint8)

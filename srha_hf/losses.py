@@ -1,10 +1,10 @@
-"""HAC, PC and the segmentation losses of SPEC §3, and the full SRHA objective.
+"""HAC, PC and the segmentation losses of docs/method.md §3, and the full SRHA objective.
 
 * :func:`global_alignment_loss` (GA), :func:`regional_alignment_loss` (RA),
-  :func:`local_alignment_loss` (LA): one layer each, unweighted (SPEC §3.2).
-* :func:`prediction_consistency_loss`: the plain JS divergence of SPEC §3.3 (unweighted).
-* :func:`segmentation_losses`: CE on the main logits and on the dsn logits (SPEC §3.4).
-* :func:`build_teacher` and :func:`compute_srha_loss`: SPEC §3.1 and §3.5.
+  :func:`local_alignment_loss` (LA): one layer each, unweighted (docs/method.md §3.2).
+* :func:`prediction_consistency_loss`: the plain JS divergence of docs/method.md §3.3 (unweighted).
+* :func:`segmentation_losses`: CE on the main logits and on the dsn logits (docs/method.md §3.4).
+* :func:`build_teacher` and :func:`compute_srha_loss`: docs/method.md §3.1 and §3.5.
 
 Student features ``S`` have ``n·B`` rows (``n = 2`` after SRM); the teacher target ``t`` has the ``B``
 rows of the original images and stands for ``T = cat([t] * n)`` without being copied.
@@ -111,12 +111,12 @@ def regional_alignment_loss(
     ignore_index: int = 255,
     include_ignore: bool = True,
 ) -> torch.Tensor:
-    """RA_l of SPEC §3.2, vectorized over images and regions.
+    """RA_l of docs/method.md §3.2, vectorized over images and regions.
 
     ``labels`` holds one map per original image (shared by the halves) or one per student row, at any
     resolution; they are nearest-resized to the feature size. With ``a`` the area ratio of a region and
     ``s``/``t`` its student/teacher mean feature, ``RA = Σ a·||s − t||² / (P·C)`` over the ``P``
-    (image, region) pairs present, 0 when ``P = 0``. ``include_ignore`` (SPEC §9 M5, faithful ``True``)
+    (image, region) pairs present, 0 when ``P = 0``. ``include_ignore`` (docs/method.md §9 M5, faithful ``True``)
     counts the ignore label as a region.
     """
     with torch.autocast(device_type=student.device.type, enabled=False):
@@ -129,10 +129,10 @@ def prediction_consistency_loss(
     logits_rearranged: torch.Tensor,
     valid_mask: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """JS(p, q) of SPEC §3.3: ``½[KL(q‖m) + KL(p‖m)]`` per pixel with ``m = clamp((p+q)/2, 1e-7, 1)``,
+    """JS(p, q) of docs/method.md §3.3: ``½[KL(q‖m) + KL(p‖m)]`` per pixel with ``m = clamp((p+q)/2, 1e-7, 1)``,
     "batchmean" over the ``B·H·W`` pixel rows, no stop-gradient (both halves get gradients).
 
-    ``valid_mask`` (``(B, H, W)`` bool) restricts the mean to those pixels (SPEC §9 M6's alternative);
+    ``valid_mask`` (``(B, H, W)`` bool) restricts the mean to those pixels (docs/method.md §9 M6's alternative);
     the faithful default is ``None``: every pixel counts, ignore-labelled ones included.
     """
     with torch.autocast(device_type=logits_original.device.type, enabled=False):
@@ -157,7 +157,7 @@ def segmentation_losses(
     aux_logits: Optional[torch.Tensor] = None,
     ignore_index: int = 255,
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """SPEC §3.4: CE on the main logits at label resolution and CE on the dsn logits against the labels
+    """docs/method.md §3.4: CE on the main logits at label resolution and CE on the dsn logits against the labels
     nearest-downsampled to the dsn resolution. ``labels`` may hold one map per image of the original
     half and is repeated to the logits' batch. A batch without any valid pixel gives 0 rather than NaN.
     """
@@ -185,7 +185,7 @@ def segmentation_losses(
 
 
 class SRHATeacher(nn.Module):
-    """The frozen ImageNet teacher of SPEC §3.1, producing the alignment targets.
+    """The frozen ImageNet teacher of docs/method.md §3.1, producing the alignment targets.
 
     ``forward(pixel_values, labels, srm_weights=None, generator=None)`` returns, for each alignment
     layer, the teacher features of the ``B`` original images (detached). In ``"faithful"`` mode the
@@ -237,7 +237,7 @@ def build_teacher(
     device=None,
 ) -> SRHATeacher:
     """Build the frozen teacher: the same architecture as the student, starting from the student's
-    initial weights (SPEC §3.1: both start from the same ImageNet backbone).
+    initial weights (docs/method.md §3.1: both start from the same ImageNet backbone).
 
     With ``student`` (what the trainer passes, before the first step), the teacher's weights are a copy
     of the student's, parameters and BN buffers alike: with ImageNet (or stand-in) weights this is the
@@ -277,7 +277,7 @@ def uses_teacher(config) -> bool:
 
 @torch.no_grad()
 def update_teacher_ema(teacher: SRHATeacher, student: nn.Module, step: int, alpha: float) -> None:
-    """SPEC §3.1 EMA (off by default, ``alpha = 1``): at step 0 copy the student's parameters, then
+    """docs/method.md §3.1 EMA (off by default, ``alpha = 1``): at step 0 copy the student's parameters, then
     ``θ_t ← a·θ_t + (1 − a)·θ_s`` with ``a = min(1 − 1/(step + 1), alpha)``. Parameters only, not BN
     buffers, as the reference. The trainer calls it, as the reference does, *before* step ``step``'s
     forward: step 0 copies the initial student, step 1 blends in the student after one update."""
@@ -337,7 +337,7 @@ def compute_srha_loss(
     teacher_srm_weights: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-    """The SRHA objective of SPEC §3.5 (DeepLabV3+) or §4.5 (Mask2Former) for one batch.
+    """The SRHA objective of docs/method.md §3.5 (DeepLabV3+) or §4.5 (Mask2Former) for one batch.
 
     ``L = CE + aux_weight·CE_aux + Σ w_l (GA_l + RA_l + LA_l) + pc_weight·JS``, with CE on both halves of
     the SRM-doubled batch against the same labels. For ``config.decode_head == "mask2former"`` the

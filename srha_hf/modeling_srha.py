@@ -1,5 +1,5 @@
-"""SRHAForSemanticSegmentation: DeepLabV3+ (SPEC §1) or Mask2Former (SPEC §4) at output stride 16, with SRM and
-style elimination (SPEC §2)."""
+"""SRHAForSemanticSegmentation: DeepLabV3+ (docs/method.md §1) or Mask2Former (docs/method.md §4) at output stride 16, with SRM and
+style elimination (docs/method.md §2)."""
 
 from __future__ import annotations
 
@@ -31,11 +31,11 @@ class SRHASemanticSegmenterOutput(ModelOutput):
     """Output of :class:`SRHAForSemanticSegmentation`.
 
     Attributes:
-        loss: ``CE + aux_weight·CE_aux`` when ``labels`` are given (the segmentation part of SPEC §3.4;
+        loss: ``CE + aux_weight·CE_aux`` when ``labels`` are given (the segmentation part of docs/method.md §3.4;
             the full SRHA objective is :func:`srha_hf.compute_srha_loss`). Mask2Former: the set loss of
-            SPEC §4.3 over all prediction sets.
+            docs/method.md §4.3 over all prediction sets.
         logits: ``(N, num_labels, H, W)`` at the input resolution; ``N = 2B`` in training with labels
-            and SRM (``[original; rearranged]``), else ``B``. Mask2Former: the semantic scores of SPEC §4.4
+            and SRM (``[original; rearranged]``), else ``B``. Mask2Former: the semantic scores of docs/method.md §4.4
             (non-negative, not logits; their argmax is the prediction).
         aux_logits: ``(N, num_labels, h3, w3)`` dsn logits at the layer3 resolution (training, or
             ``output_features=True``). ``None`` for Mask2Former.
@@ -64,7 +64,7 @@ class SRHAPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Heads (SPEC §1.3): Kaiming-normal fan_in for convs and linears with zero bias. Backbone
+        """Heads (docs/method.md §1.3): Kaiming-normal fan_in for convs and linears with zero bias. Backbone
         (random init only; ImageNet weights are loaded afterwards): Kaiming-normal fan_out, as
         torchvision's ResNet and MobileNetV2. Norms: weight 1, bias 0, fresh running statistics. The
         Mask2Former head: the reference's own scheme (:func:`~srha_hf.heads.mask2former.init_mask2former_weights`)."""
@@ -86,12 +86,12 @@ class SRHAPreTrainedModel(PreTrainedModel):
 
 
 class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
-    """SRHA's DeepLabV3+ (SPEC §1): ``layer0`` → [SRM in training] → style elimination → ``layer1..4``
+    """SRHA's DeepLabV3+ (docs/method.md §1): ``layer0`` → [SRM in training] → style elimination → ``layer1..4``
     → ASPP + decoder (main logits at input size) and the ``dsn`` auxiliary head on layer3.
 
-    With ``config.decode_head == "mask2former"`` (SPEC §4) the heads are one ``mask2former`` child
+    With ``config.decode_head == "mask2former"`` (docs/method.md §4) the heads are one ``mask2former`` child
     (:class:`~srha_hf.heads.mask2former.Mask2FormerHead` on layer1..4), ``logits`` are the semantic
-    scores of SPEC §4.4 at the input size, and ``loss`` (with labels) is the Mask2Former set loss.
+    scores of docs/method.md §4.4 at the input size, and ``loss`` (with labels) is the Mask2Former set loss.
 
     Eval: ``model(pixel_values).logits`` is ``(B, num_labels, H, W)``, bilinearly upsampled with
     ``align_corners=True`` as the reference. Train with ``labels``: SRM doubles the batch to
@@ -148,7 +148,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         return nn.ModuleDict({name: getattr(self, name) for name in STAGES})
 
     def train(self, mode: bool = True):
-        """As ``nn.Module.train``, but a frozen layer0 stays in eval mode (SPEC §1.4)."""
+        """As ``nn.Module.train``, but a frozen layer0 stays in eval mode (docs/method.md §1.4)."""
         super().train(mode)
         if self.config.freeze_layer0:
             self.layer0.eval()
@@ -161,7 +161,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         srm_weights: Optional[torch.Tensor] = None,
         generator: Optional[torch.Generator] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Backbone part of SPEC §1.1 steps 1-4: returns ``(f1, f2, f3, f4)``. SRM runs when labels
+        """Backbone part of docs/method.md §1.1 steps 1-4: returns ``(f1, f2, f3, f4)``. SRM runs when labels
         are given, the model is in training mode and ``config.srm`` is on."""
         x = self.layer0(pixel_values)
         if labels is not None and self.training and self.config.srm:
@@ -175,7 +175,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         return f1, f2, f3, f4
 
     def decode(self, f1: torch.Tensor, f4: torch.Tensor, size) -> torch.Tensor:
-        """DeepLabV3+ decoder (SPEC §1.3): logits upsampled to ``size`` with ``align_corners=True``."""
+        """DeepLabV3+ decoder (docs/method.md §1.3): logits upsampled to ``size`` with ``align_corners=True``."""
         aspp = self.bot_aspp(self.aspp(f4))
         fine = self.bot_fine(f1)
         aspp = F.interpolate(aspp, size=fine.shape[-2:], mode="bilinear", align_corners=True)
@@ -229,7 +229,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         return SRHASemanticSegmenterOutput(loss=loss, logits=logits, aux_logits=aux_logits, features=features)
 
     def _forward_mask2former(self, pixel_values, labels, features, with_extras: bool, return_dict: bool):
-        """SPEC §4: the head on layer1..4, the semantic scores at the input size, the set loss with labels."""
+        """docs/method.md §4: the head on layer1..4, the semantic scores at the input size, the set loss with labels."""
         classes, masks = self.mask2former(features)
         logits = semantic_inference(classes[-1], masks[-1], pixel_values.shape[-2:])
         loss = None

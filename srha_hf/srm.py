@@ -1,4 +1,4 @@
-"""SRM: the Semantic Rearrangement Module (SPEC §2), vectorized over images and regions.
+"""SRM: the Semantic Rearrangement Module (docs/method.md §2), vectorized over images and regions.
 
 Every labelled region of the early (layer0) features is re-stylised with a convex combination of the
 per-region statistics of the same image. The reference loops over images and classes in Python; here
@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: The reference's ``--concentration_coeff`` default (SPEC §2 step 3), ≈ 2**-6.
+#: The reference's ``--concentration_coeff`` default (docs/method.md §2 step 3), ≈ 2**-6.
 DEFAULT_CONCENTRATION = 0.0156
-#: Added to every standard deviation (not to the variance), SPEC §2 step 2 and §1.1 step 3.
+#: Added to every standard deviation (not to the variance), docs/method.md §2 step 2 and §1.1 step 3.
 STD_EPS = 1e-7
 
 
@@ -30,7 +30,7 @@ def resize_labels_nearest(labels: torch.Tensor, size: Tuple[int, int]) -> torch.
     """Nearest-resize an integer label map ``(N, H, W)`` to ``size`` the way the reference does.
 
     PyTorch's legacy ``nearest`` on the float-cast map: source index ``floor(dst * in / out)``, so an
-    integer factor ``f`` picks pixel ``(f*i, f*j)`` (SPEC Appendix B). Returns int64 ``(N, h, w)``.
+    integer factor ``f`` picks pixel ``(f*i, f*j)`` (docs/method.md Appendix B). Returns int64 ``(N, h, w)``.
     """
     if labels.dim() != 3:
         raise ValueError(f"labels must be (N, H, W), got shape {tuple(labels.shape)}")
@@ -127,7 +127,7 @@ def sample_mixing_weights(
 ) -> torch.Tensor:
     """Draw SRM mixing weights ``(B, R, R)``: every row ~ Dirichlet(concentration * 1_R), float32.
 
-    Uses torch's own Dirichlet sampler (SPEC §9 M11), with ``generator`` when given. Restricting a row
+    Uses torch's own Dirichlet sampler (docs/method.md §9 M11), with ``generator`` when given. Restricting a row
     to the ``n`` regions present in an image and renormalising (what :func:`semantic_rearrangement`
     does) yields a draw of Dirichlet(concentration * 1_n), the reference's distribution. In float32 the
     present components of a row can all be negligible against the row's total; renormalising then gives
@@ -166,7 +166,7 @@ def semantic_rearrangement(
     detach_rearranged: bool = True,
     return_weights: bool = False,
 ):
-    """SPEC §2: return ``cat([features, rearranged])`` of shape ``(2B, C, h, w)``.
+    """docs/method.md §2: return ``cat([features, rearranged])`` of shape ``(2B, C, h, w)``.
 
     Args:
         features: ``(B, C, h, w)`` layer0 output.
@@ -176,11 +176,11 @@ def semantic_rearrangement(
             present at feature resolution are used; each row is restricted to them and renormalised
             (a no-op for rows that already sum to one over them). Without it, weights are drawn with
             :func:`sample_mixing_weights` on the features' device using ``generator``.
-        include_ignore: SPEC §9 M5 (faithful ``True``): the ignore region is one more region, both
+        include_ignore: docs/method.md §9 M5 (faithful ``True``): the ignore region is one more region, both
             re-stylised and used as a style source. ``False`` leaves ignore pixels unchanged and keeps
             them out of every mixture.
-        unbiased_std: SPEC §9 M7 (faithful ``False``): the region std divides by ``|R_k|``.
-        detach_rearranged: SPEC §9 M8 (faithful ``True``): the rearranged half is detached and made a
+        unbiased_std: docs/method.md §9 M7 (faithful ``False``): the region std divides by ``|R_k|``.
+        detach_rearranged: docs/method.md §9 M8 (faithful ``True``): the rearranged half is detached and made a
             new leaf requiring grad, so no gradient reaches layer0 through it or through the statistics.
         return_weights: also return the ``(B, R, R)`` weights actually used (restricted, renormalised).
 
@@ -292,8 +292,8 @@ class SemanticRearrangement(nn.Module):
 
 
 def style_elimination(x: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    """Parameter-free instance normalisation of SPEC §1.1 step 3: ``(x - mean) / (std + 1e-7)`` per
-    sample and channel over (h, w), with the unbiased std by default (SPEC §9 M7)."""
+    """Parameter-free instance normalisation of docs/method.md §1.1 step 3: ``(x - mean) / (std + 1e-7)`` per
+    sample and channel over (h, w), with the unbiased std by default (docs/method.md §9 M7)."""
     mean = x.mean(dim=(2, 3), keepdim=True)
     std = x.std(dim=(2, 3), keepdim=True, unbiased=unbiased)
     return (x - mean) / (std + STD_EPS)

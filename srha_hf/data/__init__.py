@@ -1,4 +1,4 @@
-"""Data: the five benchmarks as `datasets`, the SPEC §5.3 transforms, class-uniform sampling, the SRM
+"""Data: the five benchmarks as `datasets`, the docs/method.md §5.3 transforms, class-uniform sampling, the SRM
 collator and an embedded synthetic benchmark."""
 
 # Lazy exports (PEP 562): importing ``srha_hf`` (which reads the class names from ``labels``) must not

@@ -1,4 +1,4 @@
-"""The five benchmarks (SPEC §6) as `datasets.Dataset`s of file paths, decoded on access.
+"""The five benchmarks (docs/method.md §6) as `datasets.Dataset`s of file paths, decoded on access.
 
 One `BenchmarkSpec` per benchmark holds everything that differs between them: where the files are
 (the layouts users actually have on disk), how a label file decodes to train IDs (one lookup table
@@ -28,7 +28,7 @@ from . import labels as L
 BENCHMARK_NAMES = ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
-# SPEC §6.2: official GTAV train IDs that SRHA's train list leaves out (size mismatches).
+# docs/method.md §6.2: official GTAV train IDs that SRHA's train list leaves out (size mismatches).
 GTAV_EXCLUDED_TRAIN_IDS = (
     12160, 12166, 12167, 12191, 12192, 12193, 12195, 12202,
     12203, 12204, 12205, 12206, 12207, 12208, 15188, 19993,
@@ -74,7 +74,7 @@ def read_image(path: str) -> Image.Image:
 
 
 def decode_gtav_label(path: str) -> np.ndarray:
-    """GTAV: palette or RGB PNG -> train IDs by the colour rule of SPEC §6.2 (unknown colours -> 255).
+    """GTAV: palette or RGB PNG -> train IDs by the colour rule of docs/method.md §6.2 (unknown colours -> 255).
 
     A palette PNG is decoded without expanding it to RGB: its (at most 256) palette colours are
     mapped once and the pixel indices go through that 256-entry table."""
@@ -136,7 +136,7 @@ def read_synthia_channel0(path: str) -> np.ndarray:
 
 
 def decode_synthia_label(path: str) -> np.ndarray:
-    # SPEC §6.3: cast to uint8 (ids <= 22), then map.
+    # docs/method.md §6.3: cast to uint8 (ids <= 22), then map.
     return L.SYNTHIA_LUT[read_synthia_channel0(path).astype(np.uint8)]
 
 
@@ -213,7 +213,7 @@ def read_gtav_split_file(path: str | os.PathLike, split: str) -> tuple[list[str]
     """The names of GTAV split ``split`` from a split file, and a description of where they came from.
 
     ``path`` is the official ``split.mat`` of the GTAV code release (``trainIds`` / ``valIds`` /
-    ``testIds``; for ``train`` the 16 IDs that SRHA's list leaves out, SPEC §6.2, are dropped: 12 403 ->
+    ``testIds``; for ``train`` the 16 IDs that SRHA's list leaves out, docs/method.md §6.2, are dropped: 12 403 ->
     12 387), a text list (one file name or 5-digit ID per line, e.g. SRHA's ``gtav_split_train.txt``),
     a path with ``{split}`` in it (formatted with the split, e.g. ``split_data/gtav_split_{split}.txt``),
     or a folder holding ``gtav_split_<split>.txt``."""
@@ -468,7 +468,7 @@ class BenchmarkSpec:
     layout: str
     scan: Callable[[Path, str], Scan]
     decode_label: Callable[[str], np.ndarray]
-    eval_size: Optional[tuple[int, int]] = None  # (W, H) of SPEC §6's evaluation resize, if any
+    eval_size: Optional[tuple[int, int]] = None  # (W, H) of docs/method.md §6's evaluation resize, if any
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
@@ -556,7 +556,7 @@ SIZE_MISMATCH_RULES = ("next", "drop")
 
 def substitute_next(n: int, bad: Sequence[int]) -> list[int]:
     """For each of ``n`` positions, the position actually read when the ``bad`` ones are skipped the
-    reference's way: the next good position, wrapping around to 0 (SPEC §6.2's runtime skip)."""
+    reference's way: the next good position, wrapping around to 0 (docs/method.md §6.2's runtime skip)."""
     good = np.setdiff1d(np.arange(n), np.asarray(bad, dtype=np.int64))
     if not len(good):
         raise ValueError("every position is bad: there is no pair to substitute")

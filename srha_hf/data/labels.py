@@ -1,4 +1,4 @@
-"""The 19-class Cityscapes train-ID taxonomy and every per-dataset label lookup table (SPEC §6).
+"""The 19-class Cityscapes train-ID taxonomy and every per-dataset label lookup table (docs/method.md §6).
 
 Everything here is plain data plus numpy lookup tables: decoding a label map is one fancy-indexing
 operation, never a per-colour or per-pixel Python loop. Importing this module is cheap (numpy only).
@@ -11,7 +11,7 @@ import numpy as np
 IGNORE_INDEX = 255
 NUM_CLASSES = 19
 
-#: SPEC §6.1, in train-ID order.
+#: docs/method.md §6.1, in train-ID order.
 CLASS_NAMES: tuple[str, ...] = (
     "road",
     "sidewalk",
@@ -34,7 +34,7 @@ CLASS_NAMES: tuple[str, ...] = (
     "bicycle",
 )
 
-#: SPEC §6.2: the Cityscapes colours of the 19 train IDs (also GTAV's label colours).
+#: docs/method.md §6.2: the Cityscapes colours of the 19 train IDs (also GTAV's label colours).
 CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = (
     (128, 64, 128),
     (244, 35, 232),
@@ -65,23 +65,23 @@ def _lut(mapping: dict[int, int], size: int = 256, default: int = IGNORE_INDEX) 
     """A uint8 lookup table of `size` entries: `mapping` where given, `default` elsewhere."""
     table = np.full(size, default, dtype=np.uint8)
     for key, value in mapping.items():
-        if key < 0 or value < 0:  # SPEC §9 D8: negative ids (license plate) cannot occur in uint8
+        if key < 0 or value < 0:  # docs/method.md §9 D8: negative ids (license plate) cannot occur in uint8
             continue
         table[key] = value
     return table
 
 
-# --- Cityscapes (SPEC §6.4): labelIds -> train IDs ---------------------------------------------------
+# --- Cityscapes (docs/method.md §6.4): labelIds -> train IDs ---------------------------------------------------
 CITYSCAPES_ID_TO_TRAINID: dict[int, int] = {
     7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
     23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
 }  # fmt: skip
 CITYSCAPES_LUT: np.ndarray = _lut(CITYSCAPES_ID_TO_TRAINID)
 
-# --- BDD-100K (SPEC §6.5): already train IDs, identity for 0..18 and 255 -----------------------------
+# --- BDD-100K (docs/method.md §6.5): already train IDs, identity for 0..18 and 255 -----------------------------
 BDD_LUT: np.ndarray = _lut({i: i for i in range(NUM_CLASSES)})
 
-# --- Synthia (SPEC §6.3): channel 0 of the 16-bit label PNG -> train IDs ----------------------------
+# --- Synthia (docs/method.md §6.3): channel 0 of the 16-bit label PNG -> train IDs ----------------------------
 SYNTHIA_ID_TO_TRAINID: dict[int, int] = {
     0: 255, 1: 10, 2: 2, 3: 0, 4: 1, 5: 4, 6: 8, 7: 5, 8: 13, 9: 7, 10: 11, 11: 18,
     12: 17, 13: 255, 14: 255, 15: 6, 16: 9, 17: 12, 18: 14, 19: 15, 20: 16, 21: 3, 22: 255,
@@ -92,12 +92,12 @@ SYNTHIA_NAMES: dict[int, str] = {
     13: "parking-slot", 14: "road-work", 15: "traffic light", 16: "terrain", 17: "rider",
     18: "truck", 19: "bus", 20: "train", 21: "wall", 22: "lane-marking",
 }  # fmt: skip
-# The reference leaves values outside this table unchanged (SPEC §6.3); none occur in real Synthia
+# The reference leaves values outside this table unchanged (docs/method.md §6.3); none occur in real Synthia
 # labels. We map them to 255 instead so that a corrupt label can never reach the loss as a class
 # index >= 19; `scripts/check_data.py` reports such values.
 SYNTHIA_LUT: np.ndarray = _lut(SYNTHIA_ID_TO_TRAINID)
 
-# --- Mapillary Vistas v1.2 (SPEC §6.6): 66 class indices -> train IDs -------------------------------
+# --- Mapillary Vistas v1.2 (docs/method.md §6.6): 66 class indices -> train IDs -------------------------------
 MAPILLARY_V12_NAMES: tuple[str, ...] = (
     "animal--bird", "animal--ground-animal", "construction--barrier--curb",
     "construction--barrier--fence", "construction--barrier--guard-rail",
@@ -128,7 +128,7 @@ MAPILLARY_ID_TO_TRAINID: dict[int, int] = {
 }  # fmt: skip
 MAPILLARY_LUT: np.ndarray = _lut(MAPILLARY_ID_TO_TRAINID)
 
-# --- GTAV (SPEC §6.2): RGB colour -> train ID (the colour rule) -------------------------------------
+# --- GTAV (docs/method.md §6.2): RGB colour -> train ID (the colour rule) -------------------------------------
 # Colours are packed into one 24-bit integer r<<16 | g<<8 | b; a 2**24-entry uint8 table (16 MiB) is
 # built lazily on first use so that importing this module stays cheap.
 GTAV_COLOR_TO_TRAINID: dict[tuple[int, int, int], int] = {
@@ -159,7 +159,7 @@ def gtav_rgb_lut() -> np.ndarray:
 
 def palette_to_trainid_lut(palette: np.ndarray) -> np.ndarray:
     """For a palette-mode label PNG: a 256-entry table mapping each palette index to the train ID of
-    its colour under GTAV's colour rule (SPEC §6.2). `palette` is (N, 3) uint8, N <= 256."""
+    its colour under GTAV's colour rule (docs/method.md §6.2). `palette` is (N, 3) uint8, N <= 256."""
     palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
     table = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     table[: len(palette)] = gtav_rgb_lut()[pack_rgb(palette)]

@@ -17,7 +17,7 @@ the horizon, vehicles on the road, people, riders and bikes, and a little unlabe
 classes are drawn in every image (a small one is sometimes hidden behind another). The scene is first
 drawn as a map of semantic *kinds* (the 19 classes plus a few sub-kinds such as lane marking, curb,
 manhole, utility pole, void) which every dataset encodes with its own native ids, so each dataset's
-decoded train IDs follow its own table of SPEC §6 (e.g. a lane marking is road in Mapillary and
+decoded train IDs follow its own table of docs/method.md §6 (e.g. a lane marking is road in Mapillary and
 Cityscapes but ignore in Synthia).
 
 Appearance is a per-kind colour plus texture (noise, stripes, vertical gradient); every target
@@ -522,7 +522,7 @@ def make_synthetic_benchmark(
 
 
 def synthetic_eval_sizes(size: tuple[int, int] = (384, 212)) -> dict:
-    """`build_eval_transform` arguments that scale SPEC §6's evaluation sizes to synthetic data:
+    """`build_eval_transform` arguments that scale docs/method.md §6's evaluation sizes to synthetic data:
     GTAV resized to its own size (a no-op), Mapillary to the Mapillary image height."""
     w, h = size
     return {"gtav_size": (w, h), "mapillary_size": domain_size("mapillary", size)[1]}

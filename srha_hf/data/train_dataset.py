@@ -1,5 +1,5 @@
-"""The training dataset: a torch `Dataset` over a `load_benchmark` dataset, with the SPEC §5.3
-transforms and optional class-uniform sampling (SPEC §7), deterministic per (seed, epoch, index)."""
+"""The training dataset: a torch `Dataset` over a `load_benchmark` dataset, with the docs/method.md §5.3
+transforms and optional class-uniform sampling (docs/method.md §7), deterministic per (seed, epoch, index)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class SRHATrainDataset(torch.utils.data.Dataset):
     * Every random draw of item i in epoch e (scale, crop, flip, jitter, blur) comes from
       `sample_rng(seed, e, i)`; `SRMCollator` draws the SRM weights from the same (seed, e, i).
 
-    `class_uniform=True` uses SPEC §7 (pct 0.5, tile 1024 by default): centroids are loaded from or
+    `class_uniform=True` uses docs/method.md §7 (pct 0.5, tile 1024 by default): centroids are loaded from or
     written to the JSON cache in `cache_dir`, or passed in as `centroids`.
     """
 

@@ -1,9 +1,9 @@
-"""Training augmentation (SPEC §5.3, §7.4) and per-dataset evaluation resizing (SPEC §6).
+"""Training augmentation (docs/method.md §5.3, §7.4) and per-dataset evaluation resizing (docs/method.md §6).
 
 All random draws come from a `numpy.random.Generator` passed in by the caller (one per sample, see
 `seeding.py`), never from global state. Image and label always go through the same geometry.
 
-Switches for the reference's surprising behaviour (SPEC §9), each defaulting to the faithful one:
+Switches for the reference's surprising behaviour (docs/method.md §9), each defaulting to the faithful one:
 
 * D1 `jitter_strength`: ColorJitter is fixed at (0.4, 0.4, 0.4, 0.1) with p = `jitter_p` = 0.5.
 * D2 `blur_p` = 1.0 (blur every sample) and `blur_rounding` = "truncate" (vs "round").
@@ -47,7 +47,7 @@ def nearest_indices(src: int, dst: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# RandomSizeAndCrop (SPEC §5.3 step 2, §7.4)
+# RandomSizeAndCrop (docs/method.md §5.3 step 2, §7.4)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -76,7 +76,7 @@ class RandomScaleCrop:
     crop_size: int = 768
     scale_range: tuple[float, float] = (0.5, 2.0)
     ignore_index: int = IGNORE_INDEX
-    shift_centroid_by_padding: bool = False  # SPEC §9 D4: the reference does not shift it
+    shift_centroid_by_padding: bool = False  # docs/method.md §9 D4: the reference does not shift it
     exact_resize: bool = True
 
     def draw(self, width: int, height: int, rng: np.random.Generator, centroid=None) -> dict:
@@ -153,7 +153,7 @@ def color_jitter(image: np.ndarray, rng: np.random.Generator, strength=(0.4, 0.4
 
 
 def gaussian_blur(image: np.ndarray, sigma: float, rounding: str = "truncate") -> np.ndarray:
-    """skimage `gaussian` as the reference calls it (SPEC §5.3 step 6): uint8 -> float64 in [0, 1],
+    """skimage `gaussian` as the reference calls it (docs/method.md §5.3 step 6): uint8 -> float64 in [0, 1],
     per-channel Gaussian (mode "nearest", truncate 4), x255, then truncated (or rounded) to uint8."""
     from scipy.ndimage import gaussian_filter
 
@@ -190,7 +190,7 @@ def to_tensors(image, label=None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
 
 @dataclass
 class TrainTransform:
-    """SPEC §5.3 steps 2-7 for one sample; `__call__` returns uint8 arrays, `to_tensors` the model inputs.
+    """docs/method.md §5.3 steps 2-7 for one sample; `__call__` returns uint8 arrays, `to_tensors` the model inputs.
 
     Draw order per sample (fixed, so a sample's draws do not depend on branches taken): scale, crop x,
     crop y, flip, jitter on/off, a sub-seed for the jitter's order and factors, blur on/off, blur sigma."""
@@ -236,12 +236,12 @@ class TrainTransform:
 
 
 def build_train_transform(**overrides) -> TrainTransform:
-    """The SPEC §5.3 training transform; keyword arguments override `TrainTransform` fields."""
+    """The docs/method.md §5.3 training transform; keyword arguments override `TrainTransform` fields."""
     return TrainTransform(**overrides)
 
 
 # --------------------------------------------------------------------------------------------------
-# Evaluation resizing (SPEC §6)
+# Evaluation resizing (docs/method.md §6)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -265,7 +265,7 @@ class Resize:
 
 @dataclass
 class ResizeHeight:
-    """Resize to height `height`, width `int(W / H * height)` (SPEC §6.6 step 1)."""
+    """Resize to height `height`, width `int(W / H * height)` (docs/method.md §6.6 step 1)."""
 
     height: int = 1536
 
@@ -279,7 +279,7 @@ class ResizeHeight:
 def _crop_pad_axis(length: int, size: int, mode: str) -> int:
     """Offset `start` such that output pixel j shows source pixel start + j (outside -> fill)."""
     if mode == "faithful":
-        # SPEC §9 D3: pad `size - length` on both sides, then crop at round((length - size) / 2)
+        # docs/method.md §9 D3: pad `size - length` on both sides, then crop at round((length - size) / 2)
         # (Python's round, half to even) computed from the *unpadded* length.
         pad = size - length if length < size else 0
         return round((length - size) / 2) - pad
@@ -290,8 +290,8 @@ def _crop_pad_axis(length: int, size: int, mode: str) -> int:
 
 @dataclass
 class CenterCropPad:
-    """Centre crop / pad to `size`² (SPEC §6.6 step 2). mode "faithful" reproduces the reference (label
-    fill 0 = road, mis-centred portrait crop, SPEC §9 D3); "corrected" centres and fills labels 255."""
+    """Centre crop / pad to `size`² (docs/method.md §6.6 step 2). mode "faithful" reproduces the reference (label
+    fill 0 = road, mis-centred portrait crop, docs/method.md §9 D3); "corrected" centres and fills labels 255."""
 
     size: int = 1536
     mode: str = "faithful"
@@ -344,10 +344,10 @@ def build_eval_transform(
     mapillary_size: int = 1536,
     gtav_size: Optional[tuple[int, int]] = (1914, 1052),
 ):
-    """The evaluation resizing of SPEC §6 for benchmark `name`: `(image, label) -> (PIL, PIL)`.
+    """The evaluation resizing of docs/method.md §6 for benchmark `name`: `(image, label) -> (PIL, PIL)`.
 
     GTAV: resize to 1914x1052 (bicubic/nearest). Mapillary: ResizeHeight(1536) + CenterCropPad(1536)
-    with `mapillary_crop` = "faithful" (SPEC §9 D3, default) or "corrected". Cityscapes, BDD-100K,
+    with `mapillary_crop` = "faithful" (docs/method.md §9 D3, default) or "corrected". Cityscapes, BDD-100K,
     Synthia: full resolution. The sizes are parameters so that small synthetic data can scale them."""
     from .benchmarks import get_spec
 

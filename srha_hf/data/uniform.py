@@ -1,12 +1,12 @@
-"""Class-uniform sampling (SPEC §7): centroids, their JSON cache, epoch building, the sampler.
+"""Class-uniform sampling (docs/method.md §7): centroids, their JSON cache, epoch building, the sampler.
 
 * `image_centroids` / `extract_centroids`: per (image, tile, class) the truncated centre of mass of
-  the class mask inside each tile (SPEC §7.1), vectorised with `np.bincount`.
+  the class mask inside each tile (docs/method.md §7.1), vectorised with `np.bincount`.
 * `load_or_extract_centroids`: the same, cached to a JSON file whose name and contents are keyed by
   the dataset root, split and tile; a cache made for another root or another file list is never
   reused (it is recomputed with a warning).
 * `build_epoch`: the epoch list, a pure function of (seed, epoch): identical on every process.
-* `EpochSampler`: the distributed sampler of SPEC §7.3 (permutation seeded by the epoch).
+* `EpochSampler`: the distributed sampler of docs/method.md §7.3 (permutation seeded by the epoch).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def default_cache_dir() -> Path:
 
 
 def tile_origins(width: int, height: int, tile: int, whole_tiles_only: bool = True) -> list[tuple[int, int]]:
-    """(x, y) origins of the tiles of an image. Faithfully (SPEC §9 D6) only whole tiles count: GTAV
+    """(x, y) origins of the tiles of an image. Faithfully (docs/method.md §9 D6) only whole tiles count: GTAV
     1914x1052 with tile 1024 has one tile and Synthia 1280x760 none. `whole_tiles_only=False` also
     uses the partial tiles at the right and bottom edges."""
     if whole_tiles_only:
@@ -49,7 +49,7 @@ def tile_origins(width: int, height: int, tile: int, whole_tiles_only: bool = Tr
 def image_centroids(
     label: np.ndarray, tile: int = 1024, num_classes: int = NUM_CLASSES, whole_tiles_only: bool = True
 ) -> list[tuple[int, int, int]]:
-    """(class, x, y) for every tile and every class present in it (SPEC §7.1 step 3)."""
+    """(class, x, y) for every tile and every class present in it (docs/method.md §7.1 step 3)."""
     label = np.asarray(label)
     height, width = label.shape
     out: list[tuple[int, int, int]] = []
@@ -206,7 +206,7 @@ def build_epoch(
     pct: float = 0.5,
     num_classes: int = NUM_CLASSES,
 ) -> EpochPlan:
-    """SPEC §7.2: `n_rand = N - 19 * int(N * pct / 19)` random images plus `int(N * pct / 19)`
+    """docs/method.md §7.2: `n_rand = N - 19 * int(N * pct / 19)` random images plus `int(N * pct / 19)`
     centroid records per class (wrapping around in the same shuffled order when a class has fewer);
     classes without records contribute nothing. A pure function of (seed, epoch)."""
     rng = epoch_rng(seed, epoch)
@@ -228,7 +228,7 @@ def build_epoch(
 
 
 class EpochSampler:
-    """SPEC §7.3: a permutation seeded with `seed + epoch`, padded to a multiple of `num_replicas`
+    """docs/method.md §7.3: a permutation seeded with `seed + epoch`, padded to a multiple of `num_replicas`
     by repeating its first indices (training) or truncated (`pad=False`), then `[rank::num_replicas]`.
 
     With `yield_epoch=True` it yields `(epoch, index)` pairs, which `SRHATrainDataset` accepts, so

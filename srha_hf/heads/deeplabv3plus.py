@@ -1,5 +1,5 @@
-"""DeepLabV3+ head modules exactly as SPEC §1.3: ASPP, the decoder blocks and the auxiliary ``dsn``
-head. The model holds them as top-level children named as the authors' (SPEC §1.5: ``aspp``,
+"""DeepLabV3+ head modules exactly as docs/method.md §1.3: ASPP, the decoder blocks and the auxiliary ``dsn``
+head. The model holds them as top-level children named as the authors' (docs/method.md §1.5: ``aspp``,
 ``bot_fine``, ``bot_aspp``, ``final1``, ``final2``, ``dsn``) and wires them in its forward."""
 
 from __future__ import annotations

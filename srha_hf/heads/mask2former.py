@@ -1,17 +1,17 @@
-"""The Mask2Former head of SRHA's R50 + Mask2Former variant (SPEC §4), built from ``transformers``' own
+"""The Mask2Former head of SRHA's R50 + Mask2Former variant (docs/method.md §4), built from ``transformers``' own
 Mask2Former modules (pure PyTorch; no compiled deformable-attention op, nothing fetched from the Hub).
 
 Pieces (all configured from :class:`~srha_hf.SRHAConfig` through an explicit ``Mask2FormerConfig``):
 
 * :class:`SRHAMask2FormerPixelDecoder`: ``transformers``' ``Mask2FormerPixelDecoder`` (multi-scale
   deformable-attention encoder on res3..res5 + FPN), built with the reference's *declared* feature strides
-  so that it grows the same three FPN levels (SPEC §4.2, §9 MF1).
+  so that it grows the same three FPN levels (docs/method.md §4.2, §9 MF1).
 * ``Mask2FormerTransformerModule``: the masked-attention transformer decoder (100 queries, 9 layers plus
   the query-only prediction), used as is; a ``Linear(hidden, num_labels + 1)`` class head on every
   prediction set.
-* :func:`mask2former_targets`, :func:`mask2former_set_loss`: the set criterion of SPEC §4.3 through
+* :func:`mask2former_targets`, :func:`mask2former_set_loss`: the set criterion of docs/method.md §4.3 through
   ``transformers``' ``Mask2FormerLoss`` / ``Mask2FormerHungarianMatcher`` (§9 MF2: all classes as targets).
-* :func:`semantic_inference`: SPEC §4.4 at full input resolution (not ``transformers``' post-processing,
+* :func:`semantic_inference`: docs/method.md §4.4 at full input resolution (not ``transformers``' post-processing,
   which resizes to 384x384).
 * :func:`pc_inputs`: what the PC loss sees (§9 MF3).
 
@@ -71,7 +71,7 @@ from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerTransformerModule,
 )
 
-#: SPEC §4.2 / §9 MF1: the strides the reference *declares* for res2..res5 ...
+#: docs/method.md §4.2 / §9 MF1: the strides the reference *declares* for res2..res5 ...
 MISDECLARED_STRIDES = (1, 2, 2, 2)
 #: ... and the true ones of the OS16 ResNet (standard construction: a single FPN level, on res2).
 TRUE_STRIDES = (4, 8, 16, 16)
@@ -113,7 +113,7 @@ def mask2former_config(config) -> Mask2FormerConfig:
 
 
 class SRHAMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
-    """``transformers``' ``Mask2FormerPixelDecoder`` with the reference's FPN construction (SPEC §9 MF1).
+    """``transformers``' ``Mask2FormerPixelDecoder`` with the reference's FPN construction (docs/method.md §9 MF1).
 
     Both implementations size the FPN as ``n = int(log2(min transformer stride) − log2(common stride))``
     and build one lateral/output pair per entry of ``feature_channels[:n]``. With the reference's declared
@@ -143,7 +143,7 @@ class SRHAMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
 
 
 class Mask2FormerHead(nn.Module):
-    """Pixel decoder + masked-attention transformer decoder + class head (SPEC §4.2).
+    """Pixel decoder + masked-attention transformer decoder + class head (docs/method.md §4.2).
 
     ``forward(features)`` takes the backbone's ``(res2, res3, res4, res5)`` = layer1..layer4 and returns
     ``(class_queries_logits, masks_queries_logits)``: tuples over the prediction sets (the query-only one
@@ -269,7 +269,7 @@ def init_mask2former_weights(module: nn.Module) -> None:
 def mask2former_targets(
     labels: torch.Tensor, num_labels: int = 19, ignore_index: int = 255, absent_class_targets: bool = True
 ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-    """Per-image target sets of SPEC §4.3 from ``(N, H, W)`` train-ID maps.
+    """Per-image target sets of docs/method.md §4.3 from ``(N, H, W)`` train-ID maps.
 
     ``absent_class_targets=True`` (§9 MF2, faithful): every image gets all ``num_labels`` classes, labels
     ``0..num_labels-1`` and masks ``labels == c`` (absent classes have empty masks; ignore pixels are 0 in
@@ -287,7 +287,7 @@ def mask2former_targets(
 
 
 class SRHAMask2FormerLoss(Mask2FormerLoss):
-    """``transformers``' set criterion with the reference's mask normaliser (SPEC §4.3): ``num_masks`` is
+    """``transformers``' set criterion with the reference's mask normaliser (docs/method.md §4.3): ``num_masks`` is
     the number of target masks **summed** over the processes, divided by the world size, clamped to at
     least 1. (The parent averages across processes through Accelerate's ``reduce`` and then divides by
     the world size again, which on ``W`` processes makes ``loss_mask`` and ``loss_dice`` ``W`` times too
@@ -328,7 +328,7 @@ def mask2former_set_loss(
     labels: torch.Tensor,
     config,
 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-    """The M2F set loss of SPEC §4.3/§4.5: ``Σ_sets (w_ce·CE + w_mask·BCE + w_dice·Dice)``.
+    """The M2F set loss of docs/method.md §4.3/§4.5: ``Σ_sets (w_ce·CE + w_mask·BCE + w_dice·Dice)``.
 
     ``class_queries_logits`` / ``masks_queries_logits`` are the prediction sets (query-only first, final
     last; only the final one is used when ``config.m2f_deep_supervision`` is off), ``labels`` ``(N, H, W)``
@@ -359,7 +359,7 @@ def mask2former_set_loss(
 def semantic_inference(
     class_queries_logits: torch.Tensor, masks_queries_logits: torch.Tensor, size, query_chunk: int = 20
 ) -> torch.Tensor:
-    """SPEC §4.4: ``semseg = einsum("bqc,bqhw->bchw", softmax(cls)[..., :-1], sigmoid(up(masks)))`` with
+    """docs/method.md §4.4: ``semseg = einsum("bqc,bqhw->bchw", softmax(cls)[..., :-1], sigmoid(up(masks)))`` with
     ``up`` the bilinear (``align_corners=False``) upsampling of the final masks to ``size``.
 
     Returns ``(N, num_labels, H, W)`` float32 scores (non-negative, not logits). Without autograd the
@@ -382,7 +382,7 @@ def semantic_inference(
 
 
 def pc_inputs(scores: torch.Tensor, on_scores: bool = True) -> torch.Tensor:
-    """What the PC loss softmaxes for the M2F head (SPEC §4.5, §9 MF3).
+    """What the PC loss softmaxes for the M2F head (docs/method.md §4.5, §9 MF3).
 
     ``on_scores=True`` (faithful): the semantic scores themselves, used as if they were logits.
     ``False``: their logarithm, so that PC's softmax gives the scores normalised over the classes

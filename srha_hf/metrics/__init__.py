@@ -1,11 +1,11 @@
-"""Segmentation metrics: the streaming `evaluate` mean-IoU module and the SPEC §8.2 confusion matrix.
+"""Segmentation metrics: the streaming `evaluate` mean-IoU module and the docs/method.md §8.2 confusion matrix.
 
 * `load_metric(**kwargs)`: the `evaluate` module of `mean_iou.py` (same as
   `evaluate.load("srha_hf/metrics/mean_iou.py")`), inputs and outputs of evaluate's `mean_iou`.
-* `confusion_matrix(predictions, references, num_labels, ignore_index)`: SPEC §8.2's `hist[gt, pred]`
+* `confusion_matrix(predictions, references, num_labels, ignore_index)`: docs/method.md §8.2's `hist[gt, pred]`
   of one batch as int64 (torch tensors stay on their device), for summing across batches/processes.
 * `scores_from_confusion_matrix(matrix)`: evaluate's `mean_iou` outputs from such a matrix.
-* `frequency_weighted_iou(matrix)`: SPEC §8.2's fwIoU.
+* `frequency_weighted_iou(matrix)`: docs/method.md §8.2's fwIoU.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def load_metric(num_labels: int | None = None, ignore_index: int | None = None, 
 
 
 def confusion_matrix(predictions, references, num_labels: int, ignore_index: int | None = 255, *, validate: bool = True):
-    """SPEC §8.2 `hist[gt, pred]`: (num_labels, num_labels) int64 counts over every pixel whose
+    """docs/method.md §8.2 `hist[gt, pred]`: (num_labels, num_labels) int64 counts over every pixel whose
     reference lies in `0..num_labels-1` and is not `ignore_index`; predictions are never masked.
 
     `predictions` and `references` are integer arrays or tensors of the same shape (any number of
@@ -99,7 +99,7 @@ def confusion_matrix(predictions, references, num_labels: int, ignore_index: int
 
 
 def frequency_weighted_iou(matrix) -> float:
-    """SPEC §8.2: sum over classes with freq > 0 of freq_c * IoU_c, freq = row sum / total."""
+    """docs/method.md §8.2: sum over classes with freq > 0 of freq_c * IoU_c, freq = row sum / total."""
     m = np.asarray(matrix.detach().cpu() if hasattr(matrix, "detach") else matrix, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -12,7 +12,7 @@ given to `compute()`, and each of them acts on one pixel's reference (or predict
 joint counts of raw values are therefore a sufficient statistic for every setting, and `compute()`
 applies them to the (small) table instead of to every pixel.
 
-Semantics (evaluate's, which equal SPEC §8.2 when references hold only `0..num_labels-1` and
+Semantics (evaluate's, which equal docs/method.md §8.2 when references hold only `0..num_labels-1` and
 `ignore_index` and predictions lie in `0..num_labels-1`):
 
 * `label_map` (applied first, entry by entry in dict order, so chained entries chain), then
@@ -128,7 +128,7 @@ def scores_from_areas(intersect, area_label, area_pred, nan_to_num=None) -> Dict
 
 def scores_from_confusion_matrix(matrix, nan_to_num=None) -> Dict[str, object]:
     """evaluate's `mean_iou` outputs from a (num_labels, num_labels) confusion matrix with rows =
-    references and columns = predictions (SPEC §8.2: IoU_c = hist[c,c] / (row_c + col_c - hist[c,c]))."""
+    references and columns = predictions (docs/method.md §8.2: IoU_c = hist[c,c] / (row_c + col_c - hist[c,c]))."""
     matrix = _as_square_matrix(matrix)
     return scores_from_areas(np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0), nan_to_num)
 

@@ -21,10 +21,10 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Every setting of one SRHA training run (SPEC §5). The five recipes in ``configs/`` set the values
-    of SPEC §5.2; see the README for what each key means."""
+    """Every setting of one SRHA training run (docs/method.md §5). The five recipes in ``configs/`` set the values
+    of docs/method.md §5.2; see the README for what each key means."""
 
-    # --- data (SPEC §5.3, §6, §7)
+    # --- data (docs/method.md §5.3, §6, §7)
     source_dataset: str = "gtav"
     val_datasets: List[str] = field(default_factory=lambda: ["cityscapes", "bdd100k", "mapillary"])
     gtav_root: Optional[str] = None
@@ -53,17 +53,17 @@ class TrainConfig:
     color_jitter: bool = True
     gaussian_blur: bool = True
     exact_resize: bool = True
-    blur_p: float = 1.0  # SPEC §9 D2: the reference blurs every sample
-    blur_rounding: str = "truncate"  # SPEC §9 D2: blurred values truncated to uint8 (faithful) or "round"ed
-    shift_centroid_by_padding: bool = False  # SPEC §9 D4: the reference does not offset the centroid by the crop padding
+    blur_p: float = 1.0  # docs/method.md §9 D2: the reference blurs every sample
+    blur_rounding: str = "truncate"  # docs/method.md §9 D2: blurred values truncated to uint8 (faithful) or "round"ed
+    shift_centroid_by_padding: bool = False  # docs/method.md §9 D4: the reference does not offset the centroid by the crop padding
     class_uniform: bool = True
     class_uniform_pct: float = 0.5
     class_uniform_tile: int = 1024
-    class_uniform_whole_tiles_only: bool = True  # SPEC §9 D6: centroids only from whole tiles (faithful)
+    class_uniform_whole_tiles_only: bool = True  # docs/method.md §9 D6: centroids only from whole tiles (faithful)
     centroid_cache_dir: Optional[str] = None  # default: <output_dir>/centroids
     num_workers: int = 8
 
-    # --- model (SPEC §1-§3)
+    # --- model (docs/method.md §1-§3)
     backbone: str = "resnet50"
     backbone_pretrained: Optional[str] = "torchvision"
     teacher_mode: str = "faithful"
@@ -73,13 +73,13 @@ class TrainConfig:
     pretrain_dir: Optional[str] = None  # cache; default <synthetic_root>/pretrained or <output_dir>/pretrain
     model_kwargs: Dict[str, Any] = field(default_factory=dict)  # any other SRHAConfig key
 
-    # --- optimisation (SPEC §5.1)
+    # --- optimisation (docs/method.md §5.1)
     batch_size: int = 4  # images per process, before SRM doubles them
     max_iter: int = 60000
     lr: float = 0.005  # encoder (layer1..layer4)
     decoder_lr: float = 0.01  # everything else that trains
     momentum: float = 0.9
-    weight_decay: float = 5e-4  # on every trainable parameter (SPEC §9 T1)
+    weight_decay: float = 5e-4  # on every trainable parameter (docs/method.md §9 T1)
     poly_power: float = 0.9
     seed: int = 304
     # "no" (fp32, the reference), "bf16", "fp16", "fp8" or null (accelerate's setting); --mixed_precision on
@@ -87,14 +87,14 @@ class TrainConfig:
     mixed_precision: Optional[str] = "no"
     deterministic: bool = True  # as the reference: cuDNN deterministic, benchmark mode off; false = benchmark on
 
-    # --- evaluation (SPEC §8)
+    # --- evaluation (docs/method.md §8)
     eval_steps: int = -1  # -1: after every epoch (the reference); 0: no periodic evaluation; N: every N steps
-    eval_first_dataset_only: bool = True  # SPEC §9 T2: periodic evaluations use the first val dataset only
+    eval_first_dataset_only: bool = True  # docs/method.md §9 T2: periodic evaluations use the first val dataset only
     eval_batch_size: int = 1
     eval_max_images: Optional[int] = None
-    eval_drop_remainder: bool = True  # SPEC §9 T3: drop len % world images across processes, as the reference
+    eval_drop_remainder: bool = True  # docs/method.md §9 T3: drop len % world images across processes, as the reference
     eval_source: bool = False  # the final evaluation also covers the source's val split (the in-domain reference)
-    mapillary_crop: str = "faithful"  # SPEC §9 D3: "faithful" or "corrected"
+    mapillary_crop: str = "faithful"  # docs/method.md §9 D3: "faithful" or "corrected"
 
     # --- checkpoints, logging, publishing
     output_dir: str = "outputs/run"

@@ -1,4 +1,4 @@
-"""SGD with the encoder/decoder parameter groups and the per-iteration poly schedule of SPEC §5.1."""
+"""SGD with the encoder/decoder parameter groups and the per-iteration poly schedule of docs/method.md §5.1."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def parameter_groups(model: nn.Module, lr: float, decoder_lr: float) -> List[dic
 
 
 def build_optimizer(model: nn.Module, lr: float, decoder_lr: float, momentum: float = 0.9, weight_decay: float = 5e-4):
-    """SGD, momentum 0.9, Nesterov off, weight decay on every trainable parameter (SPEC §9 T1)."""
+    """SGD, momentum 0.9, Nesterov off, weight decay on every trainable parameter (docs/method.md §9 T1)."""
     return torch.optim.SGD(
         parameter_groups(model, lr, decoder_lr), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=False
     )

@@ -1,4 +1,4 @@
-"""The SRHA training loop (SPEC §3.5, §5, §7.3, §8.3-8.5) on Accelerate.
+"""The SRHA training loop (docs/method.md §3.5, §5, §7.3, §8.3-8.5) on Accelerate.
 
 ``train(config)`` runs one recipe: the student and the frozen ImageNet teacher through
 :func:`srha_hf.compute_srha_loss`, SGD with the encoder/decoder groups and the per-iteration poly
@@ -108,7 +108,7 @@ def set_cudnn_determinism(deterministic: bool) -> None:
 
 
 def train_transform_kwargs(config: TrainConfig) -> dict:
-    """The :func:`~srha_hf.data.build_train_transform` arguments of a run (SPEC §5.3 and the §9 D2/D4 switches)."""
+    """The :func:`~srha_hf.data.build_train_transform` arguments of a run (docs/method.md §5.3 and the §9 D2/D4 switches)."""
     return {
         "crop_size": config.crop_size,
         "scale_range": (config.scale_min, config.scale_max),
@@ -213,7 +213,7 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     accelerator.wait_for_everyone()
     if train_set is None:
         train_set = make_train_set()
-    # SPEC §7.3: the permutation is seeded with the epoch number alone, the same on every process.
+    # docs/method.md §7.3: the permutation is seeded with the epoch number alone, the same on every process.
     sampler = EpochSampler(train_set, num_replicas=world, rank=rank, seed=0, pad=True, yield_epoch=True)
     model_config = config.model_config(backbone_pretrained=backbone_init)
     collator = SRMCollator(seed=config.seed, concentration=model_config.srm_concentration)
