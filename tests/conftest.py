@@ -44,6 +44,19 @@ def no_network(monkeypatch):
 
 
 @pytest.fixture(scope="module")
+def check_data():
+    """``scripts/check_data.py`` loaded as a module (its ``main(argv)`` returns the exit status)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "check_data.py"
+    spec = importlib.util.spec_from_file_location("check_data", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
 def synthetic_root(tmp_path_factory):
     """A small embedded synthetic benchmark (8 train, 3 val images of 160x88 per domain) for training runs."""
     from srha_hf.data.synthetic import make_synthetic_benchmark

@@ -1,6 +1,5 @@
 """Bad input: every error names the path (and the expected layout), and scripts/check_data.py."""
 
-import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -133,14 +132,6 @@ def test_no_warning_for_a_clean_dataset(tmp_path):
 
 
 # ---- scripts/check_data.py -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def check_data():
-    spec = importlib.util.spec_from_file_location("check_data", REPO / "scripts" / "check_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_check_data_report(tmp_path, check_data, capsys):

@@ -1,7 +1,6 @@
 """GTAV split lists (the official split.mat, SRHA's text lists) in both layouts, and image/label size
 mismatches handled as the reference does (the next matching pair is read) or dropped."""
 
-import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -141,14 +140,6 @@ def test_size_mismatch_reads_the_next_pair_or_drops_it(tmp_path):
         warnings.simplefilter("error")  # with no mismatch there is nothing to say
         write_pair(tmp_path / "clean", "train", "00000")
         assert len(load_benchmark("gtav", tmp_path / "clean", "train")) == 1
-
-
-@pytest.fixture(scope="module")
-def check_data():
-    spec = importlib.util.spec_from_file_location("check_data_splits", REPO / "scripts" / "check_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_check_data_reports_the_split_list_and_the_mismatched_files(tmp_path, check_data, capsys):
