@@ -38,6 +38,7 @@ from pathlib import Path
 
 from _common import machine
 
+from srha_hf.atomic import atomic_write, write_text_atomic
 from srha_hf.training.ablation import ABLATION_ROWS as ROWS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,16 +179,12 @@ def chart(table: dict, path: Path, title: str) -> None:
     ax.grid(axis="y", alpha=0.3)
     ax.set_ylim(0, max(100, ax.get_ylim()[1]))
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    atomic_write(path, fig.savefig)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def main(argv=None) -> int:

@@ -39,6 +39,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from .atomic import current_umask, publish_dir
+
 ARCHS: Dict[str, Optional[str]] = {
     "r50": "resnet50",
     "r101": "resnet101",
@@ -424,15 +426,8 @@ def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite:
             card.save(tmp / "README.md")
             _check_saved(tmp, state)
             for written in tmp.iterdir():  # save_pretrained may leave private (0600) files
-                os.chmod(written, 0o666 & ~_umask())
-            os.chmod(tmp, 0o777 & ~_umask())
-            if output_dir.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".old", dir=parent))
-                os.replace(output_dir, old / "previous")
-                os.replace(tmp, output_dir)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, output_dir)
+                os.chmod(written, 0o666 & ~current_umask())
+            publish_dir(tmp, output_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -449,12 +444,6 @@ def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite:
         "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         **{k: provenance[k] for k in ("file", "sha256", "epoch", "mean_iu", "command", "notes")},
     }
-
-
-def _umask() -> int:
-    from .evaluation import UMASK
-
-    return UMASK
 
 
 def _check_saved(folder: Path, state: Dict[str, torch.Tensor]) -> None:

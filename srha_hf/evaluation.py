@@ -23,19 +23,18 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_write, write_text_atomic
 from .data.labels import CITYSCAPES_PALETTE, CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .metrics import confusion_matrix, frequency_weighted_iou, scores_from_confusion_matrix
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # accelerate's "fp8" is a training setting: evaluation autocasts to bf16 then
 MIXED_PRECISION = {None: None, "no": None, "fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
 
@@ -398,35 +397,6 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "dataset"
 
 
-def _read_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-UMASK = _read_umask()  # read once, at import: os.umask is process-wide, not safe to toggle from threads
-
-
-def atomic_write(path: str, write: Callable[[str], None]) -> str:
-    """Call `write(tmp_path)` for a temporary file next to `path`, then rename it onto `path`. The file
-    gets the usual permissions (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=f".tmp{suffix}", dir=directory)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-    return path
-
-
 def _json_safe(value):
     if isinstance(value, float):
         return None if math.isnan(value) or math.isinf(value) else value
@@ -445,12 +415,7 @@ def _json_safe(value):
 
 def write_text(path: str, text: str) -> str:
     """A text file, atomically."""
-
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    return atomic_write(path, write)
+    return write_text_atomic(path, text)
 
 
 def write_json(path: str, data) -> str:

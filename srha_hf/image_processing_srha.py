@@ -7,7 +7,9 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from transformers.image_processing_backends import TorchvisionBackend
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
+from transformers.image_utils import PILImageResampling
+
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
 class SRHAImageProcessor(TorchvisionBackend):
@@ -21,8 +23,8 @@ class SRHAImageProcessor(TorchvisionBackend):
     """
 
     resample = PILImageResampling.BICUBIC
-    image_mean = IMAGENET_DEFAULT_MEAN
-    image_std = IMAGENET_DEFAULT_STD
+    image_mean = list(IMAGENET_MEAN)
+    image_std = list(IMAGENET_STD)
     size = None
     default_to_square = False
     do_resize = False

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_write
 from .data.labels import CITYSCAPES_PALETTE, CLASS_NAMES, NUM_CLASSES
-from .evaluation import atomic_write, predict
+from .evaluation import predict
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MASK_SUFFIX = "_labelTrainIds.png"

@@ -21,7 +21,6 @@ from torch import nn
 
 from .srm import (
     check_train_ids,
-    labels_checked,
     labels_to_regions,
     region_one_hot,
     resize_labels_nearest,
@@ -58,6 +57,7 @@ def region_sums(
     *,
     num_labels: int = 19,
     ignore_index: int = 255,
+    check_labels: bool = True,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-region feature sums of the student rows and of their teacher targets, and region sizes.
 
@@ -74,7 +74,7 @@ def region_sums(
     if labels.shape[0] not in (batch, n_rep * batch):
         raise ValueError(f"labels batch {labels.shape[0]} matches neither B={batch} nor the {n_rep * batch} student rows")
     regions = labels_to_regions(
-        resize_labels_nearest(labels.to(student.device), (height, width)), num_labels, ignore_index
+        resize_labels_nearest(labels.to(student.device), (height, width)), num_labels, ignore_index, check=check_labels
     )
     one_hot = region_one_hot(regions, num_labels + 1)  # (B or nB, R, N)
     s_flat = s.float().reshape(n_rep, batch, channels, height * width)
@@ -215,7 +215,7 @@ class SRHATeacher(nn.Module):
         return self
 
     @torch.no_grad()
-    def forward(self, pixel_values, labels=None, srm_weights=None, generator=None) -> List[torch.Tensor]:
+    def forward(self, pixel_values, labels=None, srm_weights=None, generator=None, check_labels: bool = True) -> List[torch.Tensor]:
         self._set_mode()
         batch = pixel_values.shape[0]
         use_srm = self.mode == "faithful" and labels is not None
@@ -224,6 +224,7 @@ class SRHATeacher(nn.Module):
             labels=labels if use_srm else None,
             srm_weights=srm_weights if use_srm else None,
             generator=generator,
+            check_labels=check_labels,
         )
         layers = self.model.config.alignment_layers
         return [features[int(name[-1]) - 1][:batch].detach() for name in layers]
@@ -312,7 +313,7 @@ def alignment_losses(
         if config.ra_weights[i] > 0:
             # One pass over the features gives the region sums; GA's pooled means are their totals.
             with torch.autocast(device_type=device.type, enabled=False):
-                sums = region_sums(s, t, labels, num_labels=config.num_labels, ignore_index=config.ignore_index)
+                sums = region_sums(s, t, labels, num_labels=config.num_labels, ignore_index=config.ignore_index, check_labels=False)
                 num_pixels = s.shape[-2] * s.shape[-1]
                 totals["ra"] = totals["ra"] + config.ra_weights[i] * _ra_from_sums(
                     *sums, num_pixels, config.ra_include_ignore
@@ -363,17 +364,19 @@ def compute_srha_loss(
     if aligned and teacher is None:
         raise ValueError("the config has positive GA/RA/LA weights but no teacher was given (build_teacher)")
 
-    check_train_ids(labels, config.num_labels, config.ignore_index)  # once per batch
-    with labels_checked():
-        outputs = student(
-            pixel_values,
-            labels=labels,
-            srm_weights=srm_weights,
-            generator=generator,
-            output_features=aligned,
-            return_loss=config.decode_head == "mask2former",  # DeepLabV3+: CE and aux are computed below
-        )
-        targets = teacher(pixel_values, labels=labels, srm_weights=teacher_srm_weights, generator=generator) if aligned else None
+    check_train_ids(labels, config.num_labels, config.ignore_index)  # once per batch; SRM and RA then skip it
+    outputs = student(
+        pixel_values,
+        labels=labels,
+        srm_weights=srm_weights,
+        generator=generator,
+        output_features=aligned,
+        return_loss=config.decode_head == "mask2former",  # DeepLabV3+: CE and aux are computed below
+        check_labels=False,
+    )
+    targets = None
+    if aligned:
+        targets = teacher(pixel_values, labels=labels, srm_weights=teacher_srm_weights, generator=generator, check_labels=False)
     n_rep = outputs.logits.shape[0] // batch
     labels_all = labels.repeat(n_rep, 1, 1) if n_rep > 1 else labels
 
@@ -388,8 +391,7 @@ def compute_srha_loss(
         ce, aux = segmentation_losses(outputs.logits, labels_all, outputs.aux_logits, config.ignore_index)
         terms = {"ce": ce, "aux": config.aux_weight * aux if aux is not None else torch.zeros_like(ce)}
     if aligned:
-        with labels_checked():
-            terms.update(alignment_losses(config, outputs.features, targets, labels))
+        terms.update(alignment_losses(config, outputs.features, targets, labels))
     if n_rep == 2 and config.pc_weight > 0:
         valid = (labels.to(ce.device) != config.ignore_index) if config.pc_mask_ignore else None
         terms["pc"] = config.pc_weight * prediction_consistency_loss(pc_logits[:batch], pc_logits[batch:], valid)

@@ -160,12 +160,13 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         labels: Optional[torch.Tensor] = None,
         srm_weights: Optional[torch.Tensor] = None,
         generator: Optional[torch.Generator] = None,
+        check_labels: bool = True,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Backbone part of docs/method.md §1.1 steps 1-4: returns ``(f1, f2, f3, f4)``. SRM runs when labels
         are given, the model is in training mode and ``config.srm`` is on."""
         x = self.layer0(pixel_values)
         if labels is not None and self.training and self.config.srm:
-            x = self.srm(x, labels, srm_weights, generator)
+            x = self.srm(x, labels, srm_weights, generator, check_labels=check_labels)
         if self.config.style_elimination:
             x = style_elimination(x, unbiased=self.config.style_elimination_unbiased_std)
         f1 = self.layer1(x)
@@ -191,6 +192,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         output_features: Optional[bool] = None,
         return_dict: Optional[bool] = None,
         return_loss: bool = True,
+        check_labels: bool = True,
         **kwargs,
     ):
         r"""
@@ -202,6 +204,8 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             output_features: return aux logits and layer1-4 features also in eval mode.
             return_loss: compute ``loss`` when ``labels`` are given (``compute_srha_loss`` turns it off
                 for DeepLabV3+, which computes CE and aux itself, so they are not computed twice).
+            check_labels: check that ``labels`` hold train IDs before SRM (``compute_srha_loss``, which
+                checks each batch once, turns it off).
         """
         if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
             raise ValueError(f"pixel_values must be (B, 3, H, W), got shape {tuple(pixel_values.shape)}")
@@ -210,7 +214,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         with_extras = self.training or bool(output_features)
 
-        f1, f2, f3, f4 = self.forward_features(pixel_values, labels, srm_weights, generator)
+        f1, f2, f3, f4 = self.forward_features(pixel_values, labels, srm_weights, generator, check_labels=check_labels)
         if self.config.decode_head == M2F_HEAD:
             loss_labels = labels if return_loss else None
             return self._forward_mask2former(pixel_values, loss_labels, (f1, f2, f3, f4), with_extras, return_dict)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from typing import Dict, Optional, Sequence, Tuple
@@ -24,6 +23,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 from torch import nn
+
+from .atomic import atomic_write
 
 __all__ = ["ExportCheckError", "check_onnx", "export_onnx"]
 
@@ -122,15 +123,14 @@ def export_onnx(
     import onnx
 
     output = os.fspath(output)
-    directory = os.path.dirname(os.path.abspath(output))
-    os.makedirs(directory, exist_ok=True)
     model = model.float().cpu().eval()
     wrapper = LogitsOnly(model).eval()
     dummy = torch.randn(1, 3, int(trace_size[0]), int(trace_size[1]), generator=torch.Generator().manual_seed(0))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".tmp.onnx", dir=directory)
-    os.close(fd)
     start = time.perf_counter()
-    try:
+    timing: Dict[str, float] = {}
+    checks: list = []
+
+    def write(tmp: str) -> None:  # the file reaches `output` only if export, check and comparison pass
         with _quiet(), torch.no_grad():
             torch.onnx.export(
                 wrapper,
@@ -150,22 +150,17 @@ def export_onnx(
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto)
         onnx.save(proto, tmp)
-        export_seconds = time.perf_counter() - start
-        checks = check_onnx(model, tmp, check_sizes, threads=threads) if check else []
+        timing["export"] = time.perf_counter() - start
+        checks.extend(check_onnx(model, tmp, check_sizes, threads=threads) if check else [])
         worst = max((c["max_abs_diff"] for c in checks), default=None)
         if worst is not None and not worst < atol:
             raise ExportCheckError(
                 f"onnxruntime and PyTorch logits differ by up to {worst:.3g} (tolerance {atol:g}): "
                 + ", ".join(f"{c['shape']}: {c['max_abs_diff']:.3g}" for c in checks)
             )
-        from .evaluation import UMASK
 
-        os.chmod(tmp, 0o666 & ~UMASK)
-        os.replace(tmp, output)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    atomic_write(output, write)
+    export_seconds = timing["export"]
     return {
         "output": output,
         "opset": opset,
@@ -174,6 +169,6 @@ def export_onnx(
         "export_seconds": round(export_seconds, 2),
         "size_mb": round(os.path.getsize(output) / 2**20, 1),
         "checks": checks,
-        "max_abs_diff": worst,
+        "max_abs_diff": max((c["max_abs_diff"] for c in checks), default=None),
         "atol": atol,
     }

@@ -13,7 +13,6 @@ row ``k`` gives the weights with which region ``k`` borrows the statistics of ev
 
 from __future__ import annotations
 
-import contextlib
 from typing import Optional, Tuple
 
 import torch
@@ -43,22 +42,6 @@ def resize_labels_nearest(labels: torch.Tensor, size: Tuple[int, int]) -> torch.
     return resized[:, 0].long()
 
 
-_CHECK_LABELS = [True]
-
-
-@contextlib.contextmanager
-def labels_checked():
-    """Within this context the label maps are trusted (already checked with :func:`check_train_ids`):
-    :func:`labels_to_regions` skips its check, which on a GPU costs a host synchronisation per call.
-    :func:`srha_hf.compute_srha_loss` checks once per batch and then runs SRM and RA inside it."""
-    previous = _CHECK_LABELS[0]
-    _CHECK_LABELS[0] = False
-    try:
-        yield
-    finally:
-        _CHECK_LABELS[0] = previous
-
-
 def check_train_ids(labels: torch.Tensor, num_labels: int = 19, ignore_index: int = 255) -> None:
     """Raise ``ValueError`` naming the offending values if ``labels`` holds anything but the train IDs
     ``0..num_labels-1`` and ``ignore_index`` (a label map that was not decoded to train IDs)."""
@@ -71,11 +54,13 @@ def check_train_ids(labels: torch.Tensor, num_labels: int = 19, ignore_index: in
         )
 
 
-def labels_to_regions(labels: torch.Tensor, num_labels: int = 19, ignore_index: int = 255) -> torch.Tensor:
+def labels_to_regions(labels: torch.Tensor, num_labels: int = 19, ignore_index: int = 255, *, check: bool = True) -> torch.Tensor:
     """Map train IDs to region indices: ``r = label`` for ``0 <= label < num_labels``, ``num_labels`` for
-    ignore. Checks the values first (see :func:`check_train_ids`) unless inside :func:`labels_checked`."""
+    ignore. Checks the values first (see :func:`check_train_ids`) unless ``check=False``: callers that
+    checked the batch once already (``compute_srha_loss``) skip it, as on a GPU it costs a host
+    synchronisation per call."""
     regions = labels.long()
-    if _CHECK_LABELS[0]:
+    if check:
         check_train_ids(regions, num_labels, ignore_index)
     return torch.where(regions == ignore_index, torch.full_like(regions, num_labels), regions)
 
@@ -165,6 +150,7 @@ def semantic_rearrangement(
     unbiased_std: bool = False,
     detach_rearranged: bool = True,
     return_weights: bool = False,
+    check_labels: bool = True,
 ):
     """docs/method.md §2: return ``cat([features, rearranged])`` of shape ``(2B, C, h, w)``.
 
@@ -183,6 +169,7 @@ def semantic_rearrangement(
         detach_rearranged: docs/method.md §9 M8 (faithful ``True``): the rearranged half is detached and made a
             new leaf requiring grad, so no gradient reaches layer0 through it or through the statistics.
         return_weights: also return the ``(B, R, R)`` weights actually used (restricted, renormalised).
+        check_labels: check that ``labels`` hold train IDs (``False`` when the caller already did).
 
     Statistics are computed in float32 with autocast disabled; the output keeps ``features``' dtype.
     """
@@ -201,7 +188,7 @@ def semantic_rearrangement(
     with torch.autocast(device_type=features.device.type, enabled=False):
         x = features.float().reshape(batch, channels, height * width)
         regions = labels_to_regions(
-            resize_labels_nearest(labels.to(features.device), (height, width)), num_labels, ignore_index
+            resize_labels_nearest(labels.to(features.device), (height, width)), num_labels, ignore_index, check=check_labels
         ).reshape(batch, height * width)
         index = regions[:, None, :].expand(x.shape)  # (B, C, N) view: every pixel's region, per channel
         one_hot = region_one_hot(regions, num_regions)  # (B, R, N)
@@ -273,7 +260,7 @@ class SemanticRearrangement(nn.Module):
         self.unbiased_std = config.srm_unbiased_std
         self.detach_rearranged = config.srm_detach_rearranged
 
-    def forward(self, features, labels, mixing_weights=None, generator=None):
+    def forward(self, features, labels, mixing_weights=None, generator=None, check_labels: bool = True):
         return semantic_rearrangement(
             features,
             labels,
@@ -285,6 +272,7 @@ class SemanticRearrangement(nn.Module):
             include_ignore=self.include_ignore,
             unbiased_std=self.unbiased_std,
             detach_rearranged=self.detach_rearranged,
+            check_labels=check_labels,
         )
 
     def extra_repr(self) -> str:

@@ -25,7 +25,7 @@ from PIL import Image
 
 from . import labels as L
 
-BENCHMARK_NAMES = ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary")
+BENCHMARK_NAMES = L.BENCHMARK_NAMES
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 # docs/method.md §6.2: official GTAV train IDs that SRHA's train list leaves out (size mismatches).

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The five benchmarks, by the names every loader, recipe and script uses.
+BENCHMARK_NAMES = ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary")
 IGNORE_INDEX = 255
 NUM_CLASSES = 19
 

@@ -34,7 +34,6 @@ well above its target mIoU (a domain gap of about 20 points on the demo; `benchm
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +41,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..atomic import write_text_atomic
 from . import labels as L
 
 SYNTHETIC_VERSION = 2
 MARKER = ".srha_synthetic.json"
 PARTIAL = ".srha_synthetic_partial"
+# The five benchmarks in generation order (the order fixes each domain's random stream: keep it).
 DOMAINS = ("gtav", "cityscapes", "bdd100k", "mapillary", "synthia")
+assert sorted(DOMAINS) == sorted(L.BENCHMARK_NAMES)
 
 # ---- semantic kinds: 0..18 are the train classes --------------------------------------------------
 LANE_MARKING, CURB, MANHOLE, UTILITY_POLE, UNLABELED, CLUTTER, MOTORCYCLIST = range(19, 26)
@@ -514,9 +516,7 @@ def make_synthetic_benchmark(
         domains = tqdm(DOMAINS, desc="synthetic benchmark")
     for domain in domains:
         generate_domain(domain, root / domain, num_train=num_train, num_val=num_val, size=size, seed=seed, gtav_layout=gtav_layout)
-    tmp = root / f"{MARKER}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(params))
-    os.replace(tmp, marker)
+    write_text_atomic(marker, json.dumps(params))
     (root / PARTIAL).unlink()
     return result
 

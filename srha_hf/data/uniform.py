@@ -22,6 +22,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..atomic import write_text_atomic
 from .labels import NUM_CLASSES
 from .seeding import epoch_rng
 
@@ -173,10 +174,7 @@ def load_or_extract_centroids(
         str(c): [[image_paths[row], label_paths[row], [x, y], c] for row, x, y in records]
         for c, records in centroids.items()
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload))
     return centroids
 
 

@@ -188,15 +188,10 @@ def _c2_xavier_(conv: nn.Conv2d) -> None:
         init.zeros_(conv.bias)
 
 
-_HF_INIT = None
-
-
 def _hf_init(module: nn.Module) -> None:
-    """``transformers``' Mask2Former init for one module (used for the deformable attention's grid init)."""
-    global _HF_INIT
-    if _HF_INIT is None:
-        _HF_INIT = Mask2FormerPreTrainedModel(Mask2FormerConfig())
-    _HF_INIT._init_weights(module)
+    """``transformers``' Mask2Former init for one module (used for the deformable attention's grid init).
+    The parameter-free base model that carries the init is built per call: a few at model creation."""
+    Mask2FormerPreTrainedModel(Mask2FormerConfig())._init_weights(module)
 
 
 def _tag_init_roles(head: nn.Module) -> None:
@@ -304,22 +299,13 @@ class SRHAMask2FormerLoss(Mask2FormerLoss):
         return torch.clamp(num_masks / world, min=1)
 
 
-_CRITERIA: Dict[tuple, Mask2FormerLoss] = {}
-
-
 def _criterion(config) -> Mask2FormerLoss:
     """``transformers``' ``Mask2FormerLoss`` for this config, kept outside the module tree (its no-object
-    class-weight buffer is derived from the config, not a weight to save)."""
-    key = (
-        config.num_labels, config.m2f_no_object_weight, config.m2f_class_weight, config.m2f_mask_weight,
-        config.m2f_dice_weight, config.m2f_train_num_points, config.m2f_oversample_ratio,
-        config.m2f_importance_sample_ratio,
-    )  # fmt: skip
-    if key not in _CRITERIA:
-        m2f = mask2former_config(config)
-        weights = {"loss_cross_entropy": m2f.class_weight, "loss_mask": m2f.mask_weight, "loss_dice": m2f.dice_weight}
-        _CRITERIA[key] = SRHAMask2FormerLoss(m2f, weight_dict=weights)
-    return _CRITERIA[key]
+    class-weight buffer is derived from the config, not a weight to save). It holds no parameters (a
+    matcher and a 20-entry weight vector), so it is built per call rather than cached in the module."""
+    m2f = mask2former_config(config)
+    weights = {"loss_cross_entropy": m2f.class_weight, "loss_mask": m2f.mask_weight, "loss_dice": m2f.dice_weight}
+    return SRHAMask2FormerLoss(m2f, weight_dict=weights)
 
 
 def mask2former_set_loss(

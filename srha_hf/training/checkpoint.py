@@ -4,11 +4,12 @@ limit, found again by ``latest``."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import Optional
+
+from ..atomic import publish_dir, write_json_atomic  # noqa: F401 - write_json_atomic is re-exported
 
 STATE_FILE = "trainer_state.json"
 _PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -41,13 +42,6 @@ def resolve_checkpoint(output_dir, value: Optional[str]) -> Optional[Path]:
     return path
 
 
-def write_json_atomic(path, data) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def save_checkpoint(accelerator, output_dir, step: int, state: dict, limit: Optional[int] = None) -> Path:
     """Save Accelerate's state (model, optimizer, RNG, registered objects) and ``state`` (step, epoch,
     position in the epoch, config) as ``output_dir/checkpoint-<step>``. Every process must call it.
@@ -67,9 +61,7 @@ def save_checkpoint(accelerator, output_dir, step: int, state: dict, limit: Opti
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json_atomic(tmp / STATE_FILE, state)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        publish_dir(tmp, final)
         if limit is not None and limit > 0:
             for old in list_checkpoints(root)[:-limit]:
                 shutil.rmtree(old, ignore_errors=True)

@@ -12,7 +12,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-DATASETS = ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary")
+from ..data.labels import BENCHMARK_NAMES
+
+DATASETS = BENCHMARK_NAMES  # the names a recipe may use
 
 
 class ConfigError(ValueError):
@@ -114,7 +116,7 @@ class TrainConfig:
     def validate(self) -> None:
         from ..configuration_srha import SRHAConfig
 
-        if self.source_dataset not in ("gtav", "cityscapes", "synthia", "bdd100k", "mapillary"):
+        if self.source_dataset not in DATASETS:
             raise ConfigError(f"source_dataset={self.source_dataset!r}; expected one of {', '.join(DATASETS)}")
         for name in self.val_datasets:
             if name not in DATASETS:

@@ -25,6 +25,8 @@ import json
 from pathlib import Path
 from typing import Dict, Optional
 
+from ..data.labels import BENCHMARK_NAMES
+
 BACKBONE_FILE = "backbone.safetensors"
 STAGE_FILE = "stage.json"
 # The SRHAConfig keys of the plain stage: no SRM, no teacher terms, no PC, layer0 trained.
@@ -86,7 +88,7 @@ def stage_key(config) -> str:
     fields = {name: getattr(config, name) for name in LEARNING_KEYS}
     fields.update(model_kwargs=_stage_model_kwargs(config), steps=config.pretrain_steps, recipe=STAGE_RECIPE_VERSION)
     if config.synthetic_data:  # the same benchmark wherever it is stored
-        for name in ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary"):
+        for name in BENCHMARK_NAMES:
             fields.pop(f"{name}_root")
         from ..data.synthetic import SYNTHETIC_VERSION
 
@@ -120,7 +122,7 @@ def extract_backbone(model_dir: Path, out_file: Path) -> int:
     (safetensors, staged layout, atomically); return how many tensors were written."""
     from safetensors.torch import load_file, save_file
 
-    from ..evaluation import atomic_write
+    from ..atomic import atomic_write
 
     state = load_file(str(Path(model_dir) / "model.safetensors"))
     backbone = {k: v.contiguous() for k, v in state.items() if k.split(".", 1)[0] in ("layer0", "layer1", "layer2", "layer3", "layer4")}
@@ -137,7 +139,7 @@ def ensure_pretrained_backbone(config, log=print) -> Path:
     main process writes the backbone file and ``stage.json``, the others wait for them."""
     from accelerate import PartialState
 
-    from ..evaluation import atomic_write
+    from ..atomic import atomic_write
     from .trainer import train
 
     folder = stage_dir(config)

@@ -25,6 +25,8 @@ from typing import Dict
 
 import torch
 
+from ..atomic import publish_dir
+from ..data.labels import BENCHMARK_NAMES
 from .checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint, write_json_atomic
 from .config import ConfigError, TrainConfig, save_config
 from .optim import build_optimizer, set_poly_lr
@@ -56,7 +58,7 @@ def resolve_data(config: TrainConfig, accelerator) -> tuple:
 
     Every root the run needs is checked before any work, naming the config key to set."""
     eval_sizes = None
-    roots = {name: config.data_root(name) for name in ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary")}
+    roots = {name: config.data_root(name) for name in BENCHMARK_NAMES}
     if config.synthetic_data:
         from ..data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes
 
@@ -504,6 +506,4 @@ def _publish(config: TrainConfig, recipe: str, model, results, model_dir: Path, 
         },
     )
     card.save(str(tmp / "README.md"))
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    os.replace(tmp, model_dir)
+    publish_dir(tmp, model_dir)
