@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_write, write_text_atomic
-from .data.labels import CITYSCAPES_PALETTE, CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from .data.labels import CITYSCAPES_PALETTE, CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, colorize
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .metrics import confusion_matrix, frequency_weighted_iou, scores_from_confusion_matrix
 
@@ -488,12 +488,6 @@ def plot_confusion_matrix(name: str, result: Mapping, path: str) -> str:
     return _save_figure(fig, path)
 
 
-def _colorize(label: np.ndarray, palette=CITYSCAPES_PALETTE) -> np.ndarray:
-    table = np.zeros((256, 3), dtype=np.uint8)
-    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
-    return table[label]
-
-
 def overlay_panel(image, label: np.ndarray, prediction: np.ndarray, max_width: int = 512, alpha: float = 0.55,
                   min_width: int = 192, captions=("image", "ground truth", "prediction")):  # fmt: skip
     """[image | ground truth over image | prediction over image] as one PIL image under a caption
@@ -502,8 +496,8 @@ def overlay_panel(image, label: np.ndarray, prediction: np.ndarray, max_width: i
 
     rgb = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.uint8)
     valid = (label != IGNORE_INDEX)[..., None]
-    gt = np.where(valid, (1 - alpha) * rgb + alpha * _colorize(label), rgb).astype(np.uint8)
-    pred = ((1 - alpha) * rgb + alpha * _colorize(prediction.astype(np.uint8))).astype(np.uint8)
+    gt = np.where(valid, (1 - alpha) * rgb + alpha * colorize(label), rgb).astype(np.uint8)
+    pred = ((1 - alpha) * rgb + alpha * colorize(prediction.astype(np.uint8))).astype(np.uint8)
     panel = Image.fromarray(np.concatenate([rgb, gt, pred], axis=1))
     h, w = rgb.shape[:2]
     if w < min_width:  # tiny (e.g. synthetic) images: enlarge, pixels kept sharp

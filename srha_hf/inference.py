@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from .atomic import atomic_write
 from .data.labels import CITYSCAPES_PALETTE, CLASS_NAMES, NUM_CLASSES
+from .data.labels import colorize as _colorize
 from .evaluation import predict
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -71,8 +72,9 @@ def palette_for(num_labels: int) -> np.ndarray:
 
 
 def colorize(mask: np.ndarray, num_labels: int = NUM_CLASSES) -> np.ndarray:
-    """``(H, W)`` train IDs -> ``(H, W, 3)`` uint8 colours."""
-    return palette_for(num_labels)[np.asarray(mask, dtype=np.uint8)]
+    """``(H, W)`` train IDs -> ``(H, W, 3)`` uint8 colours (:func:`srha_hf.data.labels.colorize` with the
+    table of :func:`palette_for`)."""
+    return _colorize(mask, palette_for(num_labels))
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5, num_labels: int = NUM_CLASSES) -> np.ndarray:
