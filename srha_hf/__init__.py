@@ -12,19 +12,15 @@ from .backbones import BACKBONES, BackboneLoadError
 from .configuration_srha import SRHAConfig
 from .image_processing_srha import SRHAImageProcessor
 from .losses import (
-    SRHATeacher,
-    build_teacher,
-    compute_srha_loss,
     global_alignment_loss,
     local_alignment_loss,
     prediction_consistency_loss,
     regional_alignment_loss,
     segmentation_losses,
-    update_teacher_ema,
-    uses_teacher,
 )
-from .modeling_srha import SRHAForSemanticSegmentation, SRHASemanticSegmenterOutput
-from .srm import SemanticRearrangement, sample_mixing_weights, semantic_rearrangement, style_elimination
+from .modeling_srha import SRHAForSemanticSegmentation, SRHASemanticSegmenterOutput, style_elimination
+from .objective import SRHATeacher, build_teacher, compute_srha_loss, update_teacher_ema, uses_teacher
+from .srm import SemanticRearrangement, sample_mixing_weights, semantic_rearrangement
 
 
 def load_benchmark(name, root, split, **kwargs):

@@ -19,7 +19,16 @@ from .configuration_srha import SRHAConfig
 from .heads import ASPP, AuxiliaryHead, conv_bn_relu, final_block
 from .heads.mask2former import Mask2FormerHead, init_mask2former_weights, mask2former_set_loss, semantic_inference
 from .losses import segmentation_losses
-from .srm import SemanticRearrangement, style_elimination
+from .srm import STD_EPS, SemanticRearrangement
+
+
+def style_elimination(x: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    """Parameter-free instance normalisation of docs/method.md §1.1 step 3: ``(x - mean) / (std + 1e-7)`` per
+    sample and channel over (h, w), with the unbiased std by default (docs/method.md §9 M7)."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True, unbiased=unbiased)
+    return (x - mean) / (std + STD_EPS)
+
 
 STAGES = ("layer0", "layer1", "layer2", "layer3", "layer4")
 HEADS = ("aspp", "bot_aspp", "bot_fine", "final1", "final2", "dsn")

@@ -13,94 +13,24 @@ row ``k`` gives the weights with which region ``k`` borrows the statistics of ev
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+# The region helpers live in regions.py (RA uses them too); they stay importable from here.
+from .regions import (  # noqa: F401
+    check_train_ids,
+    labels_to_regions,
+    region_one_hot,
+    resize_labels_nearest,
+    sum_over_regions,
+)
 
 #: The reference's ``--concentration_coeff`` default (docs/method.md §2 step 3), ≈ 2**-6.
 DEFAULT_CONCENTRATION = 0.0156
 #: Added to every standard deviation (not to the variance), docs/method.md §2 step 2 and §1.1 step 3.
 STD_EPS = 1e-7
-
-
-def resize_labels_nearest(labels: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """Nearest-resize an integer label map ``(N, H, W)`` to ``size`` the way the reference does.
-
-    PyTorch's legacy ``nearest`` on the float-cast map: source index ``floor(dst * in / out)``, so an
-    integer factor ``f`` picks pixel ``(f*i, f*j)`` (docs/method.md Appendix B). Returns int64 ``(N, h, w)``.
-    """
-    if labels.dim() != 3:
-        raise ValueError(f"labels must be (N, H, W), got shape {tuple(labels.shape)}")
-    in_h, in_w = labels.shape[-2:]
-    out_h, out_w = size
-    if in_h % out_h == 0 and in_w % out_w == 0:
-        # Integer factors: floor(dst * f) = dst * f exactly, so the resize is a strided slice.
-        return labels[:, :: in_h // out_h, :: in_w // out_w].long()
-    resized = F.interpolate(labels[:, None].float(), size=(out_h, out_w), mode="nearest")
-    return resized[:, 0].long()
-
-
-def check_train_ids(labels: torch.Tensor, num_labels: int = 19, ignore_index: int = 255) -> None:
-    """Raise ``ValueError`` naming the offending values if ``labels`` holds anything but the train IDs
-    ``0..num_labels-1`` and ``ignore_index`` (a label map that was not decoded to train IDs)."""
-    bad = ((labels < 0) | (labels >= num_labels)) & (labels != ignore_index)
-    if bool(bad.any()):
-        values = torch.unique(labels[bad])[:10].tolist()
-        raise ValueError(
-            f"label map holds values {values} outside the train IDs 0..{num_labels - 1} and the ignore "
-            f"label {ignore_index}; decode labels to train IDs first"
-        )
-
-
-def labels_to_regions(labels: torch.Tensor, num_labels: int = 19, ignore_index: int = 255, *, check: bool = True) -> torch.Tensor:
-    """Map train IDs to region indices: ``r = label`` for ``0 <= label < num_labels``, ``num_labels`` for
-    ignore. Checks the values first (see :func:`check_train_ids`) unless ``check=False``: callers that
-    checked the batch once already (``compute_srha_loss``) skip it, as on a GPU it costs a host
-    synchronisation per call."""
-    regions = labels.long()
-    if check:
-        check_train_ids(regions, num_labels, ignore_index)
-    return torch.where(regions == ignore_index, torch.full_like(regions, num_labels), regions)
-
-
-def region_one_hot(regions: torch.Tensor, num_regions: int, dtype=torch.float32) -> torch.Tensor:
-    """``(N, h, w)`` region indices -> ``(N, R, h*w)`` one-hot membership in ``dtype``."""
-    flat = regions.reshape(regions.shape[0], 1, -1)
-    one_hot = torch.zeros(regions.shape[0], num_regions, flat.shape[-1], dtype=dtype, device=regions.device)
-    one_hot.scatter_(1, flat, 1.0)
-    return one_hot
-
-
-def _pixel_chunks(num_pixels: int, largest: int = 128) -> int:
-    """The largest divisor of ``num_pixels`` up to ``largest`` that leaves at least 64 pixels a chunk."""
-    for chunks in range(min(largest, num_pixels // 64), 1, -1):
-        if num_pixels % chunks == 0:
-            return chunks
-    return 1
-
-
-def sum_over_regions(one_hot: torch.Tensor, values: torch.Tensor, split_pixels: Optional[bool] = None) -> torch.Tensor:
-    """Per-region sums: ``one_hot`` ``(B, R, N)`` and ``values`` ``(..., B, C, N)`` -> ``(..., B, C, R)``.
-
-    A batched matmul with the one-hot map, deterministic and differentiable. On CPU it is one product
-    ``one_hot @ values^T`` (25-30 % faster here than ``values @ one_hot^T``). On a GPU one matmul of
-    these shapes (a tiny ``C x R`` output, a long pixel axis) leaves most of the chip idle, so
-    ``split_pixels`` (default: on for non-CPU devices) cuts the pixel axis into up to 128 chunks, takes
-    each chunk's product as one more batch of the matmul and adds the partial sums (5-9x faster on an
-    H200, see benchmarks/README.md).
-    """
-    if split_pixels is None:
-        split_pixels = values.device.type != "cpu"
-    chunks = _pixel_chunks(values.shape[-1]) if split_pixels else 1
-    if chunks == 1:
-        return torch.matmul(one_hot, values.transpose(-1, -2)).transpose(-1, -2)
-    batch, num_regions, num_pixels = one_hot.shape
-    per_chunk = num_pixels // chunks
-    parts = values.reshape(*values.shape[:-1], chunks, per_chunk).transpose(-3, -2)  # (..., B, k, C, M)
-    one_hot_parts = one_hot.reshape(batch, num_regions, chunks, per_chunk).permute(0, 2, 3, 1)  # (B, k, M, R)
-    return torch.matmul(parts, one_hot_parts).sum(dim=-3)
 
 
 def sample_mixing_weights(
@@ -279,9 +209,3 @@ class SemanticRearrangement(nn.Module):
         return f"concentration={self.concentration}, include_ignore={self.include_ignore}"
 
 
-def style_elimination(x: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    """Parameter-free instance normalisation of docs/method.md §1.1 step 3: ``(x - mean) / (std + 1e-7)`` per
-    sample and channel over (h, w), with the unbiased std by default (docs/method.md §9 M7)."""
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    std = x.std(dim=(2, 3), keepdim=True, unbiased=unbiased)
-    return (x - mean) / (std + STD_EPS)

@@ -150,7 +150,7 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     from ..data import SRHATrainDataset, SRMCollator, build_train_transform, describe_dataset, load_benchmark
     from ..data.uniform import EpochSampler
     from ..evaluation import evaluate_model, write_evaluation_report
-    from ..losses import uses_teacher
+    from ..objective import uses_teacher
 
     backbone_init = config.backbone_pretrained
     if config.pretrain_steps > 0:  # before this run's Accelerator: the stage is a run of its own
