@@ -4,7 +4,6 @@ style elimination (docs/method.md §2)."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
@@ -12,13 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
 
 from .backbones import BACKBONE_INFO, build_torchvision_model, load_backbone_weights, split_stages
 from .configuration_srha import SRHAConfig
-from .heads import ASPP, AuxiliaryHead, conv_bn_relu, final_block
-from .heads.mask2former import Mask2FormerHead, init_mask2former_weights, mask2former_set_loss, semantic_inference
-from .losses import segmentation_losses
+from .heads.interface import decode_head_for
+from .heads.mask2former import init_mask2former_weights
+from .outputs import SRHASemanticSegmenterOutput  # noqa: F401 - the output type, importable from here as before
 from .srm import STD_EPS, SemanticRearrangement
 
 
@@ -31,38 +29,6 @@ def style_elimination(x: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
 
 
 STAGES = ("layer0", "layer1", "layer2", "layer3", "layer4")
-HEADS = ("aspp", "bot_aspp", "bot_fine", "final1", "final2", "dsn")
-M2F_HEAD = "mask2former"
-
-
-@dataclass
-class SRHASemanticSegmenterOutput(ModelOutput):
-    """Output of :class:`SRHAForSemanticSegmentation`.
-
-    Attributes:
-        loss: ``CE + aux_weight·CE_aux`` when ``labels`` are given (the segmentation part of docs/method.md §3.4;
-            the full SRHA objective is :func:`srha_hf.compute_srha_loss`). Mask2Former: the set loss of
-            docs/method.md §4.3 over all prediction sets.
-        logits: ``(N, num_labels, H, W)`` at the input resolution; ``N = 2B`` in training with labels
-            and SRM (``[original; rearranged]``), else ``B``. Mask2Former: the semantic scores of docs/method.md §4.4
-            (non-negative, not logits; their argmax is the prediction).
-        aux_logits: ``(N, num_labels, h3, w3)`` dsn logits at the layer3 resolution (training, or
-            ``output_features=True``). ``None`` for Mask2Former.
-        features: the layer1..layer4 features ``(f1, f2, f3, f4)``, each ``(N, C_l, h_l, w_l)``
-            (training, or ``output_features=True``).
-        class_queries_logits: Mask2Former only: ``(N, Q, num_labels + 1)`` class logits of the final set.
-        masks_queries_logits: Mask2Former only: ``(N, Q, h2, w2)`` mask logits of the final set (stride 4).
-        auxiliary_predictions: Mask2Former only (training, or ``output_features=True``): the earlier
-            prediction sets, query-only first, each ``{"class_queries_logits", "masks_queries_logits"}``.
-    """
-
-    loss: Optional[torch.FloatTensor] = None
-    logits: Optional[torch.FloatTensor] = None
-    aux_logits: Optional[torch.FloatTensor] = None
-    features: Optional[Tuple[torch.FloatTensor, ...]] = None
-    class_queries_logits: Optional[torch.FloatTensor] = None
-    masks_queries_logits: Optional[torch.FloatTensor] = None
-    auxiliary_predictions: Optional[Tuple[dict, ...]] = None
 
 
 class SRHAPreTrainedModel(PreTrainedModel):
@@ -123,20 +89,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             self.add_module(name, stage)
         self.srm = SemanticRearrangement(config)
 
-        if config.decode_head == M2F_HEAD:
-            self.mask2former = Mask2FormerHead(config, info.channels[1:5])
-            for module in self.mask2former.modules():
-                module._srha_m2f = True
-        else:
-            self.aspp = ASPP(info.channels[4], config.aspp_channels, config.aspp_rates)
-            self.bot_aspp = conv_bn_relu(config.aspp_channels * (2 + len(config.aspp_rates)), config.decoder_channels, 1)
-            self.bot_fine = conv_bn_relu(info.channels[1], config.low_level_channels, 1)
-            self.final1 = final_block(config.low_level_channels + config.decoder_channels, config.decoder_channels)
-            self.final2 = nn.Conv2d(config.decoder_channels, config.num_labels, kernel_size=1, bias=True)
-            self.dsn = AuxiliaryHead(info.channels[3], config.num_labels, config.dsn_channels, config.dsn_dropout)
-            for head in HEADS:
-                for module in getattr(self, head).modules():
-                    module._srha_head = True
+        decode_head_for(config).build(self, config, info.channels)  # DeepLabV3+ or Mask2Former modules
 
         if config.freeze_layer0:
             self.layer0.requires_grad_(False)
@@ -223,48 +176,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         with_extras = self.training or bool(output_features)
 
-        f1, f2, f3, f4 = self.forward_features(pixel_values, labels, srm_weights, generator, check_labels=check_labels)
-        if self.config.decode_head == M2F_HEAD:
-            loss_labels = labels if return_loss else None
-            return self._forward_mask2former(pixel_values, loss_labels, (f1, f2, f3, f4), with_extras, return_dict)
-        logits = self.decode(f1, f4, pixel_values.shape[-2:])
-        aux_logits = self.dsn(f3) if with_extras else None
-
-        loss = None
-        if labels is not None and return_loss:
-            ce, aux = segmentation_losses(logits, labels, aux_logits, self.config.ignore_index)
-            loss = ce if aux is None else ce + self.config.aux_weight * aux
-
-        features = (f1, f2, f3, f4) if with_extras else None
-        if not return_dict:
-            out = tuple(v for v in (logits, aux_logits, features) if v is not None)
-            return ((loss,) + out) if loss is not None else out
-        return SRHASemanticSegmenterOutput(loss=loss, logits=logits, aux_logits=aux_logits, features=features)
-
-    def _forward_mask2former(self, pixel_values, labels, features, with_extras: bool, return_dict: bool):
-        """docs/method.md §4: the head on layer1..4, the semantic scores at the input size, the set loss with labels."""
-        classes, masks = self.mask2former(features)
-        logits = semantic_inference(classes[-1], masks[-1], pixel_values.shape[-2:])
-        loss = None
-        if labels is not None:
-            labels_all = labels
-            if labels.shape[0] != logits.shape[0]:  # SRM doubled the batch: both halves share the labels
-                labels_all = labels.repeat(logits.shape[0] // labels.shape[0], 1, 1)
-            loss, _ = mask2former_set_loss(classes, masks, labels_all, self.config)
-        auxiliary = None
-        if with_extras:
-            auxiliary = tuple(
-                {"class_queries_logits": c, "masks_queries_logits": m} for c, m in zip(classes[:-1], masks[:-1])
-            )
-        features = features if with_extras else None
-        if not return_dict:
-            out = tuple(v for v in (logits, features) if v is not None)
-            return ((loss,) + out) if loss is not None else out
-        return SRHASemanticSegmenterOutput(
-            loss=loss,
-            logits=logits,
-            features=features,
-            class_queries_logits=classes[-1],
-            masks_queries_logits=masks[-1],
-            auxiliary_predictions=auxiliary,
+        features = self.forward_features(pixel_values, labels, srm_weights, generator, check_labels=check_labels)
+        return decode_head_for(self.config).forward(
+            self, pixel_values, labels, features, with_extras=with_extras, return_dict=return_dict, return_loss=return_loss
         )

@@ -17,12 +17,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from .heads.interface import decode_head_for
 from .losses import (
     global_alignment_loss,
     local_alignment_loss,
     prediction_consistency_loss,
     regional_alignment_loss,
-    segmentation_losses,
 )
 from .modeling_srha import SRHAForSemanticSegmentation
 from .regions import check_train_ids, region_sums
@@ -200,6 +200,7 @@ def compute_srha_loss(
     if aligned and teacher is None:
         raise ValueError("the config has positive GA/RA/LA weights but no teacher was given (build_teacher)")
 
+    head = decode_head_for(config)
     check_train_ids(labels, config.num_labels, config.ignore_index)  # once per batch; SRM and RA then skip it
     outputs = student(
         pixel_values,
@@ -207,7 +208,7 @@ def compute_srha_loss(
         srm_weights=srm_weights,
         generator=generator,
         output_features=aligned,
-        return_loss=config.decode_head == "mask2former",  # DeepLabV3+: CE and aux are computed below
+        return_loss=head.loss_in_forward,  # otherwise (DeepLabV3+) the head's terms are computed below
         check_labels=False,
     )
     targets = None
@@ -216,20 +217,12 @@ def compute_srha_loss(
     n_rep = outputs.logits.shape[0] // batch
     labels_all = labels.repeat(n_rep, 1, 1) if n_rep > 1 else labels
 
-    pc_logits = outputs.logits
-    if config.decode_head == "mask2former":
-        from .heads.mask2former import pc_inputs
-
-        ce = outputs.loss  # the set loss over both halves, computed in the student's forward
-        terms = {"m2f": ce}
-        pc_logits = pc_inputs(outputs.logits, config.m2f_pc_on_scores)
-    else:
-        ce, aux = segmentation_losses(outputs.logits, labels_all, outputs.aux_logits, config.ignore_index)
-        terms = {"ce": ce, "aux": config.aux_weight * aux if aux is not None else torch.zeros_like(ce)}
+    terms = head.training_terms(outputs, labels_all, config)  # CE + aux, or the Mask2Former set loss
+    pc_logits = head.pc_inputs(outputs.logits, config)
     if aligned:
         terms.update(alignment_losses(config, outputs.features, targets, labels))
     if n_rep == 2 and config.pc_weight > 0:
-        valid = (labels.to(ce.device) != config.ignore_index) if config.pc_mask_ignore else None
+        valid = (labels.to(pc_logits.device) != config.ignore_index) if config.pc_mask_ignore else None
         terms["pc"] = config.pc_weight * prediction_consistency_loss(pc_logits[:batch], pc_logits[batch:], valid)
     loss = sum(terms.values())
     return loss, {name: value.detach() for name, value in terms.items()}
