@@ -8,6 +8,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != HERE]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+
+
+def set_up() -> None:
+    """Drop this folder from ``sys.path`` and put the repository root first. Every script calls it
+    after ``import _bootstrap``: the import runs it only once per process, but a process that loads
+    several scripts (the tests do) puts this folder back on ``sys.path`` for each of them."""
+    sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != HERE]
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+
+
+set_up()

@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _bootstrap, which removes it again
-import _bootstrap  # noqa: E402,F401 - sys.path set-up, see scripts/_bootstrap.py
+import _bootstrap  # noqa: E402 - sys.path set-up, see scripts/_bootstrap.py
+
+_bootstrap.set_up()
 
 from srha_hf.data import labels as L  # noqa: E402
 from srha_hf.data.benchmarks import (  # noqa: E402

@@ -28,6 +28,8 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _bootstrap, which removes it again
 import _bootstrap  # noqa: E402 - sys.path set-up, see scripts/_bootstrap.py
 
+_bootstrap.set_up()
+
 REPO = _bootstrap.REPO
 
 

@@ -21,7 +21,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _bootstrap, which removes it again
-import _bootstrap  # noqa: E402,F401 - sys.path set-up, see scripts/_bootstrap.py
+import _bootstrap  # noqa: E402 - sys.path set-up, see scripts/_bootstrap.py
+
+_bootstrap.set_up()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _bootstrap, which removes it again
-import _bootstrap  # noqa: E402,F401 - sys.path set-up, see scripts/_bootstrap.py
+import _bootstrap  # noqa: E402 - sys.path set-up, see scripts/_bootstrap.py
+
+_bootstrap.set_up()
 
 from srha_hf.training.config import ConfigError, load_config, parse_overrides  # noqa: E402
 
