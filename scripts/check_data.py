@@ -31,6 +31,7 @@ from srha_hf.data import labels as L  # noqa: E402
 from srha_hf.data.benchmarks import (  # noqa: E402
     BENCHMARKS,
     BenchmarkError,
+    default_size_mismatch,
     get_spec,
     image_size,
     read_raw_label,
@@ -82,7 +83,7 @@ def check_split(name: str, root: str, split: str, limit: int | None = None, prog
     except (BenchmarkError, FileNotFoundError, ValueError) as err:
         report["error"] = str(err)
         return report
-    rule = size_mismatch or ("next" if name == "gtav" else "drop")
+    rule = size_mismatch or default_size_mismatch(name)
     with_labels = scan.labels and scan.labels[0] is not None
     pairs = list(zip(scan.images, scan.labels))[:limit]
     report.update(

@@ -554,6 +554,12 @@ def _format_list(paths: Sequence[str], limit: int = 5) -> str:
 SIZE_MISMATCH_RULES = ("next", "drop")
 
 
+def default_size_mismatch(name: str) -> str:
+    """The rule of the benchmark's reference loader: ``"next"`` for GTAV (its runtime skip), ``"drop"``
+    for the others, whose reference loaders have none."""
+    return "next" if get_spec(name).name == "gtav" else "drop"
+
+
 def substitute_next(n: int, bad: Sequence[int]) -> list[int]:
     """For each of ``n`` positions, the position actually read when the ``bad`` ones are skipped the
     reference's way: the next good position, wrapping around to 0 (docs/method.md §6.2's runtime skip)."""
@@ -618,8 +624,7 @@ def load_benchmark(
     import datasets
 
     spec = get_spec(name)
-    if size_mismatch is None:
-        size_mismatch = "next" if spec.name == "gtav" else "drop"
+    size_mismatch = size_mismatch or default_size_mismatch(spec.name)
     if size_mismatch not in SIZE_MISMATCH_RULES:
         raise ValueError(f"size_mismatch={size_mismatch!r}; expected one of {', '.join(SIZE_MISMATCH_RULES)}")
     scan = scan_benchmark(spec.name, root, split, split_file)
@@ -665,22 +670,16 @@ def load_benchmark(
                     raise SizeMismatchError(msg)
                 mismatch_summary["pairs"] = [names[i] for i in bad]
                 if size_mismatch == "next" and len(bad) < len(images):
-                    take = substitute_next(len(images), bad)
+                    take = substitute_next(len(images), bad)  # every position kept, the bad ones read elsewhere
                     subs = [f"{names[i]} -> {names[take[i]]}" for i in bad]
                     warnings.warn(msg + "\neach is replaced by the next pair whose sizes match (size_mismatch='next', "
                                   f"as the reference's GTAV loader does):{_format_list(subs)}", stacklevel=2)  # fmt: skip
-                    names, images, label_paths, widths, heights = (
-                        [column[j] for j in take] for column in (names, images, label_paths, widths, heights)
-                    )
-                    bad = []
                 else:
+                    take = np.setdiff1d(np.arange(len(images)), bad).tolist()
                     warnings.warn(msg + "\nthese pairs are left out", stacklevel=2)
-                keep = np.setdiff1d(np.arange(len(images)), bad)
-                names = [names[i] for i in keep]
-                images = [images[i] for i in keep]
-                label_paths = [label_paths[i] for i in keep]
-                widths = [widths[i] for i in keep]
-                heights = [heights[i] for i in keep]
+                names, images, label_paths, widths, heights = (
+                    [column[j] for j in take] for column in (names, images, label_paths, widths, heights)
+                )
                 if not images:
                     raise BenchmarkError(msg + "\nno pair is left")
 
