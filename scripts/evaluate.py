@@ -207,7 +207,6 @@ def main(argv=None) -> int:
     else:
         mixed_precision, precision_source = args.mixed_precision, f"{args.mixed_precision} from --mixed_precision"
     accelerator = Accelerator(cpu=args.cpu or not torch.cuda.is_available(), mixed_precision=mixed_precision)
-    args.mixed_precision = accelerator.mixed_precision
     try:
         model = AutoModelForSemanticSegmentation.from_pretrained(args.model, revision=args.revision, config=config)
         model.to(accelerator.device)
@@ -225,7 +224,7 @@ def main(argv=None) -> int:
             datasets,
             accelerator=accelerator,
             batch_size=args.batch_size,
-            mixed_precision=args.mixed_precision,
+            mixed_precision=accelerator.mixed_precision,
             num_workers=args.num_workers,
             mapillary_crop=args.mapillary_crop,
             eval_sizes=eval_sizes,
@@ -246,7 +245,7 @@ def main(argv=None) -> int:
                 "data_roots": {n: str(Path(r).expanduser().resolve()) for n, r in roots.items()},
                 "mapillary_crop": args.mapillary_crop,
                 "eval_sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in eval_sizes.items()},
-                "mixed_precision": accelerator.mixed_precision if args.mixed_precision is None else args.mixed_precision,
+                "mixed_precision": accelerator.mixed_precision,
                 "num_processes": accelerator.num_processes,
                 "drop_remainder": args.drop_remainder,
                 "max_images": args.max_images,
@@ -261,7 +260,7 @@ def main(argv=None) -> int:
                 num_overlays=args.num_overlays,
                 mapillary_crop=args.mapillary_crop,
                 eval_sizes=eval_sizes,
-                mixed_precision=args.mixed_precision or accelerator.mixed_precision,
+                mixed_precision=accelerator.mixed_precision,
                 json_path=args.output_json,
                 metadata=metadata,
                 image_mean=mean,

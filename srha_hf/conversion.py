@@ -231,7 +231,7 @@ def map_m2f_key(name: str) -> Optional[List[str]]:
     return None
 
 
-def _translate(name: str, value: torch.Tensor, backbone: str, head: str, expected, rules) -> Optional[list]:
+def _translate(name: str, value: torch.Tensor, head: str, expected, rules) -> Optional[list]:
     """``[(project name, tensor, origin suffix)]`` for one stripped key, ``[]`` to drop it, None if
     unknown."""
     if head == "mask2former":
@@ -276,7 +276,7 @@ def map_original_state_dict(state_dict: Dict[str, torch.Tensor], backbone: str,
     unexpected, duplicates, aliased, dropped, split = [], [], [], [], 0
     for key, value in state_dict.items():
         name = _strip_prefix(key)
-        targets = _translate(name, value, backbone, head, expected, rules)
+        targets = _translate(name, value, head, expected, rules)
         if targets == []:
             dropped.append(key)
             continue

@@ -12,7 +12,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from ..data.benchmarks import SIZE_MISMATCH_RULES
 from ..data.labels import BENCHMARK_NAMES
+from .precision import PRECISIONS
 
 DATASETS = BENCHMARK_NAMES  # the names a recipe may use
 
@@ -135,9 +137,9 @@ class TrainConfig:
             raise ConfigError(f"blur_p must be a probability in [0, 1], got {self.blur_p}")
         if self.blur_rounding not in ("truncate", "round"):
             raise ConfigError(f"blur_rounding must be 'truncate' or 'round', got {self.blur_rounding!r}")
-        if self.size_mismatch not in (None, "next", "drop"):
+        if self.size_mismatch is not None and self.size_mismatch not in SIZE_MISMATCH_RULES:
             raise ConfigError(f"size_mismatch must be 'next', 'drop' or null, got {self.size_mismatch!r}")
-        if self.mixed_precision not in (None, "no", "fp16", "bf16", "fp8"):
+        if self.mixed_precision is not None and self.mixed_precision not in PRECISIONS:
             raise ConfigError(f"mixed_precision must be 'no', 'bf16', 'fp16', 'fp8' or null, got {self.mixed_precision!r}")
         if self.mapillary_crop not in ("faithful", "corrected"):
             raise ConfigError(f"mapillary_crop must be 'faithful' or 'corrected', got {self.mapillary_crop!r}")

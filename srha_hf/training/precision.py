@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+#: The values of the ``mixed_precision`` key (null aside): accelerate's names.
 PRECISIONS = ("no", "fp16", "bf16", "fp8")
 _FLAGS = ("--mixed_precision", "--mixed-precision")
 
@@ -25,11 +26,10 @@ def _is_accelerate_launch(argv: Sequence[str]) -> Optional[int]:
     """The index just after ``launch`` when ``argv`` is an ``accelerate launch`` command, else None."""
     for i, token in enumerate(argv):
         name = os.path.basename(token)
-        if name in ("accelerate", "accelerate-launch") or token in ("accelerate.commands.launch", "accelerate.commands.accelerate_cli"):
-            if name == "accelerate-launch" or token == "accelerate.commands.launch":
-                return i + 1
-            if i + 1 < len(argv) and argv[i + 1] == "launch":
-                return i + 2
+        if name == "accelerate-launch" or token == "accelerate.commands.launch":
+            return i + 1
+        if (name == "accelerate" or token == "accelerate.commands.accelerate_cli") and list(argv[i + 1 : i + 2]) == ["launch"]:
+            return i + 2
     return None
 
 
