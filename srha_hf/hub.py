@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Dict, Optional
+
+from .atomic import publish_dir
+from .image_processing_srha import SRHAImageProcessor
 
 # Package data (setup.cfg [options.package_data]): found next to this module in a wheel install too.
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "srha_model_card.md"
@@ -96,6 +100,56 @@ def render_model_card(
         repo_or_path=repo_or_path,
         **training,
     )
+
+
+def training_card_fields(config, model_config, *, num_processes: int, hardware: str, training_time: float) -> Dict[str, object]:
+    """The "Training" fields of a trained model's card, from the run's config (a ``TrainConfig``) and
+    the model's ``SRHAConfig``."""
+    if config.pretrain_steps:
+        backbone_init = f"pretraining stage ({config.pretrain_steps} plain steps on the source; {model_config.backbone_pretrained_source})"
+    else:
+        backbone_init = model_config.backbone_pretrained_source or "random (no ImageNet weights)"
+    return {
+        "train_split": config.train_split,
+        "synthetic": config.synthetic_data,
+        "backbone_init": backbone_init,
+        "max_iter": config.max_iter,
+        "lr": config.lr,
+        "decoder_lr": config.decoder_lr,
+        "batch_size": config.batch_size,
+        "num_processes": num_processes,
+        "crop_size": config.crop_size,
+        "concentration": model_config.srm_concentration,
+        "pc_weight": model_config.pc_weight,
+        "teacher_mode": model_config.teacher_mode,
+        "training_time": f"{training_time / 3600:.2f} h" if training_time > 3600 else f"{training_time:.0f} s",
+        "hardware": hardware,
+    }
+
+
+def publish_trained_model(model, model_dir, *, config, recipe: str, results: Dict[str, dict], training: Dict[str, object]) -> Path:
+    """Write the model folder of a finished run atomically: ``config.json``, ``model.safetensors``, the
+    image processor and the model card (``README.md``) rendered from ``results`` and ``training``
+    (see :func:`training_card_fields`). The folder appears complete or not at all."""
+    model_dir = Path(model_dir)
+    tmp = model_dir.with_name(f".{model_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    SRHAImageProcessor().save_pretrained(tmp)
+    card = render_model_card(
+        results,
+        model_name=config.hub_model_id or f"srha-{config.backbone}-{config.source_dataset}",
+        backbone=config.backbone,
+        source_dataset=config.source_dataset,
+        recipe=recipe,
+        repo_or_path=config.hub_model_id or str(model_dir),
+        val_split=config.val_split,
+        decode_head=model.config.decode_head,
+        training=training,
+    )
+    card.save(str(tmp / "README.md"))
+    publish_dir(tmp, model_dir)
+    return model_dir
 
 
 def push_model_folder(folder, repo_id: str, *, private: bool = False, token: Optional[str] = None, commit_message: str = "Upload SRHA model") -> str:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -150,15 +151,33 @@ def test_training_run_publishes_model_and_card(synthetic_root, tmp_path):
     assert "cityscapes/mean_iou" in tags
 
 
+def kill_when(args, path: Path, timeout: float = 300):
+    """Run scripts/train.py with ``args`` and SIGKILL it from outside as soon as ``path`` exists (a
+    checkpoint folder appears complete or not at all: it is renamed into place)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a full pipe would stall the run
+        proc = subprocess.Popen([sys.executable, str(SCRIPT), *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+        deadline = time.time() + timeout
+        while not path.exists():
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                proc.wait()
+                log.seek(0)
+                raise AssertionError(f"{path} never appeared (rc={proc.returncode})\n{log.read()[-4000:]}")
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    return proc
+
+
 @pytest.mark.slow  # a subprocess / torchrun test
 def test_kill_and_resume_gives_the_same_weights(synthetic_root, tmp_path):
     full = tmp_path / "full"
     launch(run_args(synthetic_root, full, "--max_iter", "6", "--checkpointing_steps", "3", "--val_datasets", "cityscapes"))
     broken = tmp_path / "broken"
-    killed = launch(
-        run_args(synthetic_root, broken, "--max_iter", "6", "--checkpointing_steps", "3", "--val_datasets", "cityscapes",
-                 "--debug_kill_at_step", "4"),  # fmt: skip
-        check=False,
+    killed = kill_when(
+        run_args(synthetic_root, broken, "--max_iter", "6", "--checkpointing_steps", "3", "--val_datasets", "cityscapes"),
+        broken / "checkpoint-3" / "trainer_state.json",
     )
     assert killed.returncode == -signal.SIGKILL
     assert (broken / "checkpoint-3").is_dir() and not (broken / "model").exists()

@@ -10,7 +10,7 @@ from test_train import launch, run_args
 
 import srha_hf.data
 import srha_hf.evaluation
-from srha_hf.training import ConfigError, load_config, parse_overrides
+from srha_hf.training import ConfigError, load_config, parse_overrides, trainer
 from srha_hf.training.trainer import train, train_transform_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +46,9 @@ def test_recipe_switches_reach_the_transform_the_dataset_and_the_evaluation(synt
         seen["evaluate"] = kwargs
         return real_eval(*args, **kwargs)
 
-    monkeypatch.setattr(srha_hf.data, "build_train_transform", transform)
-    monkeypatch.setattr(srha_hf.data, "SRHATrainDataset", Dataset)
-    monkeypatch.setattr(srha_hf.evaluation, "evaluate_model", evaluate)
+    monkeypatch.setattr(trainer, "build_train_transform", transform)  # the names the trainer imported
+    monkeypatch.setattr(trainer, "SRHATrainDataset", Dataset)
+    monkeypatch.setattr(trainer, "evaluate_model", evaluate)
     args = run_args(synthetic_root, tmp_path / "run", "--max_iter", "1", "--checkpointing_steps", "0", "--val_datasets", "cityscapes")
     args += ["--blur_p", "0.25", "--blur_rounding", "round", "--shift_centroid_by_padding", "true"]
     args += ["--class_uniform_whole_tiles_only", "false", "--eval_drop_remainder", "false"]
@@ -107,7 +107,7 @@ def test_split_file_and_size_mismatch_keys_reach_the_loader(synthetic_root, tmp_
         calls[(name, split)] = kwargs
         return real_load(name, root, split, **kwargs)
 
-    monkeypatch.setattr(srha_hf.data, "load_benchmark", load)
+    monkeypatch.setattr(trainer, "load_benchmark", load)
     train_dir = Path(synthetic_root) / "gtav" / "images" / "train"
     listed = sorted(p.stem for p in train_dir.rglob("*.png"))[:5]
     listing = tmp_path / "gtav_split_train.txt"

@@ -110,7 +110,6 @@ class TrainConfig:
     push_to_hub: bool = False
     hub_model_id: Optional[str] = None
     hub_private: bool = False
-    debug_kill_at_step: Optional[int] = None  # testing aid: SIGKILL this process after that step
 
     def __post_init__(self):
         self.validate()

@@ -23,8 +23,12 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
+from accelerate import PartialState
+from safetensors.torch import load_file, save_file
+
+from ..atomic import atomic_write
 from ..data.labels import BENCHMARK_NAMES
 
 BACKBONE_FILE = "backbone.safetensors"
@@ -120,10 +124,6 @@ def read_stage(folder: Path) -> Optional[Dict[str, object]]:
 def extract_backbone(model_dir: Path, out_file: Path) -> int:
     """Write the ``layer0..layer4`` tensors of the model saved in ``model_dir`` to ``out_file``
     (safetensors, staged layout, atomically); return how many tensors were written."""
-    from safetensors.torch import load_file, save_file
-
-    from ..atomic import atomic_write
-
     state = load_file(str(Path(model_dir) / "model.safetensors"))
     backbone = {k: v.contiguous() for k, v in state.items() if k.split(".", 1)[0] in ("layer0", "layer1", "layer2", "layer3", "layer4")}
     if not backbone:
@@ -132,16 +132,13 @@ def extract_backbone(model_dir: Path, out_file: Path) -> int:
     return len(backbone)
 
 
-def ensure_pretrained_backbone(config, log=print) -> Path:
+def ensure_pretrained_backbone(config, train: Callable[..., dict], log=print) -> Path:
     """Run (or reuse) the pretraining stage of ``config``; return the backbone file's path.
 
-    Every process of a distributed launch calls this: the stage itself is a distributed run, the
-    main process writes the backbone file and ``stage.json``, the others wait for them."""
-    from accelerate import PartialState
-
-    from ..atomic import atomic_write
-    from .trainer import train
-
+    ``train`` is the training function that runs the stage (:func:`srha_hf.training.trainer.train`,
+    which calls this before its own run): ``train(stage_config, recipe="pretrain")``. Every process of a
+    distributed launch calls this: the stage itself is a distributed run, the main process writes the
+    backbone file and ``stage.json``, the others wait for them."""
     folder = stage_dir(config)
     state = PartialState()
     info = read_stage(folder)

@@ -1,9 +1,16 @@
 """The SRHA training loop (docs/method.md §3.5, §5, §7.3, §8.3-8.5) on Accelerate.
 
-``train(config)`` runs one recipe: the student and the frozen ImageNet teacher through
-:func:`srha_hf.compute_srha_loss`, SGD with the encoder/decoder groups and the per-iteration poly
-schedule, class-uniform epochs identical on every process, periodic and final evaluation on the target
-domains, checkpoints written atomically and resumable exactly, and the published model folder.
+``train(config)`` runs one recipe in three readable parts, in the style of transformers'
+``run_semantic_segmentation_no_trainer.py``:
+
+* :func:`setup`: the Accelerator, the data (every root checked first; class-uniform centroids), the
+  student, the frozen ImageNet teacher and the SGD optimiser, and the state of a resumed run, gathered in
+  one :class:`TrainingRun`;
+* :func:`train_loop`: epochs of class-uniform batches identical on every process; each step is
+  :func:`training_step` (poly learning rates, the teacher's update, :func:`srha_hf.compute_srha_loss`,
+  backward, SGD); logging, checkpoints and periodic evaluations on their schedules; SIGTERM saves and stops;
+* :func:`finish`: the final evaluation and its report, then the model folder and its card
+  (:mod:`srha_hf.hub`), ``all_results.json`` and the results table.
 
 Determinism (DESIGN.md): the data order is a pure function of the epoch, every augmentation and the
 student's SRM weights of ``(seed, epoch, sample index)``, and the step's other draws (dsn dropout, the
@@ -13,25 +20,35 @@ would have done.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import os
 import platform
-import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict, Optional, Tuple
 
 import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import ProjectConfiguration, set_seed
+from tqdm.auto import tqdm
 
-from ..atomic import publish_dir
+from ..data import SRHATrainDataset, SRMCollator, build_train_transform, describe_dataset, load_benchmark
 from ..data.labels import BENCHMARK_NAMES
-from .checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint, write_json_atomic
+from ..data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes
+from ..data.uniform import EpochSampler
+from ..evaluation import evaluate_model, write_evaluation_report
+from ..hub import publish_trained_model, push_model_folder, training_card_fields
+from ..modeling_srha import SRHAForSemanticSegmentation
+from ..objective import build_teacher, compute_srha_loss, update_teacher_ema, uses_teacher
+from .checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, save_config
 from .optim import build_optimizer, set_poly_lr
 from .precision import describe as describe_precision
 from .precision import resolve_mixed_precision
+from .pretrain import ensure_pretrained_backbone
+from .results import print_results_table, target_mean, write_all_results
 
 
 class NonFiniteLossError(RuntimeError):
@@ -60,8 +77,6 @@ def resolve_data(config: TrainConfig, accelerator) -> tuple:
     eval_sizes = None
     roots = {name: config.data_root(name) for name in BENCHMARK_NAMES}
     if config.synthetic_data:
-        from ..data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes
-
         size = tuple(config.synthetic_size)
         if accelerator.is_main_process:
             _log(accelerator, f"synthetic benchmark in {config.synthetic_root} (generated on first use, then reused)")
@@ -137,31 +152,61 @@ def _eval_subset(config: TrainConfig, val_sets: dict, final: bool) -> dict:
     return {first: val_sets[first]}
 
 
+@dataclasses.dataclass
+class TrainingRun:
+    """Everything :func:`train_loop` and :func:`finish` need, built by :func:`setup`. ``step``, ``epoch``
+    and ``batch_in_epoch`` are the position the loop advances (and a checkpoint stores)."""
+
+    config: TrainConfig
+    recipe: str
+    accelerator: Any
+    output_dir: Path
+    trackers: Optional[str]
+    val_sets: Dict[str, Any]
+    eval_sizes: Optional[dict]
+    train_set: Any
+    sampler: Any
+    collator: Any
+    student: Any  # as prepared by Accelerate (DDP-wrapped on several processes)
+    unwrapped: Any
+    teacher: Any
+    optimizer: Any
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    last_saved: Optional[int] = None  # the step of the newest checkpoint this run wrote or resumed from
+
+    def state(self) -> dict:
+        """What ``trainer_state.json`` of a checkpoint holds."""
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "config": self.config.to_dict(), "recipe": self.recipe}  # fmt: skip
+
+
 def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     """Run one training job; returns ``{"status", "step", "results", "model_dir"}``.
 
     ``status`` is ``"completed"`` or ``"interrupted"`` (SIGTERM: a checkpoint was saved). A non-finite
     loss raises :class:`NonFiniteLossError` naming the step; the last good checkpoint stays."""
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
-    from tqdm.auto import tqdm
-
-    from .. import SRHAForSemanticSegmentation, build_teacher, compute_srha_loss, update_teacher_ema
-    from ..data import SRHATrainDataset, SRMCollator, build_train_transform, describe_dataset, load_benchmark
-    from ..data.uniform import EpochSampler
-    from ..evaluation import evaluate_model, write_evaluation_report
-    from ..objective import uses_teacher
-
     backbone_init = config.backbone_pretrained
     if config.pretrain_steps > 0:  # before this run's Accelerator: the stage is a run of its own
-        from accelerate import PartialState
-
-        from .pretrain import ensure_pretrained_backbone
-
         main = PartialState().is_main_process
-        backbone_init = str(ensure_pretrained_backbone(config, log=lambda m: main and print(f"[srha] {m}", flush=True)))
+        log = lambda message: main and print(f"[srha] {message}", flush=True)  # noqa: E731
+        backbone_init = str(ensure_pretrained_backbone(config, train, log=log))
+    run = setup(config, recipe, backbone_init)
+    start_step, start_time = run.step, time.time()
+    if train_loop(run) == "interrupted":
+        return stop_interrupted(run)
+    return finish(run, training_time=time.time() - start_time, steps_run=run.step - start_step)
 
-    set_cudnn_determinism(config.deterministic)
+
+# --------------------------------------------------------------------------------------------------
+# Setup
+# --------------------------------------------------------------------------------------------------
+
+
+def build_accelerator(config: TrainConfig) -> Tuple[Any, Optional[str]]:
+    """The run's Accelerator (precision from the recipe unless the launch line overrides it) and its
+    tracker name (None for ``report_to: none``)."""
     output_dir = Path(config.output_dir)
     trackers = None if config.report_to in ("none", "", None) else config.report_to
     mixed_precision, precision_source = resolve_mixed_precision(config.mixed_precision)
@@ -173,34 +218,28 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
         log_with=trackers,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
-    world, rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
     _log(accelerator, f"precision: {describe_precision(accelerator.mixed_precision)} ({precision_source})")
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, output_dir / "train_config.yaml")
-    accelerator.wait_for_everyone()
+    return accelerator, trackers
 
-    # ---------------- data: everything is checked before any heavy work
+
+def setup_data(config: TrainConfig, accelerator, output_dir: Path) -> dict:
+    """The source split as a class-uniform training set, its epoch sampler and SRM collator, and the
+    val splits (the source's own last, when ``eval_source``). Every root is checked before any work."""
     roots, eval_sizes = resolve_data(config, accelerator)
+
     def load(name: str, split: str):
-        return load_benchmark(name, roots[name], split, split_file=config.split_file_for(name, split),
-                              size_mismatch=config.size_mismatch)  # fmt: skip
+        return load_benchmark(name, roots[name], split, split_file=config.split_file_for(name, split), size_mismatch=config.size_mismatch)
 
     source = load(config.source_dataset, config.train_split)
     _log(accelerator, f"source: {describe_dataset(source)}")
     val_sets = {name: load(name, config.val_split) for name in config.val_datasets}
     if config.eval_source and config.source_dataset not in val_sets:  # last, so periodic evaluations skip it
         val_sets[config.source_dataset] = load(config.source_dataset, config.val_split)
-    resume_path = resolve_checkpoint(output_dir, config.resume_from_checkpoint)
-    if config.resume_from_checkpoint == "latest" and resume_path is None:
-        _log(accelerator, f"no checkpoint in {output_dir} yet: starting fresh")
-
-    transform = build_train_transform(**train_transform_kwargs(config))
 
     def make_train_set():
         return SRHATrainDataset(
             source,
-            transform,
+            build_train_transform(**train_transform_kwargs(config)),
             seed=config.seed,
             class_uniform=config.class_uniform,
             pct=config.class_uniform_pct,
@@ -216,294 +255,269 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     if train_set is None:
         train_set = make_train_set()
     # docs/method.md §7.3: the permutation is seeded with the epoch number alone, the same on every process.
+    world, rank = accelerator.num_processes, accelerator.process_index
     sampler = EpochSampler(train_set, num_replicas=world, rank=rank, seed=0, pad=True, yield_epoch=True)
-    model_config = config.model_config(backbone_pretrained=backbone_init)
-    collator = SRMCollator(seed=config.seed, concentration=model_config.srm_concentration)
+    return {"val_sets": val_sets, "eval_sizes": eval_sizes, "train_set": train_set, "sampler": sampler}
 
-    # ---------------- models and optimiser
+
+def setup_models(config: TrainConfig, accelerator, backbone_init: Optional[str]) -> dict:
+    """Student, teacher (a copy of the student's initial weights; none for rows without alignment
+    terms) and the SGD optimiser, prepared by Accelerate. SyncBN on multi-GPU CUDA runs only."""
+    model_config = config.model_config(backbone_pretrained=backbone_init)
     set_seed(config.seed)
     student = SRHAForSemanticSegmentation(model_config)
-    # The teacher starts as a copy of the student's initial weights (the same ImageNet or stand-in
-    # backbone); rows of the ablation without any alignment term train without a teacher.
     teacher = build_teacher(student.config, student) if uses_teacher(model_config) else None
-    if world > 1 and device.type == "cuda":  # SyncBN only on multi-GPU CUDA runs
+    if accelerator.num_processes > 1 and accelerator.device.type == "cuda":
         student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
         if teacher is not None:
             teacher = torch.nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
         student.train()
     if teacher is not None:
-        teacher.to(device)
+        teacher.to(accelerator.device)
     optimizer = build_optimizer(student, config.lr, config.decoder_lr, config.momentum, config.weight_decay)
     student, optimizer = accelerator.prepare(student, optimizer)
     if teacher is not None and model_config.teacher_ema_alpha < 1.0:
         accelerator.register_for_checkpointing(teacher)
-    unwrapped = accelerator.unwrap_model(student)
+    collator = SRMCollator(seed=config.seed, concentration=model_config.srm_concentration)
+    return {"student": student, "unwrapped": accelerator.unwrap_model(student), "teacher": teacher, "optimizer": optimizer,
+            "collator": collator}  # fmt: skip
 
-    step, epoch, batch_in_epoch = 0, 0, 0
+
+def setup(config: TrainConfig, recipe: str, backbone_init: Optional[str]) -> TrainingRun:
+    """Accelerator, output folder (with ``train_config.yaml``), data, models, the resumed position and
+    the trackers: a :class:`TrainingRun` ready for :func:`train_loop`."""
+    set_cudnn_determinism(config.deterministic)
+    accelerator, trackers = build_accelerator(config)
+    output_dir = Path(config.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, output_dir / "train_config.yaml")
+    accelerator.wait_for_everyone()
+    data = setup_data(config, accelerator, output_dir)
+    resume_path = resolve_checkpoint(output_dir, config.resume_from_checkpoint)
+    if config.resume_from_checkpoint == "latest" and resume_path is None:
+        _log(accelerator, f"no checkpoint in {output_dir} yet: starting fresh")
+    models = setup_models(config, accelerator, backbone_init)
+    run = TrainingRun(config=config, recipe=recipe, accelerator=accelerator, output_dir=output_dir, trackers=trackers, **data, **models)
     if resume_path is not None:
         state = load_checkpoint(accelerator, resume_path)
-        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        _log(accelerator, f"resumed from {resume_path} at step {step} (epoch {epoch}, batch {batch_in_epoch})")
-
+        run.step, run.epoch, run.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        run.last_saved = run.step
+        _log(accelerator, f"resumed from {resume_path} at step {run.step} (epoch {run.epoch}, batch {run.batch_in_epoch})")
     if trackers:
         flat = {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v)) for k, v in config.to_dict().items()}
         accelerator.init_trackers("srha", config={k: v for k, v in flat.items() if v is not None})
+    return run
 
-    def trainer_state() -> dict:
-        return {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "config": config.to_dict(), "recipe": recipe}
 
-    def checkpoint() -> Path:
-        path = save_checkpoint(accelerator, output_dir, step, trainer_state(), config.checkpoints_total_limit)
-        _log(accelerator, f"saved {path}")
-        return path
+# --------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------
 
-    def run_evaluation(final: bool) -> Dict[str, dict]:
-        subset = _eval_subset(config, val_sets, final)
-        results = evaluate_model(
-            unwrapped,
-            subset,
-            accelerator=accelerator,
-            batch_size=config.eval_batch_size,
-            mixed_precision=None if accelerator.mixed_precision == "no" else accelerator.mixed_precision,
-            mapillary_crop=config.mapillary_crop,
-            eval_sizes=eval_sizes,
-            progress=accelerator.is_main_process,
-            max_images=config.eval_max_images,
-            drop_remainder=config.eval_drop_remainder,
+
+def epoch_loader(run: TrainingRun):
+    """The rest of epoch ``run.epoch`` from ``run.batch_in_epoch`` on, as a DataLoader, and the
+    number of batches in the whole epoch."""
+    config = run.config
+    run.sampler.set_epoch(run.epoch)
+    keys = list(run.sampler)
+    n_batches = len(keys) // config.batch_size
+    if n_batches == 0:
+        raise ConfigError(
+            f"{config.source_dataset} {config.train_split} has {len(run.train_set)} items: too few for "
+            f"batch_size={config.batch_size} on {run.accelerator.num_processes} process(es)"
         )
-        unwrapped.train()
-        if trackers:
-            accelerator.log(
-                {f"{name}/{key}": res[key] for name, res in results.items() for key in ("mean_iou", "mean_accuracy", "overall_accuracy")},
-                step=step,
-            )
-        if accelerator.is_main_process:
-            summary = ", ".join(f"{n} mIoU {r['mean_iou'] * 100:.2f}" for n, r in results.items())
-            _log(accelerator, f"step {step}: {summary}")
-        return results
+    size = config.batch_size
+    batches = [keys[i * size : (i + 1) * size] for i in range(run.batch_in_epoch, n_batches)]
+    loader = torch.utils.data.DataLoader(
+        run.train_set,
+        batch_sampler=batches,
+        collate_fn=run.collator,
+        num_workers=config.num_workers,
+        pin_memory=run.accelerator.device.type == "cuda",
+    )
+    return loader, n_batches
 
-    # ---------------- the loop
-    batch_size = config.batch_size
-    start_time = time.time()
-    last_saved = step if resume_path is not None else None
-    start_step = step
-    results: Dict[str, dict] = {}
-    status = "completed"
-    progress = tqdm(total=config.max_iter, initial=step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
-    window = {"loss": 0.0, "count": 0, "terms": {}, "time": time.time(), "images": 0}
-    unwrapped.train()
 
+def training_step(run: TrainingRun, batch: dict) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], list]:
+    """One SGD step on ``batch``; advances ``run.step``. Returns the loss averaged over processes, the
+    loss terms (on the device) and the two groups' learning rates."""
+    accelerator, config = run.accelerator, run.config
+    device = accelerator.device
+    lrs = set_poly_lr(run.optimizer, run.step, config.max_iter, config.poly_power)
+    seed = _step_seed(config.seed, run.step, accelerator.process_index)
+    torch.manual_seed(seed)  # dsn dropout
+    generator = torch.Generator(device=device).manual_seed(seed)  # the teacher's SRM draws
+    pixel_values = batch["pixel_values"].to(device, non_blocking=True)
+    labels = batch["labels"].to(device, non_blocking=True)
+    srm_weights = batch["srm_weights"].to(device, non_blocking=True)
+    if run.teacher is not None:  # as the reference: before the forward (step 0 copies the initial student)
+        update_teacher_ema(run.teacher, run.unwrapped, run.step, run.unwrapped.config.teacher_ema_alpha)
+    with accelerator.autocast():
+        loss, terms = compute_srha_loss(run.student, run.teacher, pixel_values, labels, srm_weights=srm_weights, generator=generator)
+    mean_loss = accelerator.reduce(loss.detach().float(), "mean")
+    if not torch.isfinite(mean_loss):
+        bad = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+        latest = list_checkpoints(run.output_dir)
+        raise NonFiniteLossError(
+            f"non-finite loss ({mean_loss.item()}) at step {run.step + 1} ({bad}); stopping. "
+            f"Last good checkpoint: {latest[-1] if latest else 'none'}"
+        )
+    accelerator.backward(loss)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    run.batch_in_epoch += 1
+    return mean_loss, terms, lrs
+
+
+class LogWindow:
+    """Loss, loss terms and throughput accumulated between two log lines. The terms stay on the device
+    (no host synchronisation per step) and are averaged over processes when the window is logged."""
+
+    def __init__(self):
+        self.loss, self.count, self.images, self.terms, self.started = 0.0, 0, 0, {}, time.time()
+
+    def add(self, mean_loss: torch.Tensor, terms: Dict[str, torch.Tensor], images: int) -> None:
+        self.loss += mean_loss.item()
+        self.count += 1
+        self.images += images
+        for k, v in terms.items():
+            self.terms[k] = self.terms.get(k, 0.0) + v.float()
+
+    def logs(self, accelerator, lrs: list, epoch: int) -> Dict[str, float]:
+        """The window's means as tracker scalars (``train/loss``, ``train/<term>``, ...)."""
+        elapsed = max(time.time() - self.started, 1e-9)
+        logs = {
+            "train/loss": self.loss / self.count,
+            "train/lr_encoder": lrs[0],
+            "train/lr_decoder": lrs[1],
+            "train/images_per_s": self.images / elapsed,
+            "train/it_per_s": self.count / elapsed,
+            "train/epoch": epoch,
+        }
+        names = sorted(self.terms)
+        means = accelerator.reduce(torch.stack([self.terms[k] / self.count for k in names]), "mean")
+        logs.update({f"train/{k}": v.item() for k, v in zip(names, means)})
+        return logs
+
+
+def save(run: TrainingRun) -> Path:
+    """A checkpoint of the run at its current step (every process calls it)."""
+    path = save_checkpoint(run.accelerator, run.output_dir, run.step, run.state(), run.config.checkpoints_total_limit)
+    run.last_saved = run.step
+    _log(run.accelerator, f"saved {path}")
+    return path
+
+
+def evaluate(run: TrainingRun, final: bool) -> Dict[str, dict]:
+    """Evaluate the student on the val splits (periodic evaluations: the first only, unless
+    ``eval_first_dataset_only`` is off), log the mIoUs and return the results."""
+    config, accelerator = run.config, run.accelerator
+    results = evaluate_model(
+        run.unwrapped,
+        _eval_subset(config, run.val_sets, final),
+        accelerator=accelerator,
+        batch_size=config.eval_batch_size,
+        mixed_precision=None if accelerator.mixed_precision == "no" else accelerator.mixed_precision,
+        mapillary_crop=config.mapillary_crop,
+        eval_sizes=run.eval_sizes,
+        progress=accelerator.is_main_process,
+        max_images=config.eval_max_images,
+        drop_remainder=config.eval_drop_remainder,
+    )
+    run.unwrapped.train()
+    if run.trackers:
+        scalars = {f"{name}/{key}": res[key] for name, res in results.items() for key in ("mean_iou", "mean_accuracy", "overall_accuracy")}
+        accelerator.log(scalars, step=run.step)
+    _log(accelerator, f"step {run.step}: " + ", ".join(f"{n} mIoU {r['mean_iou'] * 100:.2f}" for n, r in results.items()))
+    return results
+
+
+def train_loop(run: TrainingRun) -> str:
+    """Train from ``run.step`` to ``max_iter``; returns ``"completed"``, or ``"interrupted"`` when a
+    process received SIGTERM (the caller then saves a checkpoint)."""
+    config, accelerator = run.config, run.accelerator
+    progress = tqdm(total=config.max_iter, initial=run.step, desc="train", disable=not accelerator.is_main_process, dynamic_ncols=True)
+    window = LogWindow()
+    run.unwrapped.train()
     with _Interrupt() as interrupt:
-        while step < config.max_iter:
-            sampler.set_epoch(epoch)
-            keys = list(sampler)
-            n_batches = len(keys) // batch_size
-            if n_batches == 0:
-                raise ConfigError(
-                    f"{config.source_dataset} {config.train_split} has {len(train_set)} items: too few for "
-                    f"batch_size={batch_size} on {world} process(es)"
-                )
-            batches = [keys[i * batch_size : (i + 1) * batch_size] for i in range(batch_in_epoch, n_batches)]
-            loader = torch.utils.data.DataLoader(
-                train_set,
-                batch_sampler=batches,
-                collate_fn=collator,
-                num_workers=config.num_workers,
-                pin_memory=device.type == "cuda",
-            )
+        while run.step < config.max_iter:
+            loader, n_batches = epoch_loader(run)
             for batch in loader:
-                lrs = set_poly_lr(optimizer, step, config.max_iter, config.poly_power)
-                seed = _step_seed(config.seed, step, rank)
-                torch.manual_seed(seed)  # dsn dropout
-                generator = torch.Generator(device=device).manual_seed(seed)  # the teacher's SRM draws
-                pixel_values = batch["pixel_values"].to(device, non_blocking=True)
-                labels = batch["labels"].to(device, non_blocking=True)
-                srm_weights = batch["srm_weights"].to(device, non_blocking=True)
-                if teacher is not None:  # as the reference: before the forward (step 0 copies the initial student)
-                    update_teacher_ema(teacher, unwrapped, step, model_config.teacher_ema_alpha)
-                with accelerator.autocast():
-                    loss, terms = compute_srha_loss(
-                        student, teacher, pixel_values, labels, srm_weights=srm_weights, generator=generator
-                    )
-                mean_loss = accelerator.reduce(loss.detach().float(), "mean")
-                if not torch.isfinite(mean_loss):
-                    bad = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                    latest = list_checkpoints(output_dir)
-                    raise NonFiniteLossError(
-                        f"non-finite loss ({mean_loss.item()}) at step {step + 1} ({bad}); stopping. "
-                        f"Last good checkpoint: {latest[-1] if latest else 'none'}"
-                    )
-                accelerator.backward(loss)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                batch_in_epoch += 1
+                mean_loss, terms, lrs = training_step(run, batch)
                 progress.update(1)
-
-                window["loss"] += mean_loss.item()
-                window["count"] += 1
-                window["images"] += batch_size * world
-                for k, v in terms.items():  # kept on the device: no host synchronisation per term
-                    window["terms"][k] = window["terms"].get(k, 0.0) + v.float()
-                if step % config.logging_steps == 0 or step == config.max_iter:
-                    elapsed = max(time.time() - window["time"], 1e-9)
-                    logs = {
-                        "train/loss": window["loss"] / window["count"],
-                        "train/lr_encoder": lrs[0],
-                        "train/lr_decoder": lrs[1],
-                        "train/images_per_s": window["images"] / elapsed,
-                        "train/it_per_s": window["count"] / elapsed,
-                        "train/epoch": epoch,
-                    }
-                    term_means = torch.stack([window["terms"][k] / window["count"] for k in sorted(window["terms"])])
-                    term_means = accelerator.reduce(term_means, "mean")
-                    logs.update({f"train/{k}": v.item() for k, v in zip(sorted(window["terms"]), term_means)})
+                window.add(mean_loss, terms, config.batch_size * accelerator.num_processes)
+                if run.step % config.logging_steps == 0 or run.step == config.max_iter:
+                    logs = window.logs(accelerator, lrs, run.epoch)
                     progress.set_postfix(loss=f"{logs['train/loss']:.3f}", lr=f"{lrs[1]:.2e}")
-                    if trackers:
-                        accelerator.log(logs, step=step)
-                    window = {"loss": 0.0, "count": 0, "terms": {}, "time": time.time(), "images": 0}
-
-                if config.checkpointing_steps and step % config.checkpointing_steps == 0:
-                    checkpoint()
-                    last_saved = step
-                if config.eval_steps > 0 and step % config.eval_steps == 0 and step < config.max_iter:
-                    run_evaluation(final=False)
-                if config.debug_kill_at_step is not None and step == config.debug_kill_at_step:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                    if run.trackers:
+                        accelerator.log(logs, step=run.step)
+                    window = LogWindow()
+                if config.checkpointing_steps and run.step % config.checkpointing_steps == 0:
+                    save(run)
+                if config.eval_steps > 0 and run.step % config.eval_steps == 0 and run.step < config.max_iter:
+                    evaluate(run, final=False)
                 if _any_process(accelerator, interrupt.requested):
-                    status = "interrupted"
+                    progress.close()
+                    return "interrupted"
+                if run.step >= config.max_iter:
                     break
-                if step >= config.max_iter:
-                    break
-            if status == "interrupted":
-                break
-            if batch_in_epoch >= n_batches:
-                epoch += 1
-                batch_in_epoch = 0
-                if config.eval_steps == -1 and step < config.max_iter:
-                    run_evaluation(final=False)
-
+            if run.batch_in_epoch >= n_batches:
+                run.epoch, run.batch_in_epoch = run.epoch + 1, 0
+                if config.eval_steps == -1 and run.step < config.max_iter:
+                    evaluate(run, final=False)
     progress.close()
-    if status == "interrupted":
-        if last_saved != step:
-            checkpoint()
-        _log(accelerator, f"SIGTERM: checkpoint saved at step {step}; resume with --resume_from_checkpoint latest")
-        accelerator.end_training()
-        return {"status": status, "step": step, "results": {}, "model_dir": None}
+    return "completed"
 
-    training_time = time.time() - start_time
-    steps_run = step - start_step
+
+# --------------------------------------------------------------------------------------------------
+# Finish
+# --------------------------------------------------------------------------------------------------
+
+
+def stop_interrupted(run: TrainingRun) -> Dict[str, object]:
+    """After SIGTERM: a checkpoint at the current step (unless one was just written), then stop."""
+    if run.last_saved != run.step:
+        save(run)
+    _log(run.accelerator, f"SIGTERM: checkpoint saved at step {run.step}; resume with --resume_from_checkpoint latest")
+    run.accelerator.end_training()
+    return {"status": "interrupted", "step": run.step, "results": {}, "model_dir": None}
+
+
+def finish(run: TrainingRun, *, training_time: float, steps_run: int) -> Dict[str, object]:
+    """The last checkpoint, the final evaluation and its report (``eval/``), the model folder with its
+    card (``model/``), ``all_results.json``, the results table, and the push to the Hub when asked."""
+    config, accelerator = run.config, run.accelerator
     it_per_s = steps_run / max(training_time, 1e-9)
     _log(accelerator, f"trained {steps_run} steps in {training_time:.1f} s ({it_per_s:.2f} it/s)")
-    if config.checkpointing_steps and last_saved != step:
-        checkpoint()
-    results = run_evaluation(final=True)
-    model_dir = output_dir / "model"
+    if config.checkpointing_steps and run.last_saved != run.step:
+        save(run)
+    results = evaluate(run, final=True)
+    model_dir = run.output_dir / "model"
     if accelerator.is_main_process:
         write_evaluation_report(
             results,
-            output_dir / "eval",
-            model=unwrapped,
-            datasets=val_sets,
+            run.output_dir / "eval",
+            model=run.unwrapped,
+            datasets=run.val_sets,
             mapillary_crop=config.mapillary_crop,
-            eval_sizes=eval_sizes,
-            metadata={"step": step, "recipe": recipe},
+            eval_sizes=run.eval_sizes,
+            metadata={"step": run.step, "recipe": run.recipe},
         )
-        _publish(config, recipe, unwrapped, results, model_dir, training_time, accelerator)
-        write_json_atomic(
-            output_dir / "all_results.json",
-            {
-                "step": step,
-                "training_time_s": round(training_time, 1),
-                "train_it_per_s": round(it_per_s, 4),
-                "results": _plain(results),
-                "mean_target_miou": _round_or_none(target_mean(results, config.source_dataset)),
-            },
-        )
-        _print_table(results, config.source_dataset)
+        training = training_card_fields(config, run.unwrapped.config, num_processes=accelerator.num_processes,
+                                        hardware=_hardware(accelerator), training_time=training_time)  # fmt: skip
+        publish_trained_model(run.unwrapped, model_dir, config=config, recipe=run.recipe, results=results, training=training)
+        write_all_results(run.output_dir / "all_results.json", results, source=config.source_dataset, step=run.step,
+                          training_time=training_time, it_per_s=it_per_s)  # fmt: skip
+        print_results_table(results, config.source_dataset)
     accelerator.wait_for_everyone()
     if config.push_to_hub and accelerator.is_main_process:
-        from ..hub import push_model_folder
-
         url = push_model_folder(model_dir, config.hub_model_id, private=config.hub_private)
         _log(accelerator, f"pushed {model_dir} to {config.hub_model_id}: {url}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return {"status": status, "step": step, "results": results, "model_dir": str(model_dir)}
+    return {"status": "completed", "step": run.step, "results": results, "model_dir": str(model_dir)}
 
 
-def _plain(results: Dict[str, dict]) -> Dict[str, dict]:
-    """Results without the bulky confusion matrices, NaN as null (valid JSON)."""
-
-    def clean(v):
-        if isinstance(v, float) and math.isnan(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        return v
-
-    return {name: clean({k: v for k, v in res.items() if k != "confusion_matrix"}) for name, res in results.items()}
-
-
-def target_mean(results: Dict[str, dict], source: str) -> float:
-    """Mean mIoU (in %) over the target domains of ``results`` (the source's own val split excluded)."""
-    targets = [r["mean_iou"] for name, r in results.items() if name != source]
-    return float(sum(targets) / len(targets) * 100) if targets else float("nan")
-
-
-def _round_or_none(value: float):
-    return None if math.isnan(value) else round(value, 2)
-
-
-def _print_table(results: Dict[str, dict], source: str) -> None:
-    print("\n| domain | images | mIoU |\n|---|---|---|")
-    for name, res in results.items():
-        label = f"{name} (source val)" if name == source else name
-        print(f"| {label} | {res.get('num_images', '?')} | {res['mean_iou'] * 100:.2f} |")
-    if any(name != source for name in results):
-        print(f"| **mean over targets** | | **{target_mean(results, source):.2f}** |")
-    print(flush=True)
-
-
-def _publish(config: TrainConfig, recipe: str, model, results, model_dir: Path, training_time: float, accelerator) -> None:
-    """Write ``model_dir`` (config, safetensors, processor, model card) atomically."""
-    from .. import SRHAImageProcessor
-    from ..hub import render_model_card
-
-    tmp = model_dir.with_name(f".{model_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    SRHAImageProcessor().save_pretrained(tmp)
-    cfg = model.config
-    card = render_model_card(
-        results,
-        model_name=config.hub_model_id or f"srha-{config.backbone}-{config.source_dataset}",
-        backbone=config.backbone,
-        source_dataset=config.source_dataset,
-        recipe=recipe,
-        repo_or_path=config.hub_model_id or str(model_dir),
-        val_split=config.val_split,
-        decode_head=cfg.decode_head,
-        training={
-            "train_split": config.train_split,
-            "synthetic": config.synthetic_data,
-            "backbone_init": (
-                f"pretraining stage ({config.pretrain_steps} plain steps on the source; {cfg.backbone_pretrained_source})"
-                if config.pretrain_steps
-                else cfg.backbone_pretrained_source or "random (no ImageNet weights)"
-            ),
-            "max_iter": config.max_iter,
-            "lr": config.lr,
-            "decoder_lr": config.decoder_lr,
-            "batch_size": config.batch_size,
-            "num_processes": accelerator.num_processes,
-            "crop_size": config.crop_size,
-            "concentration": cfg.srm_concentration,
-            "pc_weight": cfg.pc_weight,
-            "teacher_mode": cfg.teacher_mode,
-            "training_time": f"{training_time / 3600:.2f} h" if training_time > 3600 else f"{training_time:.0f} s",
-            "hardware": _hardware(accelerator),
-        },
-    )
-    card.save(str(tmp / "README.md"))
-    publish_dir(tmp, model_dir)
+__all__ = ["NonFiniteLossError", "TrainingRun", "train", "setup", "train_loop", "training_step", "finish", "target_mean"]
