@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
-
 from transformers import PretrainedConfig
 
 from .backbones import BACKBONES
@@ -13,6 +11,67 @@ from .srm import DEFAULT_CONCENTRATION
 DECODE_HEADS = ("deeplabv3plus", "mask2former")
 TEACHER_MODES = ("faithful", "lean")
 ALIGNMENT_LAYERS = ("layer1", "layer2", "layer3", "layer4")
+
+# Every key of SRHAConfig besides num_labels / id2label (documented in the class docstring), with
+# the authors' value as its default, grouped as the docstring groups them.
+DEFAULTS = {
+    # the network (docs/method.md §1)
+    "backbone": "resnet50",
+    "decode_head": "deeplabv3plus",
+    "ignore_index": 255,
+    "backbone_pretrained": None,
+    "backbone_pretrained_source": None,
+    "aspp_rates": (6, 12, 18),
+    "aspp_channels": 256,
+    "low_level_channels": 48,
+    "decoder_channels": 256,
+    "dsn_channels": 512,
+    "dsn_dropout": 0.1,
+    "freeze_layer0": True,
+    "style_elimination": True,
+    "style_elimination_unbiased_std": True,
+    "resnet_dilate_all_layer4_blocks": True,
+    "d16_dilate_only_stride2": True,
+    # SRM (docs/method.md §2)
+    "srm": True,
+    "srm_concentration": DEFAULT_CONCENTRATION,
+    "srm_include_ignore": True,
+    "srm_unbiased_std": False,
+    "srm_detach_rearranged": True,
+    # HAC, PC, the teacher (docs/method.md §3)
+    "alignment_layers": ALIGNMENT_LAYERS,
+    "ga_weights": (0.4, 0.6, 0.8, 1.0),
+    "ra_weights": (0.4, 0.6, 0.8, 1.0),
+    "la_weights": (0.4, 0.6, 0.8, 1.0),
+    "ra_include_ignore": True,
+    "pc_weight": 10.0,
+    "pc_mask_ignore": False,
+    "aux_weight": 0.4,
+    "teacher_mode": "faithful",
+    "teacher_ema_alpha": 1.0,
+    # the Mask2Former head (docs/method.md §4)
+    "m2f_num_queries": 100,
+    "m2f_hidden_dim": 256,
+    "m2f_num_heads": 8,
+    "m2f_dim_feedforward": 2048,
+    "m2f_decoder_layers": 9,
+    "m2f_conv_dim": 256,
+    "m2f_mask_dim": 256,
+    "m2f_encoder_layers": 6,
+    "m2f_encoder_feedforward_dim": 1024,
+    "m2f_train_num_points": 12544,
+    "m2f_oversample_ratio": 3.0,
+    "m2f_importance_sample_ratio": 0.75,
+    "m2f_class_weight": 2.0,
+    "m2f_mask_weight": 5.0,
+    "m2f_dice_weight": 5.0,
+    "m2f_no_object_weight": 0.1,
+    "m2f_deep_supervision": True,
+    "m2f_misdeclared_strides": True,
+    "m2f_absent_class_targets": True,
+    "m2f_pc_on_scores": True,
+}
+LIST_KEYS = ("aspp_rates", "alignment_layers")  # stored as lists (JSON round trip)
 
 
 class SRHAConfig(PretrainedConfig):
@@ -71,129 +130,31 @@ class SRHAConfig(PretrainedConfig):
 
     model_type = "srha"
 
-    def __init__(
-        self,
-        backbone: str = "resnet50",
-        decode_head: str = "deeplabv3plus",
-        num_labels: int = 19,
-        ignore_index: int = 255,
-        backbone_pretrained: Optional[str] = None,
-        backbone_pretrained_source: Optional[str] = None,
-        aspp_rates: Sequence[int] = (6, 12, 18),
-        aspp_channels: int = 256,
-        low_level_channels: int = 48,
-        decoder_channels: int = 256,
-        dsn_channels: int = 512,
-        dsn_dropout: float = 0.1,
-        freeze_layer0: bool = True,
-        style_elimination: bool = True,
-        style_elimination_unbiased_std: bool = True,
-        resnet_dilate_all_layer4_blocks: bool = True,
-        d16_dilate_only_stride2: bool = True,
-        srm: bool = True,
-        srm_concentration: float = DEFAULT_CONCENTRATION,
-        srm_include_ignore: bool = True,
-        srm_unbiased_std: bool = False,
-        srm_detach_rearranged: bool = True,
-        alignment_layers: Sequence[str] = ALIGNMENT_LAYERS,
-        ga_weights: Sequence[float] = (0.4, 0.6, 0.8, 1.0),
-        ra_weights: Sequence[float] = (0.4, 0.6, 0.8, 1.0),
-        la_weights: Sequence[float] = (0.4, 0.6, 0.8, 1.0),
-        ra_include_ignore: bool = True,
-        pc_weight: float = 10.0,
-        pc_mask_ignore: bool = False,
-        aux_weight: float = 0.4,
-        teacher_mode: str = "faithful",
-        teacher_ema_alpha: float = 1.0,
-        m2f_num_queries: int = 100,
-        m2f_hidden_dim: int = 256,
-        m2f_num_heads: int = 8,
-        m2f_dim_feedforward: int = 2048,
-        m2f_decoder_layers: int = 9,
-        m2f_conv_dim: int = 256,
-        m2f_mask_dim: int = 256,
-        m2f_encoder_layers: int = 6,
-        m2f_encoder_feedforward_dim: int = 1024,
-        m2f_train_num_points: int = 12544,
-        m2f_oversample_ratio: float = 3.0,
-        m2f_importance_sample_ratio: float = 0.75,
-        m2f_class_weight: float = 2.0,
-        m2f_mask_weight: float = 5.0,
-        m2f_dice_weight: float = 5.0,
-        m2f_no_object_weight: float = 0.1,
-        m2f_deep_supervision: bool = True,
-        m2f_misdeclared_strides: bool = True,
-        m2f_absent_class_targets: bool = True,
-        m2f_pc_on_scores: bool = True,
-        **kwargs,
-    ):
-        if backbone not in BACKBONES:
-            raise ValueError(f"backbone={backbone!r} is not supported; expected one of {', '.join(BACKBONES)}")
-        if decode_head not in DECODE_HEADS:
-            raise ValueError(f"decode_head={decode_head!r} is not supported; expected one of {', '.join(DECODE_HEADS)}")
-        if teacher_mode not in TEACHER_MODES:
-            raise ValueError(f"teacher_mode={teacher_mode!r} is not supported; expected one of {', '.join(TEACHER_MODES)}")
-        alignment_layers = tuple(alignment_layers)
-        for layer in alignment_layers:
-            if layer not in ALIGNMENT_LAYERS:
-                raise ValueError(f"alignment layer {layer!r} is not one of {', '.join(ALIGNMENT_LAYERS)}")
-        for key, weights in (("ga_weights", ga_weights), ("ra_weights", ra_weights), ("la_weights", la_weights)):
-            if len(tuple(weights)) != len(alignment_layers):
-                raise ValueError(
-                    f"{key} has {len(tuple(weights))} entries but alignment_layers has {len(alignment_layers)}"
-                )
+    def __init__(self, num_labels: int = 19, **kwargs):
+        values = {name: kwargs.pop(name, default) for name, default in DEFAULTS.items()}
+        _validate(values)
+        for key in LIST_KEYS:
+            values[key] = list(values[key])
+        for key in ("ga_weights", "ra_weights", "la_weights"):
+            values[key] = [float(w) for w in values[key]]
         if num_labels == len(CLASS_NAMES) and "id2label" not in kwargs:
             kwargs["id2label"] = {i: name for i, name in enumerate(CLASS_NAMES)}
             kwargs["label2id"] = {name: i for i, name in enumerate(CLASS_NAMES)}
-        self.backbone = backbone
-        self.decode_head = decode_head
-        self.ignore_index = ignore_index
-        self.backbone_pretrained = backbone_pretrained
-        self.backbone_pretrained_source = backbone_pretrained_source
-        self.aspp_rates = list(aspp_rates)
-        self.aspp_channels = aspp_channels
-        self.low_level_channels = low_level_channels
-        self.decoder_channels = decoder_channels
-        self.dsn_channels = dsn_channels
-        self.dsn_dropout = dsn_dropout
-        self.freeze_layer0 = freeze_layer0
-        self.style_elimination = style_elimination
-        self.style_elimination_unbiased_std = style_elimination_unbiased_std
-        self.resnet_dilate_all_layer4_blocks = resnet_dilate_all_layer4_blocks
-        self.d16_dilate_only_stride2 = d16_dilate_only_stride2
-        self.srm = srm
-        self.srm_concentration = srm_concentration
-        self.srm_include_ignore = srm_include_ignore
-        self.srm_unbiased_std = srm_unbiased_std
-        self.srm_detach_rearranged = srm_detach_rearranged
-        self.alignment_layers = list(alignment_layers)
-        self.ga_weights = [float(w) for w in ga_weights]
-        self.ra_weights = [float(w) for w in ra_weights]
-        self.la_weights = [float(w) for w in la_weights]
-        self.ra_include_ignore = ra_include_ignore
-        self.pc_weight = pc_weight
-        self.pc_mask_ignore = pc_mask_ignore
-        self.aux_weight = aux_weight
-        self.teacher_mode = teacher_mode
-        self.teacher_ema_alpha = teacher_ema_alpha
-        self.m2f_num_queries = m2f_num_queries
-        self.m2f_hidden_dim = m2f_hidden_dim
-        self.m2f_num_heads = m2f_num_heads
-        self.m2f_dim_feedforward = m2f_dim_feedforward
-        self.m2f_decoder_layers = m2f_decoder_layers
-        self.m2f_conv_dim = m2f_conv_dim
-        self.m2f_mask_dim = m2f_mask_dim
-        self.m2f_encoder_layers = m2f_encoder_layers
-        self.m2f_encoder_feedforward_dim = m2f_encoder_feedforward_dim
-        self.m2f_train_num_points = m2f_train_num_points
-        self.m2f_oversample_ratio = m2f_oversample_ratio
-        self.m2f_importance_sample_ratio = m2f_importance_sample_ratio
-        self.m2f_class_weight = m2f_class_weight
-        self.m2f_mask_weight = m2f_mask_weight
-        self.m2f_dice_weight = m2f_dice_weight
-        self.m2f_no_object_weight = m2f_no_object_weight
-        self.m2f_deep_supervision = m2f_deep_supervision
-        self.m2f_misdeclared_strides = m2f_misdeclared_strides
-        self.m2f_absent_class_targets = m2f_absent_class_targets
-        self.m2f_pc_on_scores = m2f_pc_on_scores
+        for name, value in values.items():
+            setattr(self, name, value)
         super().__init__(num_labels=num_labels, **kwargs)
+
+
+def _validate(values: dict) -> None:
+    """Refuse unknown backbones, heads, teacher modes and alignment layers, and weight lists whose
+    length differs from the alignment layers', naming the key and what was expected."""
+    for key, allowed in (("backbone", BACKBONES), ("decode_head", DECODE_HEADS), ("teacher_mode", TEACHER_MODES)):
+        if values[key] not in allowed:
+            raise ValueError(f"{key}={values[key]!r} is not supported; expected one of {', '.join(allowed)}")
+    layers = tuple(values["alignment_layers"])
+    for layer in layers:
+        if layer not in ALIGNMENT_LAYERS:
+            raise ValueError(f"alignment layer {layer!r} is not one of {', '.join(ALIGNMENT_LAYERS)}")
+    for key in ("ga_weights", "ra_weights", "la_weights"):
+        if len(tuple(values[key])) != len(layers):
+            raise ValueError(f"{key} has {len(tuple(values[key]))} entries but alignment_layers has {len(layers)}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import typing
 from dataclasses import dataclass, field
@@ -12,6 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from ..configuration_srha import DEFAULTS as SRHA_DEFAULTS
+from ..configuration_srha import SRHAConfig
 from ..data.benchmarks import SIZE_MISMATCH_RULES
 from ..data.labels import BENCHMARK_NAMES
 from .precision import PRECISIONS
@@ -115,8 +116,6 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        from ..configuration_srha import SRHAConfig
-
         if self.source_dataset not in DATASETS:
             raise ConfigError(f"source_dataset={self.source_dataset!r}; expected one of {', '.join(DATASETS)}")
         for name in self.val_datasets:
@@ -153,7 +152,7 @@ class TrainConfig:
             )
         if self.push_to_hub and not self.hub_model_id:
             raise ConfigError("push_to_hub needs hub_model_id (e.g. your-name/srha-r50-gtav)")
-        allowed = set(inspect.signature(SRHAConfig.__init__).parameters) - {"self", "kwargs"}
+        allowed = set(SRHA_DEFAULTS) | {"num_labels"}
         for key in self.model_kwargs:
             if key not in allowed:
                 raise ConfigError(f"model_kwargs has unknown SRHAConfig key {key!r}")
@@ -179,8 +178,6 @@ class TrainConfig:
     def model_config(self, backbone_pretrained: Optional[str] = None):
         """The :class:`~srha_hf.SRHAConfig` of the student (and the teacher). ``backbone_pretrained``
         replaces the config's value (the trainer passes the pretraining stage's backbone file)."""
-        from ..configuration_srha import SRHAConfig
-
         return SRHAConfig(
             backbone=self.backbone,
             backbone_pretrained=backbone_pretrained or self.backbone_pretrained,
