@@ -150,7 +150,7 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     from ..data import SRHATrainDataset, SRMCollator, build_train_transform, describe_dataset, load_benchmark
     from ..data.uniform import EpochSampler
     from ..evaluation import evaluate_model, write_evaluation_report
-    from ..objective import uses_teacher
+    from ..objective import pc_warmup_factor, uses_teacher
 
     backbone_init = config.backbone_pretrained
     if config.pretrain_steps > 0:  # before this run's Accelerator: the stage is a run of its own
@@ -321,9 +321,10 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
                 srm_weights = batch["srm_weights"].to(device, non_blocking=True)
                 if teacher is not None:  # as the reference: before the forward (step 0 copies the initial student)
                     update_teacher_ema(teacher, unwrapped, step, model_config.teacher_ema_alpha)
+                pc_scale = pc_warmup_factor(step, config.pc_warmup_steps)  # a function of the step: resume-exact
                 with accelerator.autocast():
                     loss, terms = compute_srha_loss(
-                        student, teacher, pixel_values, labels, srm_weights=srm_weights, generator=generator
+                        student, teacher, pixel_values, labels, srm_weights=srm_weights, generator=generator, pc_scale=pc_scale
                     )
                 mean_loss = accelerator.reduce(loss.detach().float(), "mean")
                 if not torch.isfinite(mean_loss):
@@ -358,6 +359,8 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
                     term_means = torch.stack([window["terms"][k] / window["count"] for k in sorted(window["terms"])])
                     term_means = accelerator.reduce(term_means, "mean")
                     logs.update({f"train/{k}": v.item() for k, v in zip(sorted(window["terms"]), term_means)})
+                    if "pc" in window["terms"]:  # the effective PC weight of the window's last step
+                        logs["train/pc_weight"] = model_config.pc_weight * pc_scale
                     progress.set_postfix(loss=f"{logs['train/loss']:.3f}", lr=f"{lrs[1]:.2e}")
                     if trackers:
                         accelerator.log(logs, step=step)
