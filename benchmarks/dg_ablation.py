@@ -19,15 +19,25 @@ sweep continues where it stopped. Prints one JSON object, and writes ``results.j
 ± std over seeds per target, their average, and the source val mIoU) and ``ablation.png`` (grouped bars)
 into ``--out``.
 
+A *variant* changes the recipe of every row it runs: ``--set KEY=VALUE`` overrides a training-config
+key (``configs/demo.yaml`` / ``TrainConfig``, the value in YAML), ``--model-set KEY=VALUE`` an
+``SRHAConfig`` key on top of each row's own ``model_kwargs``; both need ``--variant NAME``, which names the
+sweep folder (default ``outputs/dg_ablation/<scale>-<init>-<NAME>``) and is shown beside the rows' names.
+Each run folder records its overrides (``dg_ablation_run.json``); reading back a finished run made with
+other overrides is an error, so a variant name cannot silently reuse another variant's results.
+
 Usage:
     python benchmarks/dg_ablation.py --scale demo            # this CPU, about an hour
     python benchmarks/dg_ablation.py --scale demo --init random --seeds 304 --rows plain,srm,srm_pc,full
     python benchmarks/dg_ablation.py --scale gpu             # a GPU machine: more images, larger crops, more steps
+    python benchmarks/dg_ablation.py --seeds 304 --rows full --variant w150 --set pc_warmup_steps=150
+    python benchmarks/dg_ablation.py --seeds 304 --rows full --variant pc1-w150 --set pc_warmup_steps=150 --model-set pc_weight=1
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -36,10 +46,13 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from _common import machine
 
 from srha_hf.atomic import atomic_write, write_text_atomic
+from srha_hf.configuration_srha import DEFAULTS as SRHA_DEFAULTS
 from srha_hf.training.ablation import ABLATION_ROWS as ROWS
+from srha_hf.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("cityscapes", "bdd100k", "mapillary", "synthia")
@@ -63,14 +76,54 @@ SCALES = {
 }
 
 
-def row_command(row: str, seed: int, init: str, scale: str, out: Path) -> list:
+# Keys the sweep sets itself for every run (--set may not change them).
+OWN_KEYS = {
+    "seed": "--seeds", "output_dir": "--out", "model_kwargs": "--model-set", "val_datasets": None, "eval_steps": None,
+    "eval_source": None, "resume_from_checkpoint": None, "report_to": None, "checkpointing_steps": None,
+    "checkpoints_total_limit": None,
+}  # fmt: skip
+RUN_RECORD = "dg_ablation_run.json"
+
+
+def parse_assignments(items: list, flag: str, allowed: set) -> dict:
+    """``["KEY=VALUE", ...]`` (VALUE in YAML) → ``{KEY: value}``; unknown or sweep-owned keys are errors."""
+    out = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} max_iter=600")
+        if key not in allowed:
+            raise ValueError(f"{flag} {item!r}: unknown key {key!r}")
+        if flag == "--set" and key in OWN_KEYS:
+            raise ValueError(f"{flag} {item!r}: the sweep sets {key!r} itself" + (f" (use {OWN_KEYS[key]})" if OWN_KEYS[key] else ""))
+        try:
+            out[key] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{flag} {item!r}: the value is not valid YAML: {exc}") from None
+    return out
+
+
+def train_keys() -> set:
+    return {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def model_keys() -> set:
+    return set(SRHA_DEFAULTS) | {"num_labels"}
+
+
+def row_command(row: str, seed: int, init: str, scale: str, out: Path, extra: dict | None = None, model_extra: dict | None = None) -> list:
+    """The ``scripts/train.py`` command of one run: ``configs/demo.yaml`` with the scale's overrides, then
+    ``extra`` (``--set``), then the sweep's own keys; ``model_extra`` (``--model-set``) over the row's
+    ``model_kwargs``."""
     overrides = dict(SCALES[scale])
     if init == "random":
         overrides["pretrain_steps"] = 0
+    overrides.update(extra or {})
     overrides.update(
         seed=seed,
         output_dir=str(out),
-        model_kwargs=ROWS[row][1],
+        model_kwargs={**ROWS[row][1], **(model_extra or {})},
         eval_steps=0,
         eval_source=True,
         val_datasets=list(TARGETS),
@@ -101,17 +154,29 @@ def read_run(folder: Path) -> dict | None:
     }
 
 
-def run_one(row: str, seed: int, init: str, scale: str, out: Path, log_dir: Path) -> dict:
+def check_record(out: Path, record: dict) -> None:
+    """Write ``record`` (the run's overrides) into ``out``, or check the one already there matches it."""
+    path = out / RUN_RECORD
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored != record:
+            raise SystemExit(f"{path} records {stored}, but this sweep asks for {record}: use another --variant or --out")
+    elif not (out / "all_results.json").is_file():  # runs of sweeps older than the record are read back as they are
+        write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
+
+
+def run_one(row: str, seed: int, init: str, scale: str, out: Path, log_dir: Path, extra: dict | None = None, model_extra: dict | None = None) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    check_record(out, {"row": row, "seed": seed, "init": init, "scale": scale, "set": extra or {}, "model_set": model_extra or {}})
     done = read_run(out)
     if done is not None:
         return done
-    out.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{out.parent.name}_{out.name}.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     start = time.time()
     print(f"[dg_ablation] {row} seed {seed} ({init}) -> {out} (log {log})", file=sys.stderr, flush=True)
     with open(log, "a") as fh:
-        proc = subprocess.run(row_command(row, seed, init, scale, out), cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.run(row_command(row, seed, init, scale, out, extra, model_extra), cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{row} seed {seed} failed (exit {proc.returncode}); see {log}")
     result = read_run(out)
@@ -138,19 +203,21 @@ def summarise(runs: dict) -> dict:
     return table
 
 
-def markdown(table: dict, seeds: list, init: str, scale: str) -> str:
+def markdown(table: dict, seeds: list, init: str, scale: str, variant: str | None = None, overrides: str = "") -> str:
     head = "| row | " + " | ".join(TARGETS) + " | **targets mean** | source val (gtav) |"
+    tag = f" [{variant}]" if variant else ""
     lines = [
-        f"Scale `{scale}`, init `{init}`, seeds {', '.join(map(str, seeds))}: mIoU (%) as mean ± std over seeds.",
+        f"Scale `{scale}`, init `{init}`{f', variant `{variant}` ({overrides})' if variant else ''}, seeds "
+        f"{', '.join(map(str, seeds))}: mIoU (%) as mean ± std over seeds.",
         "",
         head,
         "|" + "---|" * (len(TARGETS) + 3),
     ]
     for row, cols in table.items():
         cells = [f"{cols[c][0]:.1f} ± {cols[c][1]:.1f}" for c in TARGETS]
-        mean = cols["mean"]
+        mean, source = cols["mean"], cols["source"]
         lines.append(
-            f"| {ROWS[row][0]} | " + " | ".join(cells) + f" | **{mean[0]:.1f} ± {mean[1]:.1f}** | {cols['source'][0]:.1f} ± {cols['source'][1]:.1f} |"
+            f"| {ROWS[row][0]}{tag} | " + " | ".join(cells) + f" | **{mean[0]:.1f} ± {mean[1]:.1f}** | {source[0]:.1f} ± {source[1]:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -193,14 +260,30 @@ def main(argv=None) -> int:
     parser.add_argument("--init", choices=("pretrained", "random"), default="pretrained")
     parser.add_argument("--seeds", default="304,305,306", help="comma-separated training seeds (default: 304,305,306)")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows among {', '.join(ROWS)}")
-    parser.add_argument("--out", default=None, help="sweep folder (default outputs/dg_ablation/<scale>-<init>)")
+    parser.add_argument("--out", default=None, help="sweep folder (default outputs/dg_ablation/<scale>-<init>[-<variant>])")
+    parser.add_argument("--variant", default=None, help="name of a recipe variant (needed with --set / --model-set)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="training-config override of the variant (repeatable)")
+    parser.add_argument(
+        "--model-set", action="append", default=[], metavar="KEY=VALUE", help="SRHAConfig key over every row's model_kwargs (repeatable)"
+    )
     args = parser.parse_args(argv)
+    try:
+        extra = parse_assignments(args.set, "--set", train_keys())
+        model_extra = parse_assignments(args.model_set, "--model-set", model_keys())
+    except ValueError as exc:
+        parser.error(str(exc))
+    if (extra or model_extra) and not args.variant:
+        parser.error("--set / --model-set change the recipe: name the variant with --variant NAME")
+    if args.variant is not None and not args.variant.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        parser.error(f"--variant {args.variant!r}: use letters, digits, '-', '_' or '.' (it names a folder)")
+    overrides_text = ", ".join([f"{k}={json.dumps(v)}" for k, v in extra.items()] + [f"model.{k}={json.dumps(v)}" for k, v in model_extra.items()])
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         parser.error(f"unknown rows {unknown}; expected some of {', '.join(ROWS)}")
-    out = Path(args.out or ROOT / "outputs" / "dg_ablation" / f"{args.scale}-{args.init}")
+    suffix = f"-{args.variant}" if args.variant else ""
+    out = Path(args.out or ROOT / "outputs" / "dg_ablation" / f"{args.scale}-{args.init}{suffix}")
     log_dir = out / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -208,17 +291,21 @@ def main(argv=None) -> int:
     # seeds outermost: the rows of one seed share its pretraining stage, which the first row runs
     for seed in seeds:
         for row in rows:
-            runs[row][seed] = run_one(row, seed, args.init, args.scale, out / row / f"seed{seed}", log_dir)
+            runs[row][seed] = run_one(row, seed, args.init, args.scale, out / row / f"seed{seed}", log_dir, extra, model_extra)
     table = summarise(runs)
-    md = markdown(table, seeds, args.init, args.scale)
+    md = markdown(table, seeds, args.init, args.scale, args.variant, overrides_text)
     write_atomic(out / "table.md", md)
-    chart(table, out / "ablation.png", f"SRHA ablation on the synthetic benchmark ({args.scale} scale, {args.init} init, {len(seeds)} seeds)")
+    title = f"SRHA ablation on the synthetic benchmark ({args.scale} scale, {args.init} init{suffix}, {len(seeds)} seeds)"
+    chart(table, out / "ablation.png", title)
     result = {
         "benchmark": "dg_ablation",
         "machine": machine(),
         "scale": args.scale,
         "init": args.init,
         "seeds": seeds,
+        "variant": args.variant,
+        "set": extra,
+        "model_set": model_extra,
         "wall_s": round(time.time() - start, 1),
         "summary": {row: {c: {"mean": round(m, 2), "std": round(s, 2), "n": n} for c, (m, s, n) in cols.items()} for row, cols in table.items()},
         "runs": {

@@ -19,7 +19,7 @@ from .losses import (
     segmentation_losses,
 )
 from .modeling_srha import SRHAForSemanticSegmentation, SRHASemanticSegmenterOutput, style_elimination
-from .objective import SRHATeacher, build_teacher, compute_srha_loss, update_teacher_ema, uses_teacher
+from .objective import SRHATeacher, build_teacher, compute_srha_loss, pc_warmup_factor, update_teacher_ema, uses_teacher
 from .srm import SemanticRearrangement, sample_mixing_weights, semantic_rearrangement
 
 
@@ -62,6 +62,7 @@ __all__ = [
     "build_teacher",
     "uses_teacher",
     "compute_srha_loss",
+    "pc_warmup_factor",
     "evaluate_model",
     "global_alignment_loss",
     "load_benchmark",

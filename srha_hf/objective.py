@@ -4,7 +4,8 @@
   teacher network whose layer features the student is aligned to;
 * :func:`alignment_losses`: Σ_l w_l GA_l, RA_l, LA_l over the alignment layers, sharing one pass of
   region sums per layer between GA and RA;
-* :func:`compute_srha_loss`: CE + aux (or the Mask2Former set loss), HAC and PC for one batch.
+* :func:`compute_srha_loss`: CE + aux (or the Mask2Former set loss), HAC and PC for one batch;
+* :func:`pc_warmup_factor`: the opt-in linear warm-up of the PC weight (``pc_warmup_steps``).
 
 The per-term functions themselves (GA, RA, LA, PC, CE) are in :mod:`srha_hf.losses`.
 """
@@ -165,6 +166,23 @@ def alignment_losses(
     return totals
 
 
+def pc_warmup_factor(step: int, warmup_steps: int) -> float:
+    """The factor on ``pc_weight`` at global step ``step`` of a run with ``pc_warmup_steps = warmup_steps``
+    (docs/method.md §3.5): ``min(1, step / warmup_steps)``, and ``1`` for ``warmup_steps = 0``.
+
+    ``step`` is the 0-based index of the step being computed (the trainer's step count before the
+    update), so the first step has no PC at all, step ``warmup_steps`` and later have the full weight. It
+    depends on the step alone, so a resumed run uses the same factors as an uninterrupted one. With the
+    default ``warmup_steps = 0`` PC has its full weight from the first step, as the reference.
+    """
+    for name, value in (("step", step), ("warmup_steps", warmup_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"pc_warmup_factor: {name} must be an integer >= 0, got {value!r}")
+    if warmup_steps == 0:
+        return 1.0
+    return min(1.0, step / warmup_steps)
+
+
 def compute_srha_loss(
     student: nn.Module,
     teacher: Optional[SRHATeacher],
@@ -173,6 +191,7 @@ def compute_srha_loss(
     srm_weights: Optional[torch.Tensor] = None,
     teacher_srm_weights: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
+    pc_scale: float = 1.0,
 ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
     """The SRHA objective of docs/method.md §3.5 (DeepLabV3+) or §4.5 (Mask2Former) for one batch.
 
@@ -190,7 +209,13 @@ def compute_srha_loss(
     weight is positive (:func:`uses_teacher`; without any the teacher is not run and may be ``None``),
     ``pc`` when ``pc_weight > 0`` and SRM doubled the batch. So the ablation's plain DeepLabV3+ row
     (``srm=False``, alignment and PC weights 0) is exactly ``CE + aux_weight·CE_aux`` on ``B`` images.
+
+    ``pc_scale`` multiplies ``pc_weight`` (the trainer passes :func:`pc_warmup_factor`; default 1, the
+    reference). With ``pc_scale = 0`` the ``pc`` term is still computed and reported, as 0, and the loss
+    equals the loss without PC.
     """
+    if isinstance(pc_scale, bool) or not isinstance(pc_scale, (int, float)) or not pc_scale >= 0:
+        raise ValueError(f"compute_srha_loss: pc_scale must be a number >= 0, got {pc_scale!r}")
     model = getattr(student, "module", student)
     config = model.config
     batch = pixel_values.shape[0]
@@ -223,6 +248,6 @@ def compute_srha_loss(
         terms.update(alignment_losses(config, outputs.features, targets, labels))
     if n_rep == 2 and config.pc_weight > 0:
         valid = (labels.to(pc_logits.device) != config.ignore_index) if config.pc_mask_ignore else None
-        terms["pc"] = config.pc_weight * prediction_consistency_loss(pc_logits[:batch], pc_logits[batch:], valid)
+        terms["pc"] = (pc_scale * config.pc_weight) * prediction_consistency_loss(pc_logits[:batch], pc_logits[batch:], valid)
     loss = sum(terms.values())
     return loss, {name: value.detach() for name, value in terms.items()}

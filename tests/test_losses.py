@@ -13,6 +13,7 @@ from srha_hf import (
     compute_srha_loss,
     global_alignment_loss,
     local_alignment_loss,
+    pc_warmup_factor,
     prediction_consistency_loss,
     regional_alignment_loss,
     sample_mixing_weights,
@@ -238,3 +239,57 @@ def test_teacher_config_records_imagenet_source(tmp_path):
     # a saved student's config still tells build_teacher where the ImageNet weights are
     teacher = build_teacher(copy.deepcopy(student.config))
     assert torch.equal(teacher.model.layer3[0].conv[0][0].weight, tv.features[11].conv[0][0].weight)
+
+
+def test_pc_warmup_factor_hand_values():
+    # min(1, step / N); N = 0 (the default) is the reference: full weight from step 0
+    assert [pc_warmup_factor(s, 0) for s in (0, 1, 299)] == [1.0, 1.0, 1.0]
+    assert [pc_warmup_factor(s, 4) for s in (0, 1, 2, 3, 4, 5, 1000)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert pc_warmup_factor(75, 150) == 0.5 and pc_warmup_factor(149, 150) == 149 / 150 and pc_warmup_factor(150, 150) == 1.0
+    assert pc_warmup_factor(100, 300) == 1 / 3
+    with pytest.raises(ValueError, match="step must be an integer >= 0, got -1"):
+        pc_warmup_factor(-1, 10)
+    with pytest.raises(ValueError, match="warmup_steps must be an integer >= 0, got 2.5"):
+        pc_warmup_factor(3, 2.5)
+    with pytest.raises(ValueError, match="warmup_steps must be an integer >= 0, got True"):
+        pc_warmup_factor(3, True)
+
+
+def test_pc_scale_zero_is_the_loss_without_pc_and_scales_pc_linearly(pair, rng):
+    student, teacher = pair
+    student.train()
+    x = torch.randn(2, 3, 64, 64, generator=rng)
+    labels = labels_with_edge_cases(rng)
+    w_s = sample_mixing_weights(2, 20, generator=rng)
+    w_t = sample_mixing_weights(2, 20, generator=rng)
+
+    def run(**kw):
+        student.zero_grad(set_to_none=True)
+        torch.manual_seed(7)  # the dsn dropout
+        loss, terms = compute_srha_loss(student, teacher, x, labels, srm_weights=w_s, teacher_srm_weights=w_t, **kw)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+        return loss.detach(), terms, grads
+
+    full, full_terms, _ = run()
+    one, _, _ = run(pc_scale=1.0)
+    assert torch.equal(one, full)  # the default is the reference's full weight
+    half, half_terms, _ = run(pc_scale=0.5)
+    assert rel(half_terms["pc"], 0.5 * full_terms["pc"]) < 1e-6 and full_terms["pc"] > 0
+    zero, zero_terms, zero_grads = run(pc_scale=0.0)
+    assert zero_terms["pc"].item() == 0.0 and set(zero_terms) == set(full_terms)  # reported, as 0
+    assert not torch.equal(zero, full)
+    weight = student.config.pc_weight
+    student.config.pc_weight = 0.0  # the same objective without PC
+    try:
+        no_pc, no_pc_terms, no_pc_grads = run()
+    finally:
+        student.config.pc_weight = weight
+    assert "pc" not in no_pc_terms
+    assert torch.equal(zero, no_pc)
+    assert zero_grads.keys() == no_pc_grads.keys()
+    for name, grad in no_pc_grads.items():
+        assert torch.equal(zero_grads[name], grad), name
+    for bad in (-0.5, float("nan"), True):
+        with pytest.raises(ValueError, match="pc_scale must be a number >= 0"):
+            compute_srha_loss(student, teacher, x, labels, srm_weights=w_s, pc_scale=bad)

@@ -120,3 +120,49 @@ def test_split_file_and_size_mismatch_keys_reach_the_loader(synthetic_root, tmp_
     out = capsys.readouterr().out
     assert f"source: gtav train: 5 pairs (gtav pre-split images/train, split from {listing} (5)); split list: 5 names, 5 found" in out
     assert "precision: fp32 (no from the recipe's mixed_precision key" in out
+
+
+def test_pc_warmup_steps_key_defaults_to_off_and_is_validated():
+    for recipe in ("r50_gtav.yaml", "demo.yaml"):
+        assert load_config(ROOT / "configs" / recipe).pc_warmup_steps == 0  # PC at full weight from step 0
+    assert load_config(None, {"pc_warmup_steps": 150}).pc_warmup_steps == 150
+    with pytest.raises(ConfigError, match=r"pc_warmup_steps must be >= 0 \(0 = PC at full weight from step 0\), got -3"):
+        load_config(None, {"pc_warmup_steps": -3})
+    with pytest.raises(ConfigError, match="pc_warmup_steps expects an integer, got 1.5"):
+        load_config(None, {"pc_warmup_steps": 1.5})
+
+
+def test_pc_warmup_follows_the_global_step_across_a_resume(synthetic_root, tmp_path, monkeypatch):
+    """``pc_warmup_steps: 4`` over 4 steps: factors 0, 1/4, 2/4, 3/4 reach compute_srha_loss, also when the
+    run is stopped (SIGTERM) after step 2 and resumed; TensorBoard logs the effective weight 10 x factor."""
+    import os
+    import signal
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    seen, real = [], srha_hf.compute_srha_loss
+    stop_after = {"calls": 2}
+
+    def loss(*args, pc_scale=1.0, **kwargs):
+        seen.append(pc_scale)
+        if len(seen) == stop_after["calls"]:
+            os.kill(os.getpid(), signal.SIGTERM)  # the trainer's handler: checkpoint after this step, then stop
+        return real(*args, pc_scale=pc_scale, **kwargs)
+
+    monkeypatch.setattr(trainer, "compute_srha_loss", loss)  # the name the trainer imported
+    out_dir = tmp_path / "warmup"
+    args = run_args(synthetic_root, out_dir, "--max_iter", "4", "--checkpointing_steps", "0", "--val_datasets", "cityscapes")
+    args += ["--pc_warmup_steps", "4", "--report_to", "tensorboard", "--resume_from_checkpoint", "latest"]
+    config = load_config(None, parse_overrides(args))
+    assert train(config)["status"] == "interrupted"
+    assert seen == [0.0, 0.25]
+    stop_after["calls"] = -1
+    assert train(config)["status"] == "completed"
+    assert seen == [0.0, 0.25, 0.5, 0.75]
+    logged = {}
+    for events in sorted((out_dir / "logs").rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        if "train/pc_weight" in acc.Tags()["scalars"]:  # (the hyperparameter files hold no scalars)
+            logged.update({e.step: e.value for e in acc.Scalars("train/pc_weight")})
+    assert logged == pytest.approx({1: 0.0, 2: 2.5, 3: 5.0, 4: 7.5})

@@ -86,6 +86,9 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4  # on every trainable parameter (docs/method.md §9 T1)
     poly_power: float = 0.9
+    # PC warm-up (docs/method.md §3.5, §9 further switches): the PC weight at step s (0-based) is
+    # pc_weight * min(1, s / pc_warmup_steps); 0: full weight from step 0 (the reference).
+    pc_warmup_steps: int = 0
     seed: int = 304
     # "no" (fp32, the reference), "bf16", "fp16", "fp8" or null (accelerate's setting); --mixed_precision on
     # the accelerate launch line wins over this key, the user's accelerate config does not.
@@ -143,6 +146,8 @@ class TrainConfig:
             raise ConfigError(f"mapillary_crop must be 'faithful' or 'corrected', got {self.mapillary_crop!r}")
         if self.teacher_mode not in ("faithful", "lean"):
             raise ConfigError(f"teacher_mode must be 'faithful' or 'lean', got {self.teacher_mode!r}")
+        if self.pc_warmup_steps < 0:
+            raise ConfigError(f"pc_warmup_steps must be >= 0 (0 = PC at full weight from step 0), got {self.pc_warmup_steps}")
         if self.pretrain_steps < 0:
             raise ConfigError(f"pretrain_steps must be >= 0 (0 = off), got {self.pretrain_steps}")
         if self.pretrain_steps > 0 and self.backbone_pretrained:

@@ -41,7 +41,7 @@ from ..data.uniform import EpochSampler
 from ..evaluation import evaluate_model, write_evaluation_report
 from ..hub import publish_trained_model, push_model_folder, training_card_fields
 from ..modeling_srha import SRHAForSemanticSegmentation
-from ..objective import build_teacher, compute_srha_loss, update_teacher_ema, uses_teacher
+from ..objective import build_teacher, compute_srha_loss, pc_warmup_factor, update_teacher_ema, uses_teacher
 from .checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, save_config
 from .optim import build_optimizer, set_poly_lr
@@ -353,8 +353,10 @@ def training_step(run: TrainingRun, batch: dict) -> Tuple[torch.Tensor, Dict[str
     srm_weights = batch["srm_weights"].to(device, non_blocking=True)
     if run.teacher is not None:  # as the reference: before the forward (step 0 copies the initial student)
         update_teacher_ema(run.teacher, run.unwrapped, run.step, run.unwrapped.config.teacher_ema_alpha)
+    pc_scale = pc_warmup_factor(run.step, config.pc_warmup_steps)  # a function of the step: resume-exact
     with accelerator.autocast():
-        loss, terms = compute_srha_loss(run.student, run.teacher, pixel_values, labels, srm_weights=srm_weights, generator=generator)
+        loss, terms = compute_srha_loss(run.student, run.teacher, pixel_values, labels, srm_weights=srm_weights, generator=generator,
+                                        pc_scale=pc_scale)  # fmt: skip
     mean_loss = accelerator.reduce(loss.detach().float(), "mean")
     if not torch.isfinite(mean_loss):
         bad = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
@@ -450,6 +452,8 @@ def train_loop(run: TrainingRun) -> str:
                 window.add(mean_loss, terms, config.batch_size * accelerator.num_processes)
                 if run.step % config.logging_steps == 0 or run.step == config.max_iter:
                     logs = window.logs(accelerator, lrs, run.epoch)
+                    if "train/pc" in logs:  # the effective PC weight of the window's last step
+                        logs["train/pc_weight"] = run.unwrapped.config.pc_weight * pc_warmup_factor(run.step - 1, config.pc_warmup_steps)
                     progress.set_postfix(loss=f"{logs['train/loss']:.3f}", lr=f"{lrs[1]:.2e}")
                     if run.trackers:
                         accelerator.log(logs, step=run.step)

@@ -1,0 +1,77 @@
+"""benchmarks/dg_ablation.py's recipe variants: --set / --model-set reach the training command, need a
+--variant name, and a run folder refuses results made with other overrides."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dg():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # its `from _common import machine`
+    try:
+        spec = importlib.util.spec_from_file_location("dg_ablation", ROOT / "benchmarks" / "dg_ablation.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return module
+
+
+def options(cmd):
+    return {cmd[i][2:]: json.loads(cmd[i + 1]) for i in range(4, len(cmd), 2)}
+
+
+def test_overrides_reach_the_command_and_the_default_is_unchanged(dg, tmp_path):
+    plain = options(dg.row_command("full", 304, "pretrained", "demo", tmp_path))
+    assert plain["model_kwargs"] == {"srm": True, "pc_weight": 10.0} and "pc_warmup_steps" not in plain and "max_iter" not in plain
+    extra = dg.parse_assignments(["pc_warmup_steps=300", "max_iter=600"], "--set", dg.train_keys())
+    model = dg.parse_assignments(["pc_weight=1"], "--model-set", dg.model_keys())
+    got = options(dg.row_command("full", 304, "pretrained", "gpu", tmp_path, extra, model))
+    assert (got["pc_warmup_steps"], got["max_iter"], got["pretrain_steps"]) == (300, 600, 3000)  # --set wins over the scale
+    assert got["model_kwargs"] == {"srm": True, "pc_weight": 1}
+    assert got["seed"] == 304 and got["output_dir"] == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "items, flag, message",
+    [
+        (["max_iter"], "--set", "--set 'max_iter': expected KEY=VALUE"),
+        (["maxiter=3"], "--set", "unknown key 'maxiter'"),
+        (["seed=1"], "--set", r"the sweep sets 'seed' itself \(use --seeds\)"),
+        (["max_iter=[1"], "--set", "the value is not valid YAML"),
+        (["pcweight=1"], "--model-set", "unknown key 'pcweight'"),
+    ],
+)
+def test_bad_assignments_are_named(dg, items, flag, message):
+    keys = dg.train_keys() if flag == "--set" else dg.model_keys()
+    with pytest.raises(ValueError, match=message):
+        dg.parse_assignments(items, flag, keys)
+
+
+def test_main_needs_a_variant_name_for_overrides(dg, capsys):
+    with pytest.raises(SystemExit):
+        dg.main(["--set", "max_iter=600"])
+    assert "name the variant with --variant NAME" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        dg.main(["--set", "max_iter=600", "--variant", "a/b"])
+    assert "--variant 'a/b': use letters" in capsys.readouterr().err
+
+
+def test_a_run_folder_refuses_other_overrides(dg, tmp_path):
+    record = {"row": "full", "seed": 304, "set": {"pc_warmup_steps": 150}}
+    dg.check_record(tmp_path, record)
+    assert json.loads((tmp_path / dg.RUN_RECORD).read_text()) == record
+    dg.check_record(tmp_path, record)  # the same overrides: fine
+    with pytest.raises(SystemExit, match="use another --variant or --out"):
+        dg.check_record(tmp_path, {**record, "set": {"pc_warmup_steps": 300}})
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "all_results.json").write_text("{}")  # a finished run of a sweep from before the record
+    dg.check_record(old, record)
+    assert not (old / dg.RUN_RECORD).exists()
