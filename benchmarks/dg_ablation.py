@@ -49,7 +49,7 @@ from pathlib import Path
 import yaml
 from _common import machine
 
-from srha_hf.atomic import atomic_write, write_text_atomic
+from srha_hf.atomic import atomic_write, write_json_atomic, write_text_atomic
 from srha_hf.configuration_srha import DEFAULTS as SRHA_DEFAULTS
 from srha_hf.training.ablation import ABLATION_ROWS as ROWS
 from srha_hf.training.config import TrainConfig
@@ -162,7 +162,7 @@ def check_record(out: Path, record: dict) -> None:
         if stored != record:
             raise SystemExit(f"{path} records {stored}, but this sweep asks for {record}: use another --variant or --out")
     elif not (out / "all_results.json").is_file():  # runs of sweeps older than the record are read back as they are
-        write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
+        write_json_atomic(path, record, indent=1)
 
 
 def run_one(row: str, seed: int, init: str, scale: str, out: Path, log_dir: Path, extra: dict | None = None, model_extra: dict | None = None) -> dict:
@@ -250,10 +250,6 @@ def chart(table: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    write_text_atomic(path, text)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=sorted(SCALES), default="demo")
@@ -294,7 +290,7 @@ def main(argv=None) -> int:
             runs[row][seed] = run_one(row, seed, args.init, args.scale, out / row / f"seed{seed}", log_dir, extra, model_extra)
     table = summarise(runs)
     md = markdown(table, seeds, args.init, args.scale, args.variant, overrides_text)
-    write_atomic(out / "table.md", md)
+    write_text_atomic(out / "table.md", md)
     title = f"SRHA ablation on the synthetic benchmark ({args.scale} scale, {args.init} init{suffix}, {len(seeds)} seeds)"
     chart(table, out / "ablation.png", title)
     result = {
@@ -315,7 +311,7 @@ def main(argv=None) -> int:
         "chart_png": str(out / "ablation.png"),
     }
     per_class = {row: {str(s): r["per_class_iou"] for s, r in bs.items()} for row, bs in runs.items()}
-    write_atomic(out / "results.json", json.dumps({**result, "per_class": per_class}, indent=1))
+    write_json_atomic(out / "results.json", {**result, "per_class": per_class}, indent=1, sort_keys=False)
     print(json.dumps(result, indent=1))
     sys.stderr.write(md)
     return 0

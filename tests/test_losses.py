@@ -119,13 +119,20 @@ def pair():
     return student, teacher
 
 
-def test_compute_srha_loss_matches_loop_total(pair, rng):
-    student, teacher = pair
-    student.train()
+def srha_batch(rng):
+    """A batch of 2 images (64x64), labels with the edge cases, and the student's and teacher's SRM
+    mixing weights (20 regions), drawn from ``rng`` in that order."""
     x = torch.randn(2, 3, 64, 64, generator=rng)
     labels = labels_with_edge_cases(rng)
     w_s = sample_mixing_weights(2, 20, generator=rng)
     w_t = sample_mixing_weights(2, 20, generator=rng)
+    return x, labels, w_s, w_t
+
+
+def test_compute_srha_loss_matches_loop_total(pair, rng):
+    student, teacher = pair
+    student.train()
+    x, labels, w_s, w_t = srha_batch(rng)
     torch.manual_seed(7)  # the dsn dropout
     loss, terms = compute_srha_loss(student, teacher, x, labels, srm_weights=w_s, teacher_srm_weights=w_t)
     torch.manual_seed(7)
@@ -258,10 +265,7 @@ def test_pc_warmup_factor_hand_values():
 def test_pc_scale_zero_is_the_loss_without_pc_and_scales_pc_linearly(pair, rng):
     student, teacher = pair
     student.train()
-    x = torch.randn(2, 3, 64, 64, generator=rng)
-    labels = labels_with_edge_cases(rng)
-    w_s = sample_mixing_weights(2, 20, generator=rng)
-    w_t = sample_mixing_weights(2, 20, generator=rng)
+    x, labels, w_s, w_t = srha_batch(rng)
 
     def run(**kw):
         student.zero_grad(set_to_none=True)

@@ -28,7 +28,7 @@ from typing import Callable, Dict, Optional
 from accelerate import PartialState
 from safetensors.torch import load_file, save_file
 
-from ..atomic import atomic_write
+from ..atomic import atomic_write, write_json_atomic
 from ..data.labels import BENCHMARK_NAMES
 
 BACKBONE_FILE = "backbone.safetensors"
@@ -166,7 +166,7 @@ def ensure_pretrained_backbone(config, train: Callable[..., dict], log=print) ->
             "source_val_miou": round(float(result["mean_iou"]) * 100, 2),
             "settings": stage.to_dict(),
         }
-        atomic_write(str(folder / STAGE_FILE), lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
+        write_json_atomic(folder / STAGE_FILE, info, sort_keys=False)
     state.wait_for_everyone()
     info = read_stage(folder)
     if info is None:
