@@ -1,5 +1,6 @@
 # srha_hf: `make demo` (install, then train + evaluate on the embedded synthetic benchmark) and
-# `make test` (install into .venv if needed, then ruff and the offline CPU test suite).
+# `make test` (install into .venv if needed, then ruff and the offline CPU test suite). The install has
+# the [app] extra (gradio) so that the suite's browser test of scripts/app.py runs.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ export TRANSFORMERS_OFFLINE := 1
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,app]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -6,7 +6,8 @@ Hugging Face cache; offline with ``HF_HUB_OFFLINE=1`` once it is there) or an ex
 (8-bit grey PNG, values ``0..num_labels-1``), the mask in the Cityscapes palette and an overlay on the
 image, in batches of equally sized images, with a progress bar. An unreadable input is reported and
 skipped; the rest is still processed and the run ends with a summary (also written as
-``summary.json``). Every file is written atomically (temporary file, then rename).
+``summary.json``). Every file is written atomically (temporary file, then rename). ``predict_image``
+is the same prediction for one image in memory (what ``scripts/app.py`` shows).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "overlay",
     "palette_for",
     "predict_files",
+    "predict_image",
     "resolve_device",
 ]
 
@@ -441,6 +443,28 @@ def _preprocess(processor, images, target, original) -> torch.Tensor:
     return processor(images, **kwargs)["pixel_values"]
 
 
+def predict_image(segmenter, image, *, resize: Optional[Sequence[int]] = None, max_size: Optional[int] = None) -> np.ndarray:
+    """The ``(H, W)`` uint8 train-ID mask of one image (a PIL image or an ``(H, W, 3)`` uint8 RGB array) at
+    the image's own size: exactly what :func:`predict_files` writes for it (same preprocessing, same
+    ``resize`` / ``max_size`` handling, same forward)."""
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image array must be (H, W, 3) uint8 RGB, got shape {image.shape} and dtype {image.dtype}")
+        image = Image.fromarray(image, mode="RGB")
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    original = (image.height, image.width)
+    return _predict_group(segmenter, [image], input_size(original, resize, max_size), original)[0]
+
+
+def _predict_group(segmenter, images, target, original) -> np.ndarray:
+    """``(B, H, W)`` uint8 masks at ``original`` size of images that share ``original`` and model input ``target``."""
+    pixels = _preprocess(segmenter.processor, images, target, original)
+    return segmenter.predict(pixels, original).numpy().astype(np.uint8)
+
+
 def predict_files(
     segmenter,
     items: Sequence[InputItem],
@@ -493,14 +517,12 @@ def predict_files(
         for (original, target), group in _batches(loaded, batch_size, resize, max_size, fail):
             images = [image for _, image in group]
             try:
-                pixels = _preprocess(segmenter.processor, images, target, original)
-                masks = segmenter.predict(pixels, original)
+                masks = _predict_group(segmenter, images, target, original)
             except Exception as exc:  # noqa: BLE001 - e.g. out of memory on one huge image
                 for item, _ in group:
                     fail(item.path, f"prediction failed: {type(exc).__name__}: {exc}")
                 continue
-            for (item, image), mask in zip(group, masks):
-                mask_np = mask.numpy().astype(np.uint8)
+            for (item, image), mask_np in zip(group, masks):
                 record = {
                     "input": str(item.path),
                     "size": [original[0], original[1]],

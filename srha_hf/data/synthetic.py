@@ -430,20 +430,30 @@ def _write_sample(domain: str, out: Path, split: str, i: int, global_index: int,
         _synthia_label(out / "GT" / "LABELS" / split / f"{stem}.png", native, instance)
 
 
+def render_sample(domain: str, split: str, index: int, width: int, height: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(H, W)`` kind map and ``(H, W, 3)`` uint8 image of sample ``index`` of ``split`` ("train" or "val")
+    of ``domain``, drawn at ``width`` x ``height``: the sample that `generate_domain` writes (with the same
+    seed, when that sample has this size; `domain_size` gives it)."""
+    if domain not in _DOMAIN_KEY:
+        raise ValueError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    rng = np.random.default_rng([seed, _DOMAIN_KEY[domain], ("train", "val").index(split), index])
+    kind = draw_scene(width, height, rng)
+    return kind, render(kind, domain_appearance(domain, seed), rng)
+
+
 def generate_domain(domain: str, out: Path, *, num_train: int, num_val: int, size, seed: int, gtav_layout: str = "presplit") -> None:
     """Write one synthetic benchmark into `out` (which must not exist yet or be empty)."""
-    look = domain_appearance(domain, seed)
     paths = {"gtav_layout": gtav_layout, "gtav_split": {}, "mapillary_config": mapillary_config()}
     out.mkdir(parents=True, exist_ok=True)
     if domain == "mapillary":
         (out / "config.json").write_text(json.dumps(paths["mapillary_config"], indent=1))
     global_index = 0
-    for split_id, (split, count) in enumerate((("train", num_train), ("val", num_val))):
+    for split, count in (("train", num_train), ("val", num_val)):
         for i in range(count):
             w, h = domain_size(domain, size, global_index)
-            rng = np.random.default_rng([seed, _DOMAIN_KEY[domain], split_id, i])
-            kind = draw_scene(w, h, rng)
-            image = render(kind, look, rng)
+            kind, image = render_sample(domain, split, i, w, h, seed)
             _write_sample(domain, out, split, i, global_index, kind, image, paths)
             global_index += 1
     if domain == "gtav":
