@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from transformers import PretrainedConfig
 
 from .backbones import BACKBONES
@@ -130,7 +132,9 @@ class SRHAConfig(PretrainedConfig):
 
     model_type = "srha"
 
-    def __init__(self, num_labels: int = 19, **kwargs):
+    def __init__(self, num_labels: Optional[int] = None, **kwargs):
+        if num_labels is None:  # a saved config.json has id2label, not num_labels
+            num_labels = len(kwargs["id2label"]) if kwargs.get("id2label") else len(CLASS_NAMES)
         values = {name: kwargs.pop(name, default) for name, default in DEFAULTS.items()}
         _validate(values)
         for key in LIST_KEYS:

@@ -125,6 +125,18 @@ def test_save_load_roundtrip_bit_exact(tmp_path):
     assert isinstance(AutoImageProcessor.from_pretrained(tmp_path), SRHAImageProcessor)
 
 
+def test_save_load_keeps_another_class_count(tmp_path):
+    # config.json stores id2label, not num_labels: a 20-class model must come back with 20 classes
+    torch.manual_seed(0)
+    model = SRHAForSemanticSegmentation(SRHAConfig(backbone="shufflenetv2", num_labels=20)).eval()
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSemanticSegmentation.from_pretrained(tmp_path).eval()
+    assert loaded.config.num_labels == 20 and len(loaded.config.id2label) == 20
+    a, b = model.state_dict(), loaded.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert SRHAConfig().num_labels == 19 and SRHAConfig().id2label[18] == "bicycle"
+
+
 def test_auto_classes_resolve():
     cfg = AutoConfig.for_model("srha", backbone="shufflenetv2")
     assert isinstance(cfg, SRHAConfig) and cfg.id2label[0] == "road" and cfg.id2label[18] == "bicycle"
