@@ -49,7 +49,7 @@ from pathlib import Path
 import yaml
 from _common import machine
 
-from srha_hf.atomic import atomic_write, write_json_atomic, write_text_atomic
+from srha_hf.atomic import write_json_atomic, write_text_atomic
 from srha_hf.configuration_srha import DEFAULTS as SRHA_DEFAULTS
 from srha_hf.training.ablation import ABLATION_ROWS as ROWS
 from srha_hf.training.config import TrainConfig
@@ -223,31 +223,14 @@ def markdown(table: dict, seeds: list, init: str, scale: str, variant: str | Non
 
 
 def chart(table: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    """Grouped bars: per target, the targets' mean and source val, one bar (mean ± std over seeds) per row."""
+    from srha_hf.visualization import grouped_bar_chart
 
     cols = (*TARGETS, "mean", "source")
-    labels = ["Cityscapes", "BDD-100K", "Mapillary", "Synthia", "targets mean", "source val"]
-    x = np.arange(len(cols))
-    width = 0.8 / max(1, len(table))
-    fig, ax = plt.subplots(figsize=(11, 4.5), dpi=110)
-    for i, (row, values) in enumerate(table.items()):
-        means = [values[c][0] for c in cols]
-        stds = [values[c][1] for c in cols]
-        ax.bar(x + (i - (len(table) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=ROWS[row][0])
-    ax.set_xticks(x, labels)
-    ax.set_ylabel("mIoU (%)")
-    ax.set_title(title)
-    ax.axvline(len(TARGETS) + 0.5, color="grey", lw=0.8, ls=":")
-    ax.legend(fontsize=8, ncol=3, loc="upper left")
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_ylim(0, max(100, ax.get_ylim()[1]))
-    fig.tight_layout()
-    atomic_write(path, fig.savefig)
-    plt.close(fig)
+    groups = ["Cityscapes", "BDD-100K", "Mapillary", "Synthia", "targets mean", "source val"]
+    series = {ROWS[row][0]: [values[c][0] for c in cols] for row, values in table.items()}
+    errors = {ROWS[row][0]: [values[c][1] for c in cols] for row, values in table.items()}
+    grouped_bar_chart(groups, series, str(path), title=title, errors=errors, separator_after=len(TARGETS))
 
 
 def main(argv=None) -> int:

@@ -10,6 +10,12 @@ single-process ones for any split size). Per dataset it prints the mIoU and the 
 and writes, next to the JSON (or in --output_dir), `<dataset>_per_class_iou.png`,
 `<dataset>_confusion_matrix.png`, `<dataset>_per_class_iou.md` and `<dataset>_overlay_<k>.png`.
 
+`--save_predictions DIR` also writes every evaluated image's prediction under `DIR/<dataset>/` (keeping
+the image's folders below the benchmark root): train IDs (`--format trainid`, `<name>_labelTrainIds.png`)
+or Cityscapes label IDs (`--format cityscapes`, `<city>_<seq>_<frame>_labelIds.png`) for the official
+cityscapesScripts evaluation. They are at the size the evaluation compares (the original size for
+Cityscapes, BDD-100K and Synthia).
+
 `--data_root` is either a folder holding one sub-folder per benchmark (`ROOT/cityscapes`, ...; the
 layout `make_synthetic_data.py` writes), the benchmark's own root when one dataset is evaluated, or
 `NAME=PATH` (repeatable) for each dataset. A missing model or dataset is reported before any work.
@@ -63,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_images", type=int, default=None, help="evaluate only the first N images of each dataset")
     p.add_argument("--drop_remainder", action="store_true",
                    help="docs/method.md §9 T3: drop len %% world images like the reference's validation sampler")
+    p.add_argument("--save_predictions", default=None, metavar="DIR",
+                   help="also write each evaluated image's prediction under DIR/<dataset>/")
+    p.add_argument("--format", dest="prediction_format", choices=["trainid", "cityscapes"], default="trainid",
+                   help="format of --save_predictions: trainid (default) or cityscapes (label IDs)")
     p.add_argument("--num_overlays", type=int, default=3, help="prediction overlays per dataset (default 3)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is available")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
@@ -167,107 +177,122 @@ def image_normalisation(model: str, revision=None):
     return IMAGENET_MEAN, IMAGENET_STD
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def check_inputs(args, parser):
+    """(model config, roots, datasets) once every argument, the model and each dataset are checked; a
+    UsageError saying what is wrong otherwise."""
     for flag in ("batch_size", "max_images"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             parser.error(f"--{flag} must be >= 1, got {value}")
     if args.num_workers < 0 or args.num_overlays < 0:
         parser.error("--num_workers and --num_overlays must be >= 0")
+    from srha_hf.data.benchmarks import get_spec
+    from srha_hf.prediction_files import check_prediction_format
 
-    # ---- everything that can be missing is checked before any work -------------------------------
-    try:
-        from srha_hf.data.benchmarks import get_spec
+    for name in args.dataset:
+        try:
+            get_spec(name.split(":", 1)[0])
+        except ValueError as err:
+            raise UsageError(f"--dataset {name}: {err}") from None
+    config = check_model(args.model, args.revision)
+    if args.save_predictions is not None:
+        try:
+            check_prediction_format(args.prediction_format, config.num_labels)
+        except ValueError as err:
+            raise UsageError(f"--format {args.prediction_format}: {err}") from None
+    roots = resolve_roots(args.dataset, args.data_root)
+    return config, roots, load_datasets(args.dataset, roots, args.split)
 
-        for name in args.dataset:
-            try:
-                get_spec(name.split(":", 1)[0])
-            except ValueError as err:
-                raise UsageError(f"--dataset {name}: {err}") from None
-        config = check_model(args.model, args.revision)
-        roots = resolve_roots(args.dataset, args.data_root)
-        datasets = load_datasets(args.dataset, roots, args.split)
+
+def build_accelerator(args):
+    """The Accelerator (fp32 unless --mixed_precision is given here or on the accelerate launch line) and
+    where its precision came from."""
+    import torch
+    from accelerate import Accelerator
+
+    from srha_hf.training.precision import resolve_mixed_precision
+
+    if args.mixed_precision is None:
+        mixed_precision, source = resolve_mixed_precision("no")
+    else:
+        mixed_precision, source = args.mixed_precision, f"{args.mixed_precision} from --mixed_precision"
+    # Accelerate only sets up multi-process CPU runs (gloo) when asked for the CPU explicitly.
+    return Accelerator(cpu=args.cpu or not torch.cuda.is_available(), mixed_precision=mixed_precision), source
+
+
+def run_metadata(args, roots, eval_sizes, accelerator) -> dict:
+    """What the results JSON records about the run."""
+    import torch
+
+    return {
+        "model": args.model,
+        "revision": args.revision,
+        "split": args.split,
+        "data_roots": {n: str(Path(r).expanduser().resolve()) for n, r in roots.items()},
+        "mapillary_crop": args.mapillary_crop,
+        "eval_sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in eval_sizes.items()},
+        "mixed_precision": accelerator.mixed_precision,
+        "num_processes": accelerator.num_processes,
+        "drop_remainder": args.drop_remainder,
+        "max_images": args.max_images,
+        "save_predictions": args.save_predictions,
+        "prediction_format": args.prediction_format if args.save_predictions else None,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+    }
+
+
+def evaluate(args, config, roots, datasets, accelerator, precision_source) -> None:
+    """Evaluate on every dataset; the main process prints the tables and writes the report."""
+    from transformers import AutoModelForSemanticSegmentation
+
+    from srha_hf.evaluation import evaluate_model
+    from srha_hf.evaluation_report import format_iou_table, write_evaluation_report
+    from srha_hf.training.precision import describe
+
+    model = AutoModelForSemanticSegmentation.from_pretrained(args.model, revision=args.revision, config=config)
+    model.to(accelerator.device)
+    mean, std = image_normalisation(args.model, args.revision)
+    eval_sizes = eval_sizes_from(args)
+    if accelerator.is_main_process:
+        listing = ", ".join(f"{n} ({len(d)} images)" for n, d in datasets.items())
+        print(f"evaluating {args.model} ({type(model).__name__}) on {listing} [{args.split}] with "
+              f"{accelerator.num_processes} process(es) on {accelerator.device}, precision "
+              f"{describe(accelerator.mixed_precision)} ({precision_source})", flush=True)  # fmt: skip
+    protocol = dict(mapillary_crop=args.mapillary_crop, eval_sizes=eval_sizes, mixed_precision=accelerator.mixed_precision,
+                    image_mean=mean, image_std=std)  # fmt: skip
+    results = evaluate_model(model, datasets, accelerator=accelerator, batch_size=args.batch_size, num_workers=args.num_workers,
+                             progress=not args.no_progress, max_images=args.max_images, drop_remainder=args.drop_remainder,
+                             save_predictions=args.save_predictions, prediction_format=args.prediction_format,
+                             **protocol)  # fmt: skip
+    if not accelerator.is_main_process:
+        return
+    for name, result in results.items():
+        print(format_iou_table(name, result), flush=True)
+    output_dir = args.output_dir or os.path.dirname(os.path.abspath(args.output_json))
+    write_evaluation_report(results, output_dir, model=model, datasets=datasets, num_overlays=args.num_overlays,
+                            json_path=args.output_json, metadata=run_metadata(args, roots, eval_sizes, accelerator),
+                            **protocol)  # fmt: skip
+    summary = ", ".join(f"{n} {100 * r['mean_iou']:.2f}" for n, r in results.items())
+    print(f"mIoU: {summary}\nwrote {args.output_json} and plots in {output_dir}", flush=True)
+    if args.save_predictions:
+        print(f"predictions ({args.prediction_format} format) in {args.save_predictions}", flush=True)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:  # everything that can be missing is checked before any work
+        config, roots, datasets = check_inputs(args, parser)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
     import torch
-    from accelerate import Accelerator
-    from transformers import AutoModelForSemanticSegmentation
 
-    from srha_hf.evaluation import evaluate_model, format_iou_table, write_evaluation_report
-
-    # Accelerate only sets up multi-process CPU runs (gloo) when asked for the CPU explicitly.
-    from srha_hf.training.precision import describe, resolve_mixed_precision
-
-    if args.mixed_precision is None:
-        mixed_precision, precision_source = resolve_mixed_precision("no")
-    else:
-        mixed_precision, precision_source = args.mixed_precision, f"{args.mixed_precision} from --mixed_precision"
-    accelerator = Accelerator(cpu=args.cpu or not torch.cuda.is_available(), mixed_precision=mixed_precision)
+    accelerator, precision_source = build_accelerator(args)
     try:
-        model = AutoModelForSemanticSegmentation.from_pretrained(args.model, revision=args.revision, config=config)
-        model.to(accelerator.device)
-        mean, std = image_normalisation(args.model, args.revision)
-        eval_sizes = eval_sizes_from(args)
-        if accelerator.is_main_process:
-            print(
-                f"evaluating {args.model} ({type(model).__name__}) on {', '.join(f'{n} ({len(d)} images)' for n, d in datasets.items())} "
-                f"[{args.split}] with {accelerator.num_processes} process(es) on {accelerator.device}, "
-                f"precision {describe(accelerator.mixed_precision)} ({precision_source})",
-                flush=True,
-            )
-        results = evaluate_model(
-            model,
-            datasets,
-            accelerator=accelerator,
-            batch_size=args.batch_size,
-            mixed_precision=accelerator.mixed_precision,
-            num_workers=args.num_workers,
-            mapillary_crop=args.mapillary_crop,
-            eval_sizes=eval_sizes,
-            progress=not args.no_progress,
-            max_images=args.max_images,
-            drop_remainder=args.drop_remainder,
-            image_mean=mean,
-            image_std=std,
-        )
-        if accelerator.is_main_process:
-            for name, result in results.items():
-                print(format_iou_table(name, result), flush=True)
-            output_dir = args.output_dir or os.path.dirname(os.path.abspath(args.output_json))
-            metadata = {
-                "model": args.model,
-                "revision": args.revision,
-                "split": args.split,
-                "data_roots": {n: str(Path(r).expanduser().resolve()) for n, r in roots.items()},
-                "mapillary_crop": args.mapillary_crop,
-                "eval_sizes": {k: list(v) if isinstance(v, tuple) else v for k, v in eval_sizes.items()},
-                "mixed_precision": accelerator.mixed_precision,
-                "num_processes": accelerator.num_processes,
-                "drop_remainder": args.drop_remainder,
-                "max_images": args.max_images,
-                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "torch": torch.__version__,
-            }
-            write_evaluation_report(
-                results,
-                output_dir,
-                model=model,
-                datasets=datasets,
-                num_overlays=args.num_overlays,
-                mapillary_crop=args.mapillary_crop,
-                eval_sizes=eval_sizes,
-                mixed_precision=accelerator.mixed_precision,
-                json_path=args.output_json,
-                metadata=metadata,
-                image_mean=mean,
-                image_std=std,
-            )
-            summary = ", ".join(f"{n} {100 * r['mean_iou']:.2f}" for n, r in results.items())
-            print(f"mIoU: {summary}\nwrote {args.output_json} and plots in {output_dir}", flush=True)
+        evaluate(args, config, roots, datasets, accelerator, precision_source)
         accelerator.wait_for_everyone()
     finally:
         accelerator.end_training()  # destroys the process group (else torchrun's processes abort at exit)

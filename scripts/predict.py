@@ -4,12 +4,16 @@
     python scripts/predict.py --model outputs/r50_gtav/model --input street.png --output predictions/
     python scripts/predict.py --model org/srha-r50-gtav --input /data/frames --output out/ --batch_size 4
     python scripts/predict.py --model model.onnx --input frames/ --output out/ --max_size 1024
+    python scripts/predict.py --model org/srha-r50-gtav --input leftImg8bit/test --output results/ --format cityscapes
 
 --model is a folder written by save_pretrained, a Hub repo id (with HF_HUB_OFFLINE=1: from the Hugging
 Face cache only) or an .onnx file from scripts/export_onnx.py (run with onnxruntime). --input is an
 image or a folder (searched recursively; the outputs keep its sub-folders). Per image, in --output:
 `<name>_labelTrainIds.png` (8-bit grey, the class index per pixel), `<name>_color.png` (Cityscapes
 palette) and `<name>_overlay.png`, all at the image's own size, plus `summary.json` for the run.
+With --format cityscapes only one PNG per image is written: Cityscapes label IDs (road 7, ..., bicycle 33),
+named `<city>_<seq>_<frame>_labelIds.png` for `<city>_<seq>_<frame>_leftImg8bit.png`, what the official
+cityscapesScripts evaluation and the Cityscapes benchmark server read.
 Unreadable images are reported and skipped; the exit status is 0 when every image was predicted,
 1 when some failed, 2 for a bad argument or model.
 """
@@ -41,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_size", type=int, default=None,
                    help="downscale images whose longer side exceeds this (aspect kept; masks mapped back)")
     p.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="autocast (PyTorch models)")
+    p.add_argument("--format", dest="prediction_format", choices=["trainid", "cityscapes"], default="trainid",
+                   help="mask format: trainid (class index per pixel, default) or cityscapes (Cityscapes label IDs, "
+                   "for the official evaluation / benchmark server; no colour masks or overlays)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the colour mask (default 0.5)")
     p.add_argument("--no_color", action="store_true", help="do not write the colour masks")
     p.add_argument("--no_overlay", action="store_true", help="do not write the overlays")
@@ -70,6 +77,7 @@ def main(argv=None) -> int:
     import torch
 
     from srha_hf.inference import IMAGE_EXTENSIONS, ModelLoadError, collect_inputs, load_segmenter, predict_files
+    from srha_hf.prediction_files import check_prediction_format
 
     try:
         _check_args(args)
@@ -80,6 +88,7 @@ def main(argv=None) -> int:
             torch.set_num_threads(args.threads)
         segmenter = load_segmenter(args.model, device=args.device, revision=args.revision, cache_dir=args.cache_dir,
                                    mixed_precision=args.mixed_precision, threads=args.threads)  # fmt: skip
+        check_prediction_format(args.prediction_format, segmenter.num_labels)
     except (ValueError, FileNotFoundError, ModelLoadError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -99,6 +108,7 @@ def main(argv=None) -> int:
         write_overlay=not args.no_overlay,
         num_workers=args.num_workers,
         progress=not args.no_progress,
+        prediction_format=args.prediction_format,
     )
     rate = summary["images_per_second"]
     print(f"predicted {summary['num_predicted']} of {summary['num_inputs']} image(s) in {summary['seconds']:.1f} s"

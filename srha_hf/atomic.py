@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Mapping, Union
+
+import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["atomic_write", "current_umask", "publish_dir", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_write", "current_umask", "json_safe", "publish_dir", "write_json_atomic", "write_text_atomic"]
 
 
 def current_umask() -> int:
@@ -70,9 +73,27 @@ def write_text_atomic(path: PathLike, text: str) -> str:
     return atomic_write(path, write)
 
 
-def write_json_atomic(path: PathLike, data, **dump_kwargs) -> str:
-    """``json.dumps(data, **dump_kwargs)`` (default ``indent=2, sort_keys=True``) as a file, atomically."""
+def json_safe(value):
+    """``value`` made strict-JSON-ready: NaN and infinities -> None, numpy scalars and arrays -> Python
+    numbers and lists, mapping keys -> strings (recursively)."""
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, (np.generic, np.ndarray)):
+        return json_safe(value.tolist())
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: PathLike, data, *, strict: bool = False, **dump_kwargs) -> str:
+    """``json.dumps(data, **dump_kwargs)`` (default ``indent=2, sort_keys=True``) as a file, atomically.
+    ``strict=True`` first applies :func:`json_safe` (NaN written as null) and refuses any value JSON
+    cannot hold; the text then ends with a newline."""
     options = {"indent": 2, "sort_keys": True, **dump_kwargs}
+    if strict:
+        return write_text_atomic(path, json.dumps(json_safe(data), allow_nan=False, **options) + "\n")
     return write_text_atomic(path, json.dumps(data, **options))
 
 

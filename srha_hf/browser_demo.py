@@ -2,7 +2,7 @@
 
 An image (uploaded, or one of the examples) goes through :func:`srha_hf.inference.predict_image`, the
 prediction of ``scripts/predict.py``: the page shows the overlay on the image, the colour mask
-(:func:`srha_hf.inference.colorize`, the Cityscapes palette of docs/method.md §6.2), a legend of the
+(:func:`srha_hf.visualization.colorize`, the Cityscapes palette of docs/method.md §6.2), a legend of the
 classes present (name and colour) and a table of their pixel shares. Several models can be given; a
 dropdown picks one. Everything but :func:`build_interface` works without Gradio.
 
@@ -24,7 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .atomic import atomic_write
-from .inference import collect_inputs, colorize, input_size, overlay, palette_for, predict_image, read_image
+from .inference import collect_inputs, input_size, predict_image, read_image
+from .visualization import colorize, overlay, palette_for
 
 #: Most examples shown from an ``--examples`` folder (sorted, the first ones).
 MAX_EXAMPLES = 24

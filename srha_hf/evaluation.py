@@ -11,29 +11,33 @@ summed: no padding, no duplicated and no dropped image, so any split size gives 
 result. The reference's validation sampler dropped `len % world` images after a seed-0 permutation
 (docs/method.md §9 T3); `drop_remainder=True` reproduces that.
 
-`write_evaluation_report(results, output_dir, ...)` renders what a person looks at: per-class IoU bar
-chart, confusion-matrix heatmap, prediction overlays (PNG), the per-class table (Markdown) and a JSON
-file, each written atomically.
+`save_predictions=DIR` also writes every evaluated image's prediction (train IDs, or Cityscapes label IDs
+with `prediction_format="cityscapes"` for the official evaluation; see `srha_hf.prediction_files`) under
+`DIR/<dataset>/`, keeping the image's folders below the benchmark root.
+
+What a person looks at (per-class charts, confusion matrices, overlays, the JSON report) is written by
+`srha_hf.evaluation_report.write_evaluation_report`; `format_iou_table` and `write_evaluation_report` are
+importable from there.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import math
-import os
 import re
 import time
-from typing import Any, Dict, Mapping, Optional, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_write, write_text_atomic
-from .data.labels import CITYSCAPES_PALETTE, CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, colorize
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .data.benchmarks import benchmark_info, get_spec
+from .data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform, to_tensors
 from .metrics import confusion_matrix, frequency_weighted_iou, scores_from_confusion_matrix
+from .prediction_files import check_prediction_format, write_prediction
 
 # accelerate's "fp8" is a training setting: evaluation autocasts to bf16 then
 MIXED_PRECISION = {None: None, "no": None, "fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
@@ -41,9 +45,8 @@ MIXED_PRECISION = {None: None, "no": None, "fp32": None, "fp16": torch.float16, 
 __all__ = [
     "benchmark_of",
     "evaluate_model",
-    "format_iou_table",
+    "predict",
     "shard_indices",
-    "write_evaluation_report",
 ]
 
 
@@ -55,8 +58,6 @@ __all__ = [
 def benchmark_of(key: str, dataset=None) -> str:
     """The benchmark kind of a `datasets` mapping key: "cityscapes" or "cityscapes:night" ->
     "cityscapes"; a key that names no benchmark falls back to the dataset's `load_benchmark` info."""
-    from .data.benchmarks import benchmark_info, get_spec
-
     try:
         return get_spec(key.split(":", 1)[0]).name
     except ValueError:
@@ -69,6 +70,11 @@ def benchmark_of(key: str, dataset=None) -> str:
             f"cannot tell the benchmark of dataset key {key!r}: use a benchmark name (gtav, cityscapes, bdd100k, "
             "mapillary, synthia), optionally as 'name:label', or a dataset made by srha_hf.load_benchmark"
         ) from None
+
+
+def dataset_slug(name: str) -> str:
+    """A dataset key as a file-name part: "cityscapes:night" -> "cityscapes_night"."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "dataset"
 
 
 def shard_indices(length: int, rank: int, world: int, *, drop_remainder: bool = False) -> list:
@@ -84,8 +90,8 @@ def shard_indices(length: int, rank: int, world: int, *, drop_remainder: bool = 
     return order[rank::world]
 
 
-class _EvalDataset(torch.utils.data.Dataset):
-    """`load_benchmark` examples -> evaluation resizing -> (normalised pixels, uint8 label, index)."""
+class EvalDataset(torch.utils.data.Dataset):
+    """`load_benchmark` examples -> evaluation resizing -> (normalised pixels, uint8 label, index, image path)."""
 
     def __init__(self, dataset, indices: Sequence[int], transform, name: str, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         self.dataset = dataset
@@ -97,21 +103,20 @@ class _EvalDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.indices)
 
-    def load(self, i: int):
-        """(PIL image, uint8 label array) after the evaluation resizing."""
+    def load(self, i: int, with_path: bool = False):
+        """(PIL image, uint8 label array[, image path]) after the evaluation resizing."""
         index = self.indices[i]
         example = self.dataset[int(index)]
         if example.get("label") is None:
             raise ValueError(f"{self.name}: example {index} ({example.get('image_path')}) has no label; evaluate a labelled split")
         image, label = self.transform(example["image"], example["label"])
-        return image, np.array(label, dtype=np.uint8)  # a writable copy
+        label = np.array(label, dtype=np.uint8)  # a writable copy
+        return (image, label, example.get("image_path")) if with_path else (image, label)
 
     def __getitem__(self, i: int):
-        from .data.transforms import to_tensors
-
-        image, label = self.load(i)
+        image, label, path = self.load(i, with_path=True)
         pixels = to_tensors(np.asarray(image), mean=self.mean, std=self.std)
-        return pixels, torch.from_numpy(np.ascontiguousarray(label)), self.indices[i]
+        return pixels, torch.from_numpy(np.ascontiguousarray(label)), self.indices[i], path
 
 
 def _collate(items):
@@ -135,7 +140,8 @@ def _same_size_batches(items):
 # --------------------------------------------------------------------------------------------------
 
 
-def _unwrap(model, accelerator=None):
+def unwrap_model(model, accelerator=None):
+    """The bare model inside an Accelerate / DDP / DataParallel wrapper."""
     if accelerator is not None:
         model = accelerator.unwrap_model(model)
     while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
@@ -143,7 +149,8 @@ def _unwrap(model, accelerator=None):
     return model
 
 
-def _model_device_dtype(model):
+def model_device_dtype(model):
+    """(device, floating dtype) of the model's first parameter; (cpu, float32) without parameters."""
     for p in model.parameters():
         return p.device, (p.dtype if p.is_floating_point() else torch.float32)
     return torch.device("cpu"), torch.float32
@@ -173,7 +180,7 @@ def _autocast(device: torch.device, mixed_precision):
 def predict(model, pixels: torch.Tensor, size=None, mixed_precision=None) -> torch.Tensor:
     """argmax class map (B, H, W) of an eval-mode model on normalised pixels (already on its device);
     logits of another size are resized bilinearly to `size` (default: the input size)."""
-    device, dtype = _model_device_dtype(model)
+    device, dtype = model_device_dtype(model)
     size = tuple(size or pixels.shape[-2:])
     with _autocast(device, mixed_precision):
         logits = _logits(model(pixel_values=pixels.to(device=device, dtype=dtype, non_blocking=True)))
@@ -218,9 +225,8 @@ def _class_names(model, num_labels: int) -> list:
     return [str(i) for i in range(num_labels)]
 
 
-def _eval_transform(kind: str, mapillary_crop: str, eval_sizes: Optional[Mapping]):
-    from .data.transforms import build_eval_transform
-
+def eval_transform(kind: str, mapillary_crop: str, eval_sizes: Optional[Mapping]):
+    """The evaluation resizing of benchmark `kind` (`build_eval_transform` with the D3 switch and sizes)."""
     return build_eval_transform(kind, mapillary_crop=mapillary_crop, **dict(eval_sizes or {}))
 
 
@@ -243,6 +249,75 @@ def _results_from_matrix(matrix: np.ndarray, names: list, num_images: int) -> di
     }
 
 
+class PredictionSaver:
+    """Writes each evaluated image's prediction under ``folder/<dataset key>/``, keeping the image's path
+    below the benchmark root (e.g. ``leftImg8bit/val/<city>/<city>_<seq>_<frame>_labelIds.png``), in a
+    small thread pool so the forwards do not wait for PNG encoding. Predictions are stored at the size the
+    evaluation compares: the original size for Cityscapes, BDD-100K and Synthia, the evaluation resize /
+    crop for GTAV and Mapillary."""
+
+    def __init__(self, folder, key: str, dataset, fmt: str, workers: int = 2):
+        self.folder = Path(folder) / dataset_slug(key)
+        try:
+            self.root: Optional[Path] = Path(benchmark_info(dataset)["root"]).resolve()
+        except ValueError:
+            self.root = None
+        self.fmt = fmt
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="srha-save")
+        self.futures: List = []
+
+    def base(self, image_path: str) -> Path:
+        """The output path (without suffix) for an image file."""
+        path = Path(image_path).resolve()
+        try:
+            relative = path.relative_to(self.root) if self.root is not None else Path(path.name)
+        except ValueError:
+            relative = Path(path.name)
+        return self.folder / relative.parent / relative.stem
+
+    def save(self, image_paths: Sequence[str], predictions: torch.Tensor) -> None:
+        masks = predictions.to("cpu", torch.uint8).numpy()
+        for path, mask in zip(image_paths, masks):
+            self.futures.append(self.pool.submit(write_prediction, self.base(path), mask, self.fmt))
+
+    def close(self) -> List[str]:
+        """Wait for every write (re-raising the first failure); returns the written paths."""
+        try:
+            return [future.result() for future in self.futures]
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+def _confusion_over(net, loader, *, device, num_labels, ignore_index, mixed_precision, bar, saver=None):
+    """The summed ``(num_labels, num_labels)`` confusion matrix and image count over ``loader``'s items."""
+    hist = torch.zeros((num_labels, num_labels), dtype=torch.int64, device=device)
+    count = 0
+    with torch.inference_mode():
+        for items in loader:
+            for group in _same_size_batches(items):
+                pixels = torch.stack([g[0] for g in group]).to(device, non_blocking=True)
+                labels = torch.stack([g[1] for g in group]).to(device, non_blocking=True)
+                preds = predict(net, pixels, labels.shape[-2:], mixed_precision)
+                hist += confusion_matrix(preds, labels, num_labels, ignore_index, validate=False)
+                if saver is not None:
+                    saver.save([g[3] for g in group], preds)
+                count += len(group)
+                bar.update(len(group))
+    return hist, count
+
+
+def _dataset_items(datasets) -> list:
+    if isinstance(datasets, Mapping):
+        items = list(datasets.items())
+    elif hasattr(datasets, "info") and hasattr(datasets, "__getitem__"):
+        items = [(benchmark_info(datasets)["benchmark"], datasets)]
+    else:
+        raise TypeError("datasets must map names to datasets.Dataset objects made by srha_hf.load_benchmark")
+    if not items:
+        raise ValueError("no dataset to evaluate")
+    return items
+
+
 def evaluate_model(
     model,
     datasets,
@@ -260,6 +335,8 @@ def evaluate_model(
     ignore_index: int = IGNORE_INDEX,
     image_mean: Sequence[float] = IMAGENET_MEAN,
     image_std: Sequence[float] = IMAGENET_STD,
+    save_predictions=None,
+    prediction_format: str = "trainid",
 ) -> Dict[str, dict]:
     """Evaluate `model` on each target dataset; returns `{name: result}` in the order given.
 
@@ -282,39 +359,35 @@ def evaluate_model(
         max_images: evaluate only the first `max_images` images of each dataset (before sharding).
         drop_remainder: docs/method.md §9 T3, drop `len % world` images like the reference's sampler.
         num_labels: defaults to `model.config.num_labels`, else 19.
+        save_predictions: a folder: every process also writes the predictions of its images there
+            (:class:`PredictionSaver`); the result then lists them under `prediction_files`.
+        prediction_format: "trainid" (default) or "cityscapes" (label IDs, 19-class models only).
 
     Returns per dataset: `mean_iou`, `mean_accuracy`, `overall_accuracy`, `frequency_weighted_iou`,
     `per_category_iou` / `per_category_accuracy` (class name -> value, NaN for a class absent from
     both ground truth and predictions), `confusion_matrix` (list of lists, rows = ground truth),
     `num_images` (over all processes), plus `benchmark`, `class_names`, `seconds`. Every process
-    returns the same results.
+    returns the same results (except `prediction_files`: the files this process wrote).
     """
-    if isinstance(datasets, Mapping):
-        items = list(datasets.items())
-    elif hasattr(datasets, "info") and hasattr(datasets, "__getitem__"):
-        from .data.benchmarks import benchmark_info
-
-        items = [(benchmark_info(datasets)["benchmark"], datasets)]
-    else:
-        raise TypeError("datasets must map names to datasets.Dataset objects made by srha_hf.load_benchmark")
-    if not items:
-        raise ValueError("no dataset to evaluate")
+    items = _dataset_items(datasets)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
     kinds = [benchmark_of(key, ds) for key, ds in items]
-    transforms = [_eval_transform(kind, mapillary_crop, eval_sizes) for kind in kinds]  # checks arguments early
+    transforms = [eval_transform(kind, mapillary_crop, eval_sizes) for kind in kinds]  # checks arguments early
 
-    net = _unwrap(model, accelerator)
+    net = unwrap_model(model, accelerator)
     if num_labels is None:
         num_labels = int(getattr(getattr(net, "config", None), "num_labels", None) or NUM_CLASSES)
+    if save_predictions is not None:
+        check_prediction_format(prediction_format, num_labels)
     names = _class_names(net, num_labels)
     if mixed_precision is None and accelerator is not None:
         mixed_precision = getattr(accelerator, "mixed_precision", None)
     rank, world, reduce = _distributed(accelerator)
-    device, _ = _model_device_dtype(net)
-    is_main = rank == 0
+    device, _ = model_device_dtype(net)
+    counting = dict(device=device, num_labels=num_labels, ignore_index=ignore_index, mixed_precision=mixed_precision)
 
     modes = {module: module.training for module in net.modules()}
     net.eval()
@@ -324,34 +397,24 @@ def evaluate_model(
             start = time.perf_counter()
             length = len(dataset) if max_images is None else min(len(dataset), max_images)
             shard = shard_indices(length, rank, world, drop_remainder=drop_remainder)
-            eval_set = _EvalDataset(dataset, shard, transform, key, image_mean, image_std)
-            loader = torch.utils.data.DataLoader(
-                eval_set,
-                batch_size=batch_size,
-                shuffle=False,
-                num_workers=num_workers,
-                collate_fn=_collate,
-                pin_memory=device.type == "cuda",
-            )
-            hist = torch.zeros((num_labels, num_labels), dtype=torch.int64, device=device)
-            count = 0
-            bar = _progress(len(shard), f"eval {key}" + (f" (rank 0 of {world})" if world > 1 else ""), progress and is_main)
-            with torch.inference_mode():
-                for items_ in loader:
-                    for group in _same_size_batches(items_):
-                        pixels = torch.stack([g[0] for g in group]).to(device, non_blocking=True)
-                        labels = torch.stack([g[1] for g in group]).to(device, non_blocking=True)
-                        preds = predict(net, pixels, labels.shape[-2:], mixed_precision)
-                        hist += confusion_matrix(preds, labels, num_labels, ignore_index, validate=False)
-                        count += len(group)
-                        bar.update(len(group))
-            bar.close()
+            eval_set = EvalDataset(dataset, shard, transform, key, image_mean, image_std)
+            loader = torch.utils.data.DataLoader(eval_set, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                                 collate_fn=_collate, pin_memory=device.type == "cuda")  # fmt: skip
+            saver = None if save_predictions is None else PredictionSaver(save_predictions, key, dataset, prediction_format)
+            desc = f"eval {key}" + (f" (rank 0 of {world})" if world > 1 else "")
+            with _progress(len(shard), desc, progress and rank == 0) as bar:
+                try:
+                    hist, count = _confusion_over(net, loader, bar=bar, saver=saver, **counting)
+                finally:
+                    written = saver.close() if saver is not None else None
             totals = torch.cat([hist.reshape(-1).cpu(), torch.tensor([count], dtype=torch.int64)])
             if reduce is not None:
                 totals = reduce(totals)
             matrix = totals[:-1].reshape(num_labels, num_labels).numpy()
             result = _results_from_matrix(matrix, names, int(totals[-1]))
             result.update(benchmark=kind, class_names=list(names), seconds=time.perf_counter() - start)
+            if written is not None:
+                result["prediction_files"] = written
             results[key] = result
     finally:
         for module, training in modes.items():
@@ -363,250 +426,3 @@ def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled, dynamic_ncols=True)
-
-
-# --------------------------------------------------------------------------------------------------
-# Report: table, plots, overlays, JSON
-# --------------------------------------------------------------------------------------------------
-
-
-def format_iou_table(name: str, result: Mapping) -> str:
-    """The per-class table as Markdown: class, IoU and accuracy in percent (n/a = absent from both)."""
-
-    def pct(x):
-        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
-
-    lines = [
-        f"### {name}: mIoU {pct(result['mean_iou'])} ({result['num_images']} images)",
-        "",
-        "| # | class | IoU | accuracy |",
-        "|---|---|---|---|",
-    ]
-    acc = result.get("per_category_accuracy", {})
-    for i, (cls, iou) in enumerate(result["per_category_iou"].items()):
-        lines.append(f"| {i} | {cls} | {pct(iou)} | {pct(acc.get(cls))} |")
-    lines += [
-        "",
-        f"mIoU {pct(result['mean_iou'])}, mean accuracy {pct(result['mean_accuracy'])}, "
-        f"pixel accuracy {pct(result['overall_accuracy'])}, fwIoU {pct(result.get('frequency_weighted_iou'))}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "dataset"
-
-
-def _json_safe(value):
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, (np.floating,)):
-        return _json_safe(float(value))
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def write_text(path: str, text: str) -> str:
-    """A text file, atomically."""
-    return write_text_atomic(path, text)
-
-
-def write_json(path: str, data) -> str:
-    """JSON with NaN written as null (strict JSON), atomically."""
-    return write_text(path, json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
-
-    return Figure(figsize=(width, height), dpi=100)
-
-
-def _save_figure(fig, path: str) -> str:
-    def write(tmp):
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-
-    return atomic_write(path, write)
-
-
-def plot_per_class_iou(name: str, result: Mapping, path: str) -> str:
-    """Bar chart of per-class IoU (%) with the mIoU as a dashed line; absent classes marked n/a."""
-    classes = list(result["per_category_iou"])
-    values = [result["per_category_iou"][c] for c in classes]
-    ious = np.array([np.nan if v is None else 100 * v for v in values], dtype=np.float64)
-    palette = np.asarray(CITYSCAPES_PALETTE, dtype=np.float64) / 255.0
-    colors = [palette[i % len(palette)] for i in range(len(classes))]
-    fig = _figure(max(8.0, 0.5 * len(classes) + 2), 4.5)
-    ax = fig.add_subplot(1, 1, 1)
-    x = np.arange(len(classes))
-    ax.bar(x, np.nan_to_num(ious), color=colors, edgecolor="black", linewidth=0.5)
-    for xi, v in zip(x, ious):
-        ax.text(xi, (0 if np.isnan(v) else v) + 1, "n/a" if np.isnan(v) else f"{v:.1f}", ha="center", va="bottom", fontsize=7)
-    miou = result["mean_iou"]
-    if miou is not None and not math.isnan(miou):
-        ax.axhline(100 * miou, color="black", linestyle="--", linewidth=1, label=f"mIoU {100 * miou:.2f}")
-        ax.legend(loc="upper right", fontsize=8)
-    ax.set_xticks(x)
-    ax.set_xticklabels(classes, rotation=45, ha="right", fontsize=8)
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("IoU (%)")
-    ax.set_title(f"{name}: per-class IoU ({result['num_images']} images)")
-    ax.grid(axis="y", alpha=0.3)
-    return _save_figure(fig, path)
-
-
-def plot_confusion_matrix(name: str, result: Mapping, path: str) -> str:
-    """Heatmap of the confusion matrix normalised per ground-truth row (%), with cell values."""
-    matrix = np.asarray(result["confusion_matrix"], dtype=np.float64)
-    classes = list(result["per_category_iou"])
-    rows = matrix.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        norm = np.where(rows > 0, 100 * matrix / rows, 0.0)
-    n = len(classes)
-    size = max(6.0, 0.45 * n + 2)
-    fig = _figure(size + 1.5, size)
-    ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=100)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of ground-truth pixels")
-    if n <= 40:
-        for i, j in zip(*np.nonzero(norm >= 0.5)):
-            ax.text(j, i, f"{norm[i, j]:.0f}", ha="center", va="center", fontsize=6, color="white" if norm[i, j] > 60 else "black")
-    ax.set_xticks(range(n))
-    ax.set_yticks(range(n))
-    ax.set_xticklabels(classes, rotation=90, fontsize=7)
-    ax.set_yticklabels(classes, fontsize=7)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("ground truth")
-    ax.set_title(f"{name}: confusion matrix (row-normalised)")
-    return _save_figure(fig, path)
-
-
-def overlay_panel(image, label: np.ndarray, prediction: np.ndarray, max_width: int = 512, alpha: float = 0.55,
-                  min_width: int = 192, captions=("image", "ground truth", "prediction")):  # fmt: skip
-    """[image | ground truth over image | prediction over image] as one PIL image under a caption
-    strip; ignored ground-truth pixels are left unblended."""
-    from PIL import Image
-
-    rgb = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.uint8)
-    valid = (label != IGNORE_INDEX)[..., None]
-    gt = np.where(valid, (1 - alpha) * rgb + alpha * colorize(label), rgb).astype(np.uint8)
-    pred = ((1 - alpha) * rgb + alpha * colorize(prediction.astype(np.uint8))).astype(np.uint8)
-    panel = Image.fromarray(np.concatenate([rgb, gt, pred], axis=1))
-    h, w = rgb.shape[:2]
-    if w < min_width:  # tiny (e.g. synthetic) images: enlarge, pixels kept sharp
-        factor = -(-min_width // w)
-        panel = panel.resize((3 * w * factor, h * factor), Image.NEAREST)
-    elif w > max_width:
-        scale = max_width / w
-        panel = panel.resize((int(round(3 * w * scale)), max(1, int(round(h * scale)))), Image.BILINEAR)
-    if not captions:
-        return panel
-    from PIL import ImageDraw
-
-    framed = Image.new("RGB", (panel.width, panel.height + 16), (255, 255, 255))
-    framed.paste(panel, (0, 16))
-    draw = ImageDraw.Draw(framed)
-    for k, text in enumerate(captions):
-        draw.text((k * panel.width // 3 + 4, 2), text, fill=(0, 0, 0))
-    return framed
-
-
-def write_overlays(
-    model,
-    name: str,
-    dataset,
-    output_dir: str,
-    *,
-    num_images: int = 3,
-    mapillary_crop: str = "faithful",
-    eval_sizes: Optional[Mapping] = None,
-    mixed_precision: Optional[str] = None,
-    image_mean=IMAGENET_MEAN,
-    image_std=IMAGENET_STD,
-    max_width: int = 512,
-) -> list:
-    """Predict the first `num_images` images (same protocol as `evaluate_model`) and save
-    `{name}_overlay_{k}.png` panels: image, ground truth and prediction over the image."""
-    from .data.transforms import to_tensors
-
-    net = _unwrap(model)
-    device, _ = _model_device_dtype(net)
-    transform = _eval_transform(benchmark_of(name, dataset), mapillary_crop, eval_sizes)
-    eval_set = _EvalDataset(dataset, range(min(num_images, len(dataset))), transform, name, image_mean, image_std)
-    modes = {module: module.training for module in net.modules()}
-    net.eval()
-    paths = []
-    try:
-        with torch.inference_mode():
-            for k in range(len(eval_set)):
-                image, label = eval_set.load(k)
-                pixels = to_tensors(np.asarray(image), mean=eval_set.mean, std=eval_set.std)[None].to(device)
-                prediction = predict(net, pixels, label.shape, mixed_precision)[0].cpu().numpy()
-                panel = overlay_panel(image, label, prediction, max_width)
-                path = os.path.join(output_dir, f"{_slug(name)}_overlay_{k}.png")
-                paths.append(atomic_write(path, lambda tmp, panel=panel: panel.save(tmp, format="PNG")))
-    finally:
-        for module, training in modes.items():
-            module.training = training
-    return paths
-
-
-def write_evaluation_report(
-    results: Mapping[str, Mapping],
-    output_dir: str,
-    *,
-    model=None,
-    datasets: Optional[Mapping] = None,
-    num_overlays: int = 3,
-    mapillary_crop: str = "faithful",
-    eval_sizes: Optional[Mapping] = None,
-    mixed_precision: Optional[str] = None,
-    json_path: Optional[str] = None,
-    metadata: Optional[Mapping] = None,
-    image_mean=IMAGENET_MEAN,
-    image_std=IMAGENET_STD,
-) -> dict:
-    """Write, per dataset of `results` (from `evaluate_model`): `{name}_per_class_iou.png`,
-    `{name}_confusion_matrix.png`, `{name}_per_class_iou.md` and, when `model` and `datasets` are
-    given, `num_overlays` prediction overlays; then the JSON (`json_path`, default
-    `output_dir/eval_results.json`) with `mean_iou` per dataset, every result (NaN -> null), the
-    written files and `metadata`. Call it on the main process only. Returns the JSON content."""
-    os.makedirs(output_dir, exist_ok=True)
-    files: Dict[str, dict] = {}
-    for name, result in results.items():
-        slug = _slug(name)
-        entry = {
-            "per_class_iou_png": plot_per_class_iou(name, result, os.path.join(output_dir, f"{slug}_per_class_iou.png")),
-            "confusion_matrix_png": plot_confusion_matrix(name, result, os.path.join(output_dir, f"{slug}_confusion_matrix.png")),
-        }
-        table = format_iou_table(name, result)
-        entry["per_class_iou_md"] = write_text(os.path.join(output_dir, f"{slug}_per_class_iou.md"), table)
-        if model is not None and datasets is not None and name in datasets and num_overlays > 0:
-            entry["overlays_png"] = write_overlays(
-                model,
-                name,
-                datasets[name],
-                output_dir,
-                num_images=num_overlays,
-                mapillary_crop=mapillary_crop,
-                eval_sizes=eval_sizes,
-                mixed_precision=mixed_precision,
-                image_mean=image_mean,
-                image_std=image_std,
-            )
-        files[name] = entry
-    content = {
-        "mean_iou": {name: r["mean_iou"] for name, r in results.items()},
-        **dict(metadata or {}),
-        "results": {name: dict(r) for name, r in results.items()},
-        "files": files,
-    }
-    write_json(json_path or os.path.join(output_dir, "eval_results.json"), content)
-    return _json_safe(content)

@@ -2,9 +2,10 @@
 
 ``load_segmenter(name)`` opens a model folder written by ``save_pretrained``, a Hub repo id (through the
 Hugging Face cache; offline with ``HF_HUB_OFFLINE=1`` once it is there) or an exported ``.onnx`` file
-(onnxruntime). ``predict_files(segmenter, inputs, output_dir)`` writes, per image, the train-ID mask
-(8-bit grey PNG, values ``0..num_labels-1``), the mask in the Cityscapes palette and an overlay on the
-image, in batches of equally sized images, with a progress bar. An unreadable input is reported and
+(onnxruntime). ``predict_files(segmenter, inputs, output_dir)`` writes, per image, the mask (8-bit grey PNG: train IDs
+``0..num_labels-1``, or Cityscapes label IDs with ``prediction_format="cityscapes"``; see
+:mod:`srha_hf.prediction_files`), the mask in the Cityscapes palette and an overlay on the image (train-ID
+format only), in batches of equally sized images, with a progress bar. An unreadable input is reported and
 skipped; the rest is still processed and the run ends with a summary (also written as
 ``summary.json``). Every file is written atomically (temporary file, then rename). ``predict_image``
 is the same prediction for one image in memory (what ``scripts/app.py`` shows).
@@ -25,13 +26,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_write
-from .data.labels import CITYSCAPES_PALETTE, CLASS_NAMES, NUM_CLASSES
-from .data.labels import colorize as _colorize
+from .atomic import write_json_atomic
+from .data.labels import CLASS_NAMES, NUM_CLASSES
 from .evaluation import predict
+from .prediction_files import TRAINID_SUFFIX, check_prediction_format, write_png, write_prediction
+from .visualization import colorize, overlay, palette_for
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-MASK_SUFFIX = "_labelTrainIds.png"
+MASK_SUFFIX = TRAINID_SUFFIX
 COLOR_SUFFIX = "_color.png"
 OVERLAY_SUFFIX = "_overlay.png"
 
@@ -54,36 +56,6 @@ __all__ = [
 
 class ModelLoadError(RuntimeError):
     """``--model`` could not be opened as a model folder, a Hub repo id or an ONNX file."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Colours
-# --------------------------------------------------------------------------------------------------
-
-
-def palette_for(num_labels: int) -> np.ndarray:
-    """``(256, 3)`` uint8 colour table: the Cityscapes palette for train IDs 0..18 (docs/method.md §6.2), fixed
-    pseudo-random colours for any further class, black for the rest (e.g. 255 = ignore)."""
-    table = np.zeros((256, 3), dtype=np.uint8)
-    table[:NUM_CLASSES] = np.asarray(CITYSCAPES_PALETTE, dtype=np.uint8)
-    extra = min(num_labels, 255) - NUM_CLASSES
-    if extra > 0:
-        rng = np.random.default_rng(19)
-        table[NUM_CLASSES : NUM_CLASSES + extra] = rng.integers(40, 256, size=(extra, 3), dtype=np.uint8)
-    return table
-
-
-def colorize(mask: np.ndarray, num_labels: int = NUM_CLASSES) -> np.ndarray:
-    """``(H, W)`` train IDs -> ``(H, W, 3)`` uint8 colours (:func:`srha_hf.data.labels.colorize` with the
-    table of :func:`palette_for`)."""
-    return _colorize(mask, palette_for(num_labels))
-
-
-def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5, num_labels: int = NUM_CLASSES) -> np.ndarray:
-    """The colour mask blended over the RGB image: ``(1 - alpha) * image + alpha * colours``."""
-    rgb = np.asarray(image, dtype=np.float32)
-    blended = (1.0 - alpha) * rgb + alpha * colorize(mask, num_labels).astype(np.float32)
-    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -357,35 +329,18 @@ def input_size(size: Tuple[int, int], resize: Optional[Sequence[int]] = None, ma
 
 def write_json(path, data) -> str:
     """Strict JSON (NaN as null), atomically."""
-    from .evaluation import _json_safe
-
-    text = json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n"
-
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    return atomic_write(path, write)
-
-
-def _write_png(path: Path, array: np.ndarray, mode: str) -> str:
-    from PIL import Image
-
-    def write(tmp):
-        Image.fromarray(array, mode=mode).save(tmp, format="PNG")
-
-    return atomic_write(str(path), write)
+    return write_json_atomic(path, data, strict=True, sort_keys=False)
 
 
 def _write_outputs(item: InputItem, output_dir: Path, image, mask: np.ndarray, num_labels: int, alpha: float,
-                   write_color: bool, write_overlay: bool) -> Dict[str, str]:  # fmt: skip
+                   write_color: bool, write_overlay: bool, fmt: str = "trainid") -> Dict[str, str]:  # fmt: skip
     base = output_dir / item.stem
-    written = {"mask": _write_png(base.with_name(base.name + MASK_SUFFIX), mask, "L")}
+    written = {"mask": write_prediction(base, mask, fmt)}
     if write_color:
-        written["color"] = _write_png(base.with_name(base.name + COLOR_SUFFIX), colorize(mask, num_labels), "RGB")
+        written["color"] = write_png(base.with_name(base.name + COLOR_SUFFIX), colorize(mask, num_labels), "RGB")
     if write_overlay:
         blended = overlay(np.asarray(image), mask, alpha, num_labels)
-        written["overlay"] = _write_png(base.with_name(base.name + OVERLAY_SUFFIX), blended, "RGB")
+        written["overlay"] = write_png(base.with_name(base.name + OVERLAY_SUFFIX), blended, "RGB")
     return written
 
 
@@ -465,6 +420,67 @@ def _predict_group(segmenter, images, target, original) -> np.ndarray:
     return segmenter.predict(pixels, original).numpy().astype(np.uint8)
 
 
+class _OutputWriter:
+    """Writes each predicted image's files (in a thread pool when ``num_workers > 0``) and keeps, in input
+    order, the records of the images written and of the failures, advancing the progress bar per image."""
+
+    def __init__(self, num_workers: int, bar):
+        self.pool = ThreadPoolExecutor(num_workers, thread_name_prefix="srha-write") if num_workers > 0 else None
+        self.bar = bar
+        self.pending: deque = deque()
+        self.outputs: List[dict] = []
+        self.failures: List[dict] = []
+
+    def fail(self, path, message: str) -> None:
+        self.failures.append({"path": str(path), "error": message})
+        self.bar.update(1)
+
+    def submit(self, record: dict, *args) -> None:
+        """Write ``_write_outputs(*args)`` for the image of ``record``."""
+        if self.pool is not None:
+            self.pending.append((record, self.pool.submit(_write_outputs, *args)))
+            return
+        try:
+            self.pending.append((record, _write_outputs(*args)))
+        except Exception as exc:  # noqa: BLE001 - reported per file
+            self.fail(record["input"], f"cannot write outputs: {type(exc).__name__}: {exc}")
+
+    def settle(self, limit: int) -> None:
+        """Wait for the oldest writes until at most ``limit`` are in flight."""
+        while len(self.pending) > limit:
+            record, result = self.pending.popleft()
+            try:
+                record.update(result.result() if isinstance(result, Future) else result)
+            except Exception as exc:  # noqa: BLE001 - reported per file
+                self.fail(record["input"], f"cannot write outputs: {type(exc).__name__}: {exc}")
+                continue
+            self.outputs.append(record)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+
+def _predict_and_write(segmenter, group, original, target, output_dir: Path, options: tuple, writer: _OutputWriter):
+    """One batch of equally sized images: forward, then each image's files handed to ``writer``."""
+    images = [image for _, image in group]
+    try:
+        masks = _predict_group(segmenter, images, target, original)
+    except Exception as exc:  # noqa: BLE001 - e.g. out of memory on one huge image
+        for item, _ in group:
+            writer.fail(item.path, f"prediction failed: {type(exc).__name__}: {exc}")
+        return
+    for (item, image), mask in zip(group, masks):
+        record = {
+            "input": str(item.path),
+            "size": [original[0], original[1]],
+            "model_input_size": [target[0], target[1]],
+            "classes": [segmenter.id2label.get(int(c), str(c)) for c in np.unique(mask)],
+        }
+        writer.submit(record, item, output_dir, image, mask, *options)
+
+
 def predict_files(
     segmenter,
     items: Sequence[InputItem],
@@ -478,71 +494,39 @@ def predict_files(
     write_overlay: bool = True,
     num_workers: int = 2,
     progress: bool = True,
+    prediction_format: str = "trainid",
 ) -> dict:
     """Predict every item and write its outputs under ``output_dir``; returns the summary (also written
     to ``output_dir/summary.json``): per image its output files and predicted classes, and the
-    failures (unreadable inputs, failed forwards or writes) with their reasons."""
+    failures (unreadable inputs, failed forwards or writes) with their reasons.
+
+    ``prediction_format`` is ``"trainid"`` (default) or ``"cityscapes"`` (label IDs for the official
+    evaluation and the benchmark server, :mod:`srha_hf.prediction_files`); the cityscapes format writes
+    the mask only (no colour mask, no overlay), since the server wants one PNG per image."""
     from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_prediction_format(prediction_format, segmenter.num_labels)
+    if prediction_format == "cityscapes":
+        write_color = write_overlay = False
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    failures: List[dict] = []
-    outputs: List[dict] = []
+    options = (segmenter.num_labels, alpha, write_color, write_overlay, prediction_format)
     start = time.perf_counter()
-    reader = ThreadPoolExecutor(num_workers, thread_name_prefix="srha-read") if num_workers > 0 else None
-    writer = ThreadPoolExecutor(num_workers, thread_name_prefix="srha-write") if num_workers > 0 else None
-    pending: deque = deque()
-
     bar = tqdm(total=len(items), desc="predict", unit="img", disable=not progress, dynamic_ncols=True)
-
-    def fail(path, message):
-        failures.append({"path": str(path), "error": message})
-        bar.update(1)
-
-    def settle(limit: int):
-        while len(pending) > limit:
-            record, result = pending.popleft()
-            try:
-                record.update(result.result() if isinstance(result, Future) else result)
-            except Exception as exc:  # noqa: BLE001 - reported per file
-                fail(record["input"], f"cannot write outputs: {type(exc).__name__}: {exc}")
-                continue
-            outputs.append(record)
-            bar.update(1)
-
+    reader = ThreadPoolExecutor(num_workers, thread_name_prefix="srha-read") if num_workers > 0 else None
+    writer = _OutputWriter(num_workers, bar)
     try:
         loaded = _prefetch(reader, items, depth=max(2, batch_size * 2))
-        for (original, target), group in _batches(loaded, batch_size, resize, max_size, fail):
-            images = [image for _, image in group]
-            try:
-                masks = _predict_group(segmenter, images, target, original)
-            except Exception as exc:  # noqa: BLE001 - e.g. out of memory on one huge image
-                for item, _ in group:
-                    fail(item.path, f"prediction failed: {type(exc).__name__}: {exc}")
-                continue
-            for (item, image), mask_np in zip(group, masks):
-                record = {
-                    "input": str(item.path),
-                    "size": [original[0], original[1]],
-                    "model_input_size": [target[0], target[1]],
-                    "classes": [segmenter.id2label.get(int(c), str(c)) for c in np.unique(mask_np)],
-                }
-                args = (item, output_dir, image, mask_np, segmenter.num_labels, alpha, write_color, write_overlay)
-                if writer is None:
-                    try:
-                        pending.append((record, _write_outputs(*args)))
-                    except Exception as exc:  # noqa: BLE001
-                        fail(item.path, f"cannot write outputs: {type(exc).__name__}: {exc}")
-                else:
-                    pending.append((record, writer.submit(_write_outputs, *args)))
-            settle(limit=2 * max(1, num_workers) + batch_size)
-        settle(limit=0)
+        for (original, target), group in _batches(loaded, batch_size, resize, max_size, writer.fail):
+            _predict_and_write(segmenter, group, original, target, output_dir, options, writer)
+            writer.settle(limit=2 * max(1, num_workers) + batch_size)
+        writer.settle(limit=0)
     finally:
-        for pool in (reader, writer):
-            if pool is not None:
-                pool.shutdown(wait=True)
+        if reader is not None:
+            reader.shutdown(wait=True)
+        writer.close()
         bar.close()
     seconds = time.perf_counter() - start
     summary = {
@@ -550,13 +534,14 @@ def predict_files(
         "backend": segmenter.backend,
         "device": str(segmenter.device),
         "output_dir": str(output_dir),
+        "format": prediction_format,
         "num_inputs": len(items),
-        "num_predicted": len(outputs),
-        "num_failed": len(failures),
+        "num_predicted": len(writer.outputs),
+        "num_failed": len(writer.failures),
         "seconds": round(seconds, 3),
-        "images_per_second": round(len(outputs) / seconds, 4) if seconds > 0 else None,
-        "outputs": outputs,
-        "failures": failures,
+        "images_per_second": round(len(writer.outputs) / seconds, 4) if seconds > 0 else None,
+        "outputs": writer.outputs,
+        "failures": writer.failures,
     }
     write_json(str(output_dir / "summary.json"), summary)
     return summary

@@ -11,7 +11,8 @@ from PIL import Image
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
 from srha_hf.data import build_eval_transform, load_benchmark, to_tensors
 from srha_hf.data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes
-from srha_hf.evaluation import evaluate_model, shard_indices, write_evaluation_report
+from srha_hf.evaluation import evaluate_model, shard_indices
+from srha_hf.evaluation_report import write_evaluation_report
 from srha_hf.metrics import load_metric
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread

@@ -6,6 +6,8 @@ operation, never a per-colour or per-pixel Python loop. Importing this module is
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 #: The five benchmarks, by the names every loader, recipe and script uses.
@@ -79,6 +81,10 @@ CITYSCAPES_ID_TO_TRAINID: dict[int, int] = {
     23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
 }  # fmt: skip
 CITYSCAPES_LUT: np.ndarray = _lut(CITYSCAPES_ID_TO_TRAINID)
+# ... and back: train ID -> Cityscapes labelId, what the official evaluation and the benchmark server read;
+# 255 (ignore) and any other value -> 0 ("unlabeled")
+TRAINID_TO_CITYSCAPES_ID: dict[int, int] = {train_id: label_id for label_id, train_id in CITYSCAPES_ID_TO_TRAINID.items()}
+TRAINID_TO_CITYSCAPES_LUT: np.ndarray = _lut(TRAINID_TO_CITYSCAPES_ID, default=0)
 
 # --- BDD-100K (docs/method.md §6.5): already train IDs, identity for 0..18 and 255 -----------------------------
 BDD_LUT: np.ndarray = _lut({i: i for i in range(NUM_CLASSES)})
@@ -136,7 +142,6 @@ MAPILLARY_LUT: np.ndarray = _lut(MAPILLARY_ID_TO_TRAINID)
 GTAV_COLOR_TO_TRAINID: dict[tuple[int, int, int], int] = {
     color: train_id for train_id, color in enumerate(CITYSCAPES_PALETTE)
 }
-_GTAV_RGB_LUT: np.ndarray | None = None
 
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
@@ -148,15 +153,15 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     return (r << 16) | (g << 8) | b
 
 
+@functools.cache
 def gtav_rgb_lut() -> np.ndarray:
-    """The 2**24-entry table mapping a packed RGB code to its GTAV train ID (255 elsewhere)."""
-    global _GTAV_RGB_LUT
-    if _GTAV_RGB_LUT is None:
-        table = np.full(1 << 24, IGNORE_INDEX, dtype=np.uint8)
-        colors = np.asarray(CITYSCAPES_PALETTE, dtype=np.uint8)
-        table[pack_rgb(colors)] = np.arange(NUM_CLASSES, dtype=np.uint8)
-        _GTAV_RGB_LUT = table
-    return _GTAV_RGB_LUT
+    """The 2**24-entry table mapping a packed RGB code to its GTAV train ID (255 elsewhere); built once
+    (16 MiB) and read-only."""
+    table = np.full(1 << 24, IGNORE_INDEX, dtype=np.uint8)
+    colors = np.asarray(CITYSCAPES_PALETTE, dtype=np.uint8)
+    table[pack_rgb(colors)] = np.arange(NUM_CLASSES, dtype=np.uint8)
+    table.setflags(write=False)
+    return table
 
 
 def palette_to_trainid_lut(palette: np.ndarray) -> np.ndarray:
@@ -167,9 +172,3 @@ def palette_to_trainid_lut(palette: np.ndarray) -> np.ndarray:
     table[: len(palette)] = gtav_rgb_lut()[pack_rgb(palette)]
     return table
 
-
-def colorize(label: np.ndarray, palette=CITYSCAPES_PALETTE) -> np.ndarray:
-    """(H, W) train IDs -> (H, W, 3) uint8 colours; 255 and unknown IDs become black."""
-    table = np.zeros((256, 3), dtype=np.uint8)
-    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)
-    return table[np.asarray(label, dtype=np.uint8)]

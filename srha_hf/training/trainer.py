@@ -38,7 +38,8 @@ from ..data import SRHATrainDataset, SRMCollator, build_train_transform, describ
 from ..data.labels import BENCHMARK_NAMES
 from ..data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes
 from ..data.uniform import EpochSampler
-from ..evaluation import evaluate_model, write_evaluation_report
+from ..evaluation import evaluate_model
+from ..evaluation_report import write_evaluation_report
 from ..hub import publish_trained_model, push_model_folder, training_card_fields
 from ..modeling_srha import SRHAForSemanticSegmentation
 from ..objective import build_teacher, compute_srha_loss, pc_warmup_factor, update_teacher_ema, uses_teacher

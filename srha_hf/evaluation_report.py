@@ -1,0 +1,138 @@
+"""The evaluation report: what a person looks at after `evaluate_model` (docs/method.md §8).
+
+`write_evaluation_report(results, output_dir, ...)` writes, per dataset, the per-class IoU bar chart, the
+confusion-matrix heatmap, prediction overlays (image | ground truth | prediction), the per-class table
+(Markdown) and one JSON file for the whole run, each atomically. `format_iou_table` is the Markdown table
+that `scripts/evaluate.py` and training print.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+import torch
+
+from .atomic import atomic_write, json_safe, write_json_atomic, write_text_atomic
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_tensors
+from .evaluation import EvalDataset, benchmark_of, dataset_slug, eval_transform, model_device_dtype, predict, unwrap_model
+from .visualization import overlay_panel, plot_confusion_matrix, plot_per_class_iou
+
+__all__ = ["format_iou_table", "write_evaluation_report", "write_overlays"]
+
+
+def format_iou_table(name: str, result: Mapping) -> str:
+    """The per-class table as Markdown: class, IoU and accuracy in percent (n/a = absent from both)."""
+
+    def pct(x):
+        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+
+    lines = [
+        f"### {name}: mIoU {pct(result['mean_iou'])} ({result['num_images']} images)",
+        "",
+        "| # | class | IoU | accuracy |",
+        "|---|---|---|---|",
+    ]
+    acc = result.get("per_category_accuracy", {})
+    for i, (cls, iou) in enumerate(result["per_category_iou"].items()):
+        lines.append(f"| {i} | {cls} | {pct(iou)} | {pct(acc.get(cls))} |")
+    lines += [
+        "",
+        f"mIoU {pct(result['mean_iou'])}, mean accuracy {pct(result['mean_accuracy'])}, "
+        f"pixel accuracy {pct(result['overall_accuracy'])}, fwIoU {pct(result.get('frequency_weighted_iou'))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_overlays(
+    model,
+    name: str,
+    dataset,
+    output_dir: str,
+    *,
+    num_images: int = 3,
+    mapillary_crop: str = "faithful",
+    eval_sizes: Optional[Mapping] = None,
+    mixed_precision: Optional[str] = None,
+    image_mean=IMAGENET_MEAN,
+    image_std=IMAGENET_STD,
+    max_width: int = 512,
+) -> list:
+    """Predict the first `num_images` images (same protocol as `evaluate_model`) and save
+    `{name}_overlay_{k}.png` panels: image, ground truth and prediction over the image."""
+    net = unwrap_model(model)
+    device, _ = model_device_dtype(net)
+    transform = eval_transform(benchmark_of(name, dataset), mapillary_crop, eval_sizes)
+    eval_set = EvalDataset(dataset, range(min(num_images, len(dataset))), transform, name, image_mean, image_std)
+    modes = {module: module.training for module in net.modules()}
+    net.eval()
+    paths = []
+    try:
+        with torch.inference_mode():
+            for k in range(len(eval_set)):
+                image, label = eval_set.load(k)
+                pixels = to_tensors(np.asarray(image), mean=eval_set.mean, std=eval_set.std)[None].to(device)
+                prediction = predict(net, pixels, label.shape, mixed_precision)[0].cpu().numpy()
+                panel = overlay_panel(image, label, prediction, max_width)
+                path = os.path.join(output_dir, f"{dataset_slug(name)}_overlay_{k}.png")
+                paths.append(atomic_write(path, lambda tmp, panel=panel: panel.save(tmp, format="PNG")))
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    return paths
+
+
+def write_evaluation_report(
+    results: Mapping[str, Mapping],
+    output_dir: str,
+    *,
+    model=None,
+    datasets: Optional[Mapping] = None,
+    num_overlays: int = 3,
+    mapillary_crop: str = "faithful",
+    eval_sizes: Optional[Mapping] = None,
+    mixed_precision: Optional[str] = None,
+    json_path: Optional[str] = None,
+    metadata: Optional[Mapping] = None,
+    image_mean=IMAGENET_MEAN,
+    image_std=IMAGENET_STD,
+) -> dict:
+    """Write, per dataset of `results` (from `evaluate_model`): `{name}_per_class_iou.png`,
+    `{name}_confusion_matrix.png`, `{name}_per_class_iou.md` and, when `model` and `datasets` are
+    given, `num_overlays` prediction overlays; then the JSON (`json_path`, default
+    `output_dir/eval_results.json`) with `mean_iou` per dataset, every result (NaN -> null), the
+    written files and `metadata`. Call it on the main process only. Returns the JSON content."""
+    os.makedirs(output_dir, exist_ok=True)
+    files: Dict[str, dict] = {}
+    for name, result in results.items():
+        slug = dataset_slug(name)
+        entry = {
+            "per_class_iou_png": plot_per_class_iou(name, result, os.path.join(output_dir, f"{slug}_per_class_iou.png")),
+            "confusion_matrix_png": plot_confusion_matrix(name, result, os.path.join(output_dir, f"{slug}_confusion_matrix.png")),
+        }
+        table = format_iou_table(name, result)
+        entry["per_class_iou_md"] = write_text_atomic(os.path.join(output_dir, f"{slug}_per_class_iou.md"), table)
+        if model is not None and datasets is not None and name in datasets and num_overlays > 0:
+            entry["overlays_png"] = write_overlays(
+                model,
+                name,
+                datasets[name],
+                output_dir,
+                num_images=num_overlays,
+                mapillary_crop=mapillary_crop,
+                eval_sizes=eval_sizes,
+                mixed_precision=mixed_precision,
+                image_mean=image_mean,
+                image_std=image_std,
+            )
+        files[name] = entry
+    content = {
+        "mean_iou": {name: r["mean_iou"] for name, r in results.items()},
+        **dict(metadata or {}),
+        "results": {name: dict(r) for name, r in results.items()},
+        "files": files,
+    }
+    write_json_atomic(json_path or os.path.join(output_dir, "eval_results.json"), content, strict=True, sort_keys=False)
+    return json_safe(content)
