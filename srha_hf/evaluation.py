@@ -340,34 +340,24 @@ def evaluate_model(
 ) -> Dict[str, dict]:
     """Evaluate `model` on each target dataset; returns `{name: result}` in the order given.
 
-    Args:
-        model: a segmentation model whose eval-mode output has `.logits` (or is the logits tensor)
-            of shape (B, num_labels, h, w); logits not at the label size are resized bilinearly
-            (SRHA's are already at the input size). May be wrapped in DDP / prepared by Accelerate.
-            It is put in eval mode and every submodule's mode is restored afterwards.
-        datasets: `{name: datasets.Dataset from load_benchmark}`; name is a benchmark (gtav,
-            cityscapes, bdd100k, mapillary, synthia) or "benchmark:label"; a single dataset made by
-            `load_benchmark` is also accepted.
-        accelerator: an `accelerate.Accelerator`: its device, process index/count and (when
-            `mixed_precision` is None) its mixed-precision setting are used. Without one, an
-            initialised torch.distributed group is used if there is one.
-        batch_size, num_workers: per-process DataLoader settings.
-        mixed_precision: "no" / "fp16" / "bf16": autocast for the forward.
-        mapillary_crop: docs/method.md §9 D3, "faithful" (default) or "corrected".
-        eval_sizes: keyword arguments of `build_eval_transform` (`gtav_size`, `mapillary_size`),
-            e.g. `synthetic_eval_sizes(size)` for the small synthetic benchmark.
-        max_images: evaluate only the first `max_images` images of each dataset (before sharding).
-        drop_remainder: docs/method.md §9 T3, drop `len % world` images like the reference's sampler.
-        num_labels: defaults to `model.config.num_labels`, else 19.
-        save_predictions: a folder: every process also writes the predictions of its images there
-            (:class:`PredictionSaver`); the result then lists them under `prediction_files`.
-        prediction_format: "trainid" (default) or "cityscapes" (label IDs, 19-class models only).
+    `model`: eval-mode output with `.logits` (or the logits tensor) of shape (B, num_labels, h, w), resized
+    bilinearly to the label size where needed; may be wrapped in DDP / prepared by Accelerate; put in eval
+    mode, and every submodule's mode restored afterwards. `datasets`: `{name: load_benchmark dataset}`, name
+    a benchmark (gtav, cityscapes, bdd100k, mapillary, synthia) or "benchmark:label"; one dataset alone is
+    accepted too. `accelerator`: its device, process index/count and (when `mixed_precision` is None) its
+    precision are used; without one, an initialised torch.distributed group if there is one.
+    `batch_size`, `num_workers`: per process. `mixed_precision`: "no" / "fp16" / "bf16" autocast.
+    `mapillary_crop`: docs/method.md §9 D3, "faithful" or "corrected". `eval_sizes`: `build_eval_transform`
+    keywords (`gtav_size`, `mapillary_size`), e.g. `synthetic_eval_sizes(size)`. `max_images`: the first N
+    images of each dataset (before sharding). `drop_remainder`: §9 T3. `num_labels`: default
+    `model.config.num_labels`, else 19. `save_predictions`: a folder where every process also writes its
+    images' predictions (:class:`PredictionSaver`) in `prediction_format` ("trainid" or "cityscapes").
 
-    Returns per dataset: `mean_iou`, `mean_accuracy`, `overall_accuracy`, `frequency_weighted_iou`,
-    `per_category_iou` / `per_category_accuracy` (class name -> value, NaN for a class absent from
-    both ground truth and predictions), `confusion_matrix` (list of lists, rows = ground truth),
-    `num_images` (over all processes), plus `benchmark`, `class_names`, `seconds`. Every process
-    returns the same results (except `prediction_files`: the files this process wrote).
+    Per dataset: `mean_iou`, `mean_accuracy`, `overall_accuracy`, `frequency_weighted_iou`,
+    `per_category_iou` / `per_category_accuracy` (class name -> value, NaN for a class absent from both
+    ground truth and predictions), `confusion_matrix` (rows = ground truth), `num_images` (all processes),
+    `benchmark`, `class_names`, `seconds`, and with `save_predictions` the `prediction_files` this process
+    wrote. Every process returns the same results otherwise.
     """
     items = _dataset_items(datasets)
     if batch_size < 1:
@@ -388,6 +378,7 @@ def evaluate_model(
     rank, world, reduce = _distributed(accelerator)
     device, _ = model_device_dtype(net)
     counting = dict(device=device, num_labels=num_labels, ignore_index=ignore_index, mixed_precision=mixed_precision)
+    loading = dict(batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
 
     modes = {module: module.training for module in net.modules()}
     net.eval()
@@ -397,9 +388,8 @@ def evaluate_model(
             start = time.perf_counter()
             length = len(dataset) if max_images is None else min(len(dataset), max_images)
             shard = shard_indices(length, rank, world, drop_remainder=drop_remainder)
-            eval_set = EvalDataset(dataset, shard, transform, key, image_mean, image_std)
-            loader = torch.utils.data.DataLoader(eval_set, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                                                 collate_fn=_collate, pin_memory=device.type == "cuda")  # fmt: skip
+            loader = torch.utils.data.DataLoader(EvalDataset(dataset, shard, transform, key, image_mean, image_std),
+                                                 shuffle=False, collate_fn=_collate, **loading)  # fmt: skip
             saver = None if save_predictions is None else PredictionSaver(save_predictions, key, dataset, prediction_format)
             desc = f"eval {key}" + (f" (rank 0 of {world})" if world > 1 else "")
             with _progress(len(shard), desc, progress and rank == 0) as bar:
@@ -407,19 +397,24 @@ def evaluate_model(
                     hist, count = _confusion_over(net, loader, bar=bar, saver=saver, **counting)
                 finally:
                     written = saver.close() if saver is not None else None
-            totals = torch.cat([hist.reshape(-1).cpu(), torch.tensor([count], dtype=torch.int64)])
-            if reduce is not None:
-                totals = reduce(totals)
-            matrix = totals[:-1].reshape(num_labels, num_labels).numpy()
-            result = _results_from_matrix(matrix, names, int(totals[-1]))
-            result.update(benchmark=kind, class_names=list(names), seconds=time.perf_counter() - start)
-            if written is not None:
-                result["prediction_files"] = written
-            results[key] = result
+            results[key] = _gathered_result(hist, count, reduce, names, kind, start, written)
     finally:
         for module, training in modes.items():
             module.training = training
     return results
+
+
+def _gathered_result(hist: torch.Tensor, count: int, reduce, names: list, kind: str, start: float, written) -> dict:
+    """One dataset's result from this process's confusion matrix and image count, summed over processes."""
+    totals = torch.cat([hist.reshape(-1).cpu(), torch.tensor([count], dtype=torch.int64)])
+    if reduce is not None:
+        totals = reduce(totals)
+    num_labels = hist.shape[0]
+    result = _results_from_matrix(totals[:-1].reshape(num_labels, num_labels).numpy(), names, int(totals[-1]))
+    result.update(benchmark=kind, class_names=list(names), seconds=time.perf_counter() - start)
+    if written is not None:
+        result["prediction_files"] = written
+    return result
 
 
 def _progress(total: int, desc: str, enabled: bool):
