@@ -34,6 +34,7 @@ Load it with `evaluate.load("srha_hf/metrics/mean_iou.py")` or `srha_hf.metrics.
 This file depends only on numpy, evaluate and datasets (torch is used when installed).
 """
 
+import functools
 import os
 import time
 import warnings
@@ -364,19 +365,12 @@ class JointCounts:
 
 
 LANES = 4
-_LANE_CACHE: Dict[tuple, object] = {}
 
 
+@functools.lru_cache(maxsize=4)
 def _lane_offsets(length: int, cells: int):
-    """int16 (length,) = (i % LANES) * cells, cached for the last few shapes."""
-    key = (length, cells)
-    offsets = _LANE_CACHE.get(key)
-    if offsets is None:
-        if len(_LANE_CACHE) >= 4:
-            _LANE_CACHE.clear()
-        offsets = (torch.arange(length, dtype=torch.int32) % LANES * cells).to(torch.int16)
-        _LANE_CACHE[key] = offsets
-    return offsets
+    """int16 (length,) = (i % LANES) * cells, cached for the last few shapes (read only)."""
+    return (torch.arange(length, dtype=torch.int32) % LANES * cells).to(torch.int16)
 
 
 def _dense_counts(ref, pred, rows: int, cols: int) -> np.ndarray:
