@@ -16,6 +16,10 @@ python3 -c "import torch, transformers; print('torch', torch.__version__, 'trans
 for args in "--crop 256 --batch 2" "--crop 768 --batch 4" "--crop 768 --batch 4 --amp bf16"; do
   (cd benchmarks && timeout 120 python3 bench_step.py --repeats 7 $args) 2>&1 | tee -a "$OUT/bench_step.log"
 done
+# the cost of the deterministic key (cuDNN deterministic vs autotuned), fp32 and bf16 at the recipe's size
+for args in "--crop 768 --batch 4" "--crop 768 --batch 4 --amp bf16"; do
+  (cd benchmarks && timeout 150 python3 bench_deterministic.py --repeats 7 $args) 2>&1 | tee -a "$OUT/bench_deterministic.log"
+done
 # the training script on CUDA with bf16 autocast: a short demo run with an evaluation in the middle
 timeout 300 python3 -m accelerate.commands.launch --num_processes 1 --num_machines 1 --mixed_precision bf16 \
   --dynamo_backend no scripts/train.py --config configs/demo.yaml --max_iter 60 --eval_steps 30 \
