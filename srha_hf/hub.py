@@ -122,6 +122,7 @@ def training_card_fields(config, model_config, *, num_processes: int, hardware: 
         "crop_size": config.crop_size,
         "concentration": model_config.srm_concentration,
         "pc_weight": model_config.pc_weight,
+        "pc_warmup_steps": config.pc_warmup_steps,
         "teacher_mode": model_config.teacher_mode,
         "training_time": f"{training_time / 3600:.2f} h" if training_time > 3600 else f"{training_time:.0f} s",
         "hardware": hardware,
