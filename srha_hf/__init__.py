@@ -21,6 +21,7 @@ from .losses import (
 from .modeling_srha import SRHAForSemanticSegmentation, SRHASemanticSegmenterOutput, style_elimination
 from .objective import SRHATeacher, build_teacher, compute_srha_loss, pc_warmup_factor, update_teacher_ema, uses_teacher
 from .srm import SemanticRearrangement, sample_mixing_weights, semantic_rearrangement
+from .version import __version__  # noqa: F401 - srha_hf.__version__
 
 
 def load_benchmark(name, root, split, **kwargs):
@@ -44,7 +45,6 @@ def evaluate_model(model, datasets, **kwargs):
 
     return _evaluate(model, datasets, **kwargs)
 
-__version__ = "0.1.0"
 
 AutoConfig.register(SRHAConfig.model_type, SRHAConfig, exist_ok=True)
 AutoModelForSemanticSegmentation.register(SRHAConfig, SRHAForSemanticSegmentation, exist_ok=True)

@@ -38,8 +38,13 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from tqdm.auto import tqdm
 
 from .atomic import current_umask, publish_dir
+from .configuration_srha import SRHAConfig
+from .hub import render_conversion_card
+from .image_processing_srha import SRHAImageProcessor
+from .modeling_srha import SRHAForSemanticSegmentation
 
 ARCHS: Dict[str, Optional[str]] = {
     "r50": "resnet50",
@@ -354,6 +359,80 @@ def _num_labels(state: Dict[str, torch.Tensor]) -> Optional[int]:
     return None
 
 
+def _check_conversion_target(arch: str, output_dir, overwrite: bool) -> Tuple[str, Path]:
+    """The backbone of ``arch`` and the output folder, refusing an unknown arch or an existing folder."""
+    if arch not in ARCHS:
+        raise ValueError(f"--arch {arch!r} is not one of {', '.join(ARCHS)}")
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise FileExistsError(f"{output_dir} already exists (pass overwrite=True / --overwrite to replace it)")
+    return ARCHS[arch], output_dir
+
+
+def _build_model(num_labels: int, backbone: str, head: str) -> SRHAForSemanticSegmentation:
+    """A freshly initialised model of the arch (seeded: its initial values never reach the output)."""
+    config = SRHAConfig(backbone=backbone, decode_head=head, num_labels=num_labels, backbone_pretrained=None)
+    torch.manual_seed(0)
+    return SRHAForSemanticSegmentation(config)
+
+
+def _load_into(model, original: OriginalCheckpoint, arch: str, backbone: str, head: str):
+    """Map the checkpoint's tensors onto ``model`` and load them strictly; return ``(state, notes)``.
+
+    A mismatch is re-raised naming the file and the arch, with the arch the file looks like when that differs.
+    """
+    try:
+        state, notes = map_original_state_dict(original.state_dict, backbone, model.state_dict(), head=head)
+    except CheckpointMismatchError as exc:
+        guess = guess_arch(original.state_dict)
+        hint = f" The checkpoint looks like --arch {guess}." if guess and guess != arch else ""
+        raise CheckpointMismatchError(
+            f"{original.path.name} does not match the {arch} ({backbone}, {head}) model; conversion refused.{hint}\n{exc}",
+            exc.missing, exc.unexpected, exc.mismatched,
+        ) from None  # fmt: skip
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return state, notes
+
+
+def _provenance(original: OriginalCheckpoint, arch: str, notes: List[str]) -> dict:
+    """Where the weights came from, stored as the config's ``original_checkpoint`` and shown in the card."""
+    return {
+        "file": original.path.name,
+        "sha256": original.sha256,
+        "epoch": original.epoch,
+        "mean_iu": original.mean_iu,
+        "command": original.command,
+        "arch": arch,
+        "converted": _dt.date.today().isoformat(),
+        "notes": notes,
+    }
+
+
+def _write_model_folder(model, state, provenance: dict, output_dir: Path, card_fields: dict, steps) -> None:
+    """Save model, image processor and card to a temporary sibling folder, check it, then publish it as ``output_dir``.
+
+    ``card_fields`` are :func:`~srha_hf.hub.render_conversion_card`'s keyword arguments but
+    ``num_tensors``. Nothing is left behind on failure.
+    """
+    parent = output_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=parent))
+    try:
+        model.save_pretrained(tmp)
+        SRHAImageProcessor().save_pretrained(tmp)
+        steps.update(1)
+        card = render_conversion_card(provenance, num_tensors=len(state), **card_fields)
+        card.save(tmp / "README.md")
+        _check_saved(tmp, state)
+        for written in tmp.iterdir():  # save_pretrained may leave private (0600) files
+            os.chmod(written, 0o666 & ~current_umask())
+        publish_dir(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite: bool = False,
                                 repo_id: Optional[str] = None, progress: bool = True) -> dict:  # fmt: skip
     """Convert the authors' checkpoint file for ``arch`` (``r50``, ``r101``, ``mobilenetv2``,
@@ -363,74 +442,23 @@ def convert_original_checkpoint(checkpoint, arch: str, output_dir, *, overwrite:
     Raises ``ValueError`` for an unreadable file or unsupported arch, :class:`CheckpointMismatchError`
     (missing / unexpected / mis-shaped keys) when the tensors do not fit, ``FileExistsError`` when
     ``output_dir`` exists and ``overwrite`` is False. Nothing is written unless the conversion succeeds."""
-    from tqdm.auto import tqdm
-
-    from .configuration_srha import SRHAConfig
-    from .hub import render_conversion_card
-    from .image_processing_srha import SRHAImageProcessor
-    from .modeling_srha import SRHAForSemanticSegmentation
-
-    if arch not in ARCHS:
-        raise ValueError(f"--arch {arch!r} is not one of {', '.join(ARCHS)}")
-    backbone = ARCHS[arch]
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(f"{output_dir} already exists (pass overwrite=True / --overwrite to replace it)")
-
+    backbone, output_dir = _check_conversion_target(arch, output_dir, overwrite)
+    head = ARCH_HEADS.get(arch, "deeplabv3plus")
     steps = tqdm(total=5, desc="convert", unit="step", disable=not progress, dynamic_ncols=True)
     try:
         original = read_original_checkpoint(checkpoint)
         steps.update(1)
         num_labels = _num_labels(original.state_dict) or 19
-        head = ARCH_HEADS.get(arch, "deeplabv3plus")
-        config = SRHAConfig(backbone=backbone, decode_head=head, num_labels=num_labels, backbone_pretrained=None)
-        torch.manual_seed(0)
-        model = SRHAForSemanticSegmentation(config)
+        model = _build_model(num_labels, backbone, head)
         steps.update(1)
-        try:
-            state, notes = map_original_state_dict(original.state_dict, backbone, model.state_dict(), head=head)
-        except CheckpointMismatchError as exc:
-            guess = guess_arch(original.state_dict)
-            hint = f" The checkpoint looks like --arch {guess}." if guess and guess != arch else ""
-            raise CheckpointMismatchError(
-                f"{original.path.name} does not match the {arch} ({backbone}, {head}) model; conversion refused.{hint}\n{exc}",
-                exc.missing, exc.unexpected, exc.mismatched,
-            ) from None
-        model.load_state_dict(state, strict=True)
-        model.eval()
+        state, notes = _load_into(model, original, arch, backbone, head)
         steps.update(1)
-
-        provenance = {
-            "file": original.path.name,
-            "sha256": original.sha256,
-            "epoch": original.epoch,
-            "mean_iu": original.mean_iu,
-            "command": original.command,
-            "arch": arch,
-            "converted": _dt.date.today().isoformat(),
-            "notes": notes,
-        }
+        provenance = _provenance(original, arch, notes)
         model.config.backbone_pretrained = None
         model.config.backbone_pretrained_source = None
         model.config.original_checkpoint = provenance
-
-        parent = output_dir.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=parent))
-        try:
-            model.save_pretrained(tmp)
-            SRHAImageProcessor().save_pretrained(tmp)
-            steps.update(1)
-            card = render_conversion_card(provenance, arch=arch, backbone=backbone, arch_name=ARCH_NAMES[arch],
-                                          num_tensors=len(state), repo_or_path=repo_id or str(output_dir), head=head)  # fmt: skip
-            card.save(tmp / "README.md")
-            _check_saved(tmp, state)
-            for written in tmp.iterdir():  # save_pretrained may leave private (0600) files
-                os.chmod(written, 0o666 & ~current_umask())
-            publish_dir(tmp, output_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        card_fields = dict(arch=arch, backbone=backbone, arch_name=ARCH_NAMES[arch], repo_or_path=repo_id or str(output_dir), head=head)
+        _write_model_folder(model, state, provenance, output_dir, card_fields, steps)
         steps.update(1)
     finally:
         steps.close()

@@ -8,6 +8,7 @@ from typing import Dict, Optional
 
 from .atomic import publish_dir
 from .image_processing_srha import SRHAImageProcessor
+from .version import __version__
 
 # Package data (setup.cfg [options.package_data]): found next to this module in a wheel install too.
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "srha_model_card.md"
@@ -121,6 +122,7 @@ def training_card_fields(config, model_config, *, num_processes: int, hardware: 
         "crop_size": config.crop_size,
         "concentration": model_config.srm_concentration,
         "pc_weight": model_config.pc_weight,
+        "pc_warmup_steps": config.pc_warmup_steps,
         "teacher_mode": model_config.teacher_mode,
         "training_time": f"{training_time / 3600:.2f} h" if training_time > 3600 else f"{training_time:.0f} s",
         "hardware": hardware,
@@ -224,8 +226,6 @@ def render_conversion_card(provenance: Dict[str, object], *, arch: str, backbone
     """Model card of a model converted from the authors' checkpoint: where the weights came from
     (file, sha256, epoch, mean_iu, training command) and how they were mapped."""
     from huggingface_hub import ModelCard, ModelCardData
-
-    from . import __version__
 
     mean_iu = provenance.get("mean_iu")
     card_data = ModelCardData(

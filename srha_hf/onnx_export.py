@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write
+from .version import __version__
 
 __all__ = ["ExportCheckError", "check_onnx", "export_onnx"]
 
@@ -59,8 +60,6 @@ def _quiet():
 
 
 def _metadata(model, processor, source: Optional[str]) -> Dict[str, str]:
-    from . import __version__
-
     config = getattr(model, "config", None)
     meta = {"producer": f"srha_hf {__version__}", "exported_from": str(source or "")}
     if config is not None:

@@ -13,7 +13,7 @@ row ``k`` gives the weights with which region ``k`` borrows the statistics of ev
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -67,6 +67,121 @@ def _restrict_weights(weights: torch.Tensor, present: torch.Tensor) -> torch.Ten
     return torch.where(total > 0, masked / total.clamp_min(torch.finfo(weights.dtype).tiny), uniform)
 
 
+class _RegionLayout(NamedTuple):
+    """Where every pixel of a batch falls among the ``R`` regions (see the module docstring)."""
+
+    regions: torch.Tensor  # (B, N) region index of every pixel
+    index: torch.Tensor  # (B, C, N) expanded view of ``regions``: the gather index along the pixel axis
+    one_hot: torch.Tensor  # (B, R, N) float32
+    counts: torch.Tensor  # (B, R) pixels per region
+    present: torch.Tensor  # (B, R) bool: the regions that take part in the mixtures
+    safe_counts: torch.Tensor  # (B, 1, R) counts clamped to at least one
+
+
+def _first_half_labels(labels: torch.Tensor, batch: int) -> torch.Tensor:
+    """Keep the first ``B`` label maps of a ``(B, ...)`` or ``(2B, ...)`` batch; anything else is an error."""
+    if labels.shape[0] == 2 * batch:
+        return labels[:batch]
+    if labels.shape[0] != batch:
+        raise ValueError(f"labels batch {labels.shape[0]} matches neither B={batch} nor 2B={2 * batch}")
+    return labels
+
+
+def _region_layout(
+    labels: torch.Tensor,
+    x_shape: torch.Size,
+    size: tuple,
+    device,
+    *,
+    num_labels: int,
+    ignore_index: int,
+    include_ignore: bool,
+    check_labels: bool,
+) -> _RegionLayout:
+    """Resize ``labels`` to the feature ``size`` and lay out their regions for flattened features of ``x_shape``."""
+    batch = x_shape[0]
+    regions = labels_to_regions(resize_labels_nearest(labels.to(device), size), num_labels, ignore_index, check=check_labels)
+    regions = regions.reshape(batch, size[0] * size[1])
+    index = regions[:, None, :].expand(x_shape)
+    one_hot = region_one_hot(regions, num_labels + 1)
+    counts = one_hot.sum(dim=-1)
+    present = counts > 0
+    if not include_ignore:
+        present[:, num_labels] = False
+    return _RegionLayout(regions, index, one_hot, counts, present, counts.clamp_min(1.0)[:, None, :])
+
+
+def _centre_on_region_means(x: torch.Tensor, layout: _RegionLayout, out: Optional[torch.Tensor] = None):
+    """Return the region means ``(B, C, R)`` and ``x`` minus its region's mean ``(B, C, N)``.
+
+    With ``out`` (a ``(B, C, N)`` buffer) the centred features are computed there in place.
+    """
+    means = sum_over_regions(layout.one_hot, x) / layout.safe_counts
+    if out is not None:
+        centred = torch.gather(means, 2, layout.index, out=out)
+        torch.sub(x, centred, out=centred)
+    else:
+        centred = x - torch.gather(means, 2, layout.index)
+    return means, centred
+
+
+def _region_stds(centred: torch.Tensor, layout: _RegionLayout, unbiased_std: bool):
+    """Return the region stds ``(B, C, R)`` (plus :data:`STD_EPS`) and the squares buffer ``(B, C, N)``.
+
+    Second pass of the reference's two-pass statistics: the spread around the region means, biased
+    unless ``unbiased_std`` (docs/method.md §9 M7).
+    """
+    squares = centred * centred
+    sq_sums = sum_over_regions(layout.one_hot, squares)
+    denom = (layout.counts - 1.0).clamp_min(1.0)[:, None, :] if unbiased_std else layout.safe_counts
+    # clamp: a zero variance (one-pixel or constant region) must not give an infinite sqrt gradient
+    stds = (sq_sums / denom).clamp_min(torch.finfo(torch.float32).tiny).sqrt() + STD_EPS
+    return stds, squares
+
+
+def _resolve_weights(mixing_weights, present, *, concentration, generator, device) -> torch.Tensor:
+    """Draw (when ``None``) or check the ``(B, R, R)`` mixing weights, then restrict them to ``present``."""
+    batch, num_regions = present.shape
+    if mixing_weights is None:
+        mixing_weights = sample_mixing_weights(batch, num_regions, concentration, generator, device)
+    elif tuple(mixing_weights.shape) != (batch, num_regions, num_regions):
+        raise ValueError(
+            f"mixing_weights must be (B, R, R) = ({batch}, {num_regions}, {num_regions}), got {tuple(mixing_weights.shape)}"
+        )
+    return _restrict_weights(mixing_weights.to(device=device, dtype=torch.float32), present)
+
+
+def _mixed_statistics(means: torch.Tensor, stds: torch.Tensor, weights: torch.Tensor):
+    """Return every region's target mean ``μ̂_k`` and the std ratio ``σ̂_k / σ_k``, both ``(B, C, R)``."""
+    weights_t = weights.transpose(1, 2)
+    target_means = torch.bmm(means, weights_t)  # row k mixes the columns with w_k
+    scale = torch.bmm(stds, weights_t) / stds
+    return target_means, scale
+
+
+def _restyle_in_place(centred, squares, scale, target_means, index) -> None:
+    """Turn ``centred`` into ``centred · scale_k + μ̂_k`` in place, gathering the factors into ``squares``."""
+    centred.mul_(torch.gather(scale, 2, index, out=squares))
+    centred.add_(torch.gather(target_means, 2, index, out=squares))
+
+
+def _restyled(x, centred, scale, target_means, layout: _RegionLayout, include_ignore: bool) -> torch.Tensor:
+    """Return ``centred · scale_k + μ̂_k`` as a new ``(B, C, N)`` tensor; ignore pixels keep ``x`` unless ``include_ignore``."""
+    rearranged = torch.addcmul(torch.gather(target_means, 2, layout.index), centred, torch.gather(scale, 2, layout.index))
+    if not include_ignore:  # ignore pixels keep their values
+        ignore_region = layout.one_hot.shape[1] - 1
+        rearranged = torch.where((layout.regions == ignore_region)[:, None, :], x, rearranged)
+    return rearranged
+
+
+def _detached_leaf(rearranged: torch.Tensor) -> torch.Tensor:
+    """docs/method.md §9 M8: cut the rearranged half from the graph, as a new leaf requiring grad when grad is on."""
+    rearranged = rearranged.detach()
+    if torch.is_grad_enabled():
+        rearranged.requires_grad_(True)
+    return rearranged
+
+
 def semantic_rearrangement(
     features: torch.Tensor,
     labels: torch.Tensor,
@@ -106,73 +221,34 @@ def semantic_rearrangement(
     if features.dim() != 4:
         raise ValueError(f"features must be (B, C, h, w), got shape {tuple(features.shape)}")
     batch, channels, height, width = features.shape
-    if labels.shape[0] == 2 * batch:
-        labels = labels[:batch]
-    elif labels.shape[0] != batch:
-        raise ValueError(f"labels batch {labels.shape[0]} matches neither B={batch} nor 2B={2 * batch}")
-    num_regions = num_labels + 1
+    labels = _first_half_labels(labels, batch)
 
     # Common training case (frozen layer0, float32): both halves are written straight into the output
     # and the rearranged half is computed in place there.
     in_place = detach_rearranged and include_ignore and not features.requires_grad and features.dtype == torch.float32
     with torch.autocast(device_type=features.device.type, enabled=False):
         x = features.float().reshape(batch, channels, height * width)
-        regions = labels_to_regions(
-            resize_labels_nearest(labels.to(features.device), (height, width)), num_labels, ignore_index, check=check_labels
-        ).reshape(batch, height * width)
-        index = regions[:, None, :].expand(x.shape)  # (B, C, N) view: every pixel's region, per channel
-        one_hot = region_one_hot(regions, num_regions)  # (B, R, N)
-        counts = one_hot.sum(dim=-1)  # (B, R)
-        present = counts > 0
-        if not include_ignore:
-            present[:, num_labels] = False
-        safe_counts = counts.clamp_min(1.0)[:, None, :]  # (B, 1, R)
-
-        # Two-pass statistics as the reference: region means, then the spread around them (biased by
-        # default, M7). Region sums are batched matmuls with the one-hot map; per-region values reach
-        # the pixels by a gather along the pixel axis.
-        means = sum_over_regions(one_hot, x) / safe_counts  # (B, C, R)
+        layout = _region_layout(labels, x.shape, (height, width), features.device, num_labels=num_labels,
+                                ignore_index=ignore_index, include_ignore=include_ignore, check_labels=check_labels)
+        out = None
         if in_place:
             out = torch.empty((2 * batch, channels, height, width), dtype=features.dtype, device=features.device)
             out[:batch].copy_(features)
-            centred = torch.gather(means, 2, index, out=out[batch:].view(batch, channels, -1))
-            torch.sub(x, centred, out=centred)
-        else:
-            out = None
-            centred = x - torch.gather(means, 2, index)  # (B, C, N)
-        squares = centred * centred
-        sq_sums = sum_over_regions(one_hot, squares)
-        denom = (counts - 1.0).clamp_min(1.0)[:, None, :] if unbiased_std else safe_counts
-        # clamp: a zero variance (one-pixel or constant region) must not give an infinite sqrt gradient
-        stds = (sq_sums / denom).clamp_min(torch.finfo(torch.float32).tiny).sqrt() + STD_EPS  # (B, C, R)
-
-        if mixing_weights is None:
-            mixing_weights = sample_mixing_weights(batch, num_regions, concentration, generator, features.device)
-        elif tuple(mixing_weights.shape) != (batch, num_regions, num_regions):
-            raise ValueError(
-                f"mixing_weights must be (B, R, R) = ({batch}, {num_regions}, {num_regions}), "
-                f"got {tuple(mixing_weights.shape)}"
-            )
-        weights = _restrict_weights(mixing_weights.to(device=features.device, dtype=torch.float32), present)
-        weights_t = weights.transpose(1, 2)
-        target_means = torch.bmm(means, weights_t)  # (B, C, R): row k mixes the columns with w_k
-        scale = torch.bmm(stds, weights_t) / stds  # σ̂_k / σ_k
+        # Two-pass statistics as the reference: region means, then the spread around them. Region sums
+        # are batched matmuls with the one-hot map; per-region values reach the pixels by gathers.
+        means, centred = _centre_on_region_means(x, layout, None if out is None else out[batch:].view(batch, channels, -1))
+        stds, squares = _region_stds(centred, layout, unbiased_std)
+        weights = _resolve_weights(mixing_weights, layout.present, concentration=concentration, generator=generator, device=features.device)
+        target_means, scale = _mixed_statistics(means, stds, weights)
         # x̃ = (x − μ_k) / σ_k · σ̂_k + μ̂_k
         if in_place:  # the squares buffer is free again: it takes the gathered factors in turn
-            centred.mul_(torch.gather(scale, 2, index, out=squares))
-            centred.add_(torch.gather(target_means, 2, index, out=squares))
+            _restyle_in_place(centred, squares, scale, target_means, layout.index)
         else:
-            rearranged = torch.addcmul(torch.gather(target_means, 2, index), centred, torch.gather(scale, 2, index))
-            if not include_ignore:  # ignore pixels keep their values
-                rearranged = torch.where((regions == num_labels)[:, None, :], x, rearranged)
+            rearranged = _restyled(x, centred, scale, target_means, layout, include_ignore)
             rearranged = rearranged.reshape(batch, channels, height, width).to(features.dtype)
 
     if out is None:
-        if detach_rearranged:
-            rearranged = rearranged.detach()
-            if torch.is_grad_enabled():
-                rearranged.requires_grad_(True)
-        out = torch.cat([features, rearranged], dim=0)
+        out = torch.cat([features, _detached_leaf(rearranged) if detach_rearranged else rearranged], dim=0)
     if return_weights:
         return out, weights
     return out

@@ -166,3 +166,53 @@ def test_pc_warmup_follows_the_global_step_across_a_resume(synthetic_root, tmp_p
         if "train/pc_weight" in acc.Tags()["scalars"]:  # (the hyperparameter files hold no scalars)
             logged.update({e.step: e.value for e in acc.Scalars("train/pc_weight")})
     assert logged == pytest.approx({1: 0.0, 2: 2.5, 3: 5.0, 4: 7.5})
+
+
+def test_logged_pc_weight_is_the_one_the_step_used(synthetic_root, tmp_path, monkeypatch):
+    """train/pc_weight is the weight training_step passed to the loss (its StepResult), not a recomputation:
+    a warm-up factor that changes at every call is asked once per step and logged as used."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    factors = iter([0.3, 0.7, 0.1, 0.9])
+    calls = []
+
+    def factor(step, warmup_steps):
+        calls.append((step, warmup_steps))
+        return next(factors)
+
+    monkeypatch.setattr(trainer, "pc_warmup_factor", factor)  # the name the trainer imported
+    out_dir = tmp_path / "run"
+    args = run_args(synthetic_root, out_dir, "--max_iter", "2", "--checkpointing_steps", "0", "--val_datasets", "cityscapes")
+    config = load_config(None, parse_overrides(args + ["--pc_warmup_steps", "5", "--report_to", "tensorboard"]))
+    assert train(config)["status"] == "completed"
+    assert calls == [(0, 5), (1, 5)]
+    logged = {}
+    for events in sorted((out_dir / "logs").rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        if "train/pc_weight" in acc.Tags()["scalars"]:
+            logged.update({e.step: e.value for e in acc.Scalars("train/pc_weight")})
+    assert logged == pytest.approx({1: 3.0, 2: 7.0})
+    card = (out_dir / "model" / "README.md").read_text()
+    assert "| PC warm-up | `pc_warmup_steps` 5: PC weight × min(1, step / 5) |" in card
+
+
+def test_pc_warmup_steps_is_in_the_model_card(tmp_path):
+    from srha_hf import SRHAConfig
+    from srha_hf.hub import render_model_card, training_card_fields
+
+    rows = {}
+    for steps in (0, 150):
+        config = load_config(None, {"pc_warmup_steps": steps, "backbone": "shufflenetv2"})
+        fields = training_card_fields(config, SRHAConfig(backbone="shufflenetv2"), num_processes=1, hardware="CPU", training_time=12.0)
+        assert fields["pc_warmup_steps"] == steps
+        results = {"cityscapes": {"mean_iou": 0.25, "num_images": 3, "per_category_iou": {"road": 0.5}}}
+        card = render_model_card(results, model_name="m", backbone="shufflenetv2",
+                                 source_dataset="gtav", recipe="demo", training=fields)  # fmt: skip
+        card.save(str(tmp_path / f"README-{steps}.md"))
+        text = (tmp_path / f"README-{steps}.md").read_text()
+        rows[steps] = [line for line in text.splitlines() if line.startswith("| PC warm-up |")]
+    assert rows == {
+        0: ["| PC warm-up | `pc_warmup_steps` 0 (PC at full weight from step 0) |"],
+        150: ["| PC warm-up | `pc_warmup_steps` 150: PC weight × min(1, step / 150) |"],
+    }

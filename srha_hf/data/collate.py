@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from ..srm import DEFAULT_CONCENTRATION
+from ..srm import DEFAULT_CONCENTRATION, sample_mixing_weights
 from .seeding import STREAM_SRM, torch_generator
 
 
@@ -37,8 +37,6 @@ class SRMCollator:
 
     def weights_for(self, epoch: int, index: int) -> torch.Tensor:
         """(R, R) mixing weights of one sample."""
-        from ..srm import sample_mixing_weights
-
         generator = torch_generator(self.seed, epoch, index, STREAM_SRM)
         return sample_mixing_weights(1, self.num_labels + 1, self.concentration, generator=generator)[0]
 

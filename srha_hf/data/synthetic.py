@@ -188,18 +188,27 @@ class _Canvas:
         self.kind[y0:][mask] = k
 
 
-def draw_scene(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
-    """An (H, W) uint8 map of semantic kinds for one street scene (all 19 classes drawn)."""
-    c = _Canvas(width, height)
-    W, H = width, height
-    horizon = H * rng.uniform(0.38, 0.48)
-    vx = W * rng.uniform(0.42, 0.58)
+@dataclass
+class _Street:
+    """A scene being drawn: its canvas, the horizon row and the vanishing point's column."""
 
-    def depth(y):  # 0 at the horizon, 1 at the bottom
-        return float(np.clip((y - horizon) / (H - horizon), 0.05, 1.0))
+    c: _Canvas
+    horizon: float
+    vx: float
 
-    c.rect(10, 0, 0, W, horizon + 1)  # sky
-    # buildings along both sides, reaching below the horizon
+    def depth(self, y) -> float:
+        """0 at the horizon, 1 at the bottom (clipped below at 0.05)."""
+        return float(np.clip((y - self.horizon) / (self.c.h - self.horizon), 0.05, 1.0))
+
+    def ground_y(self, rng: np.random.Generator, lo: float, hi: float) -> float:
+        """A random row between the horizon (``lo = 0``) and the bottom (``hi = 1``)."""
+        return self.horizon + (self.c.h - self.horizon) * rng.uniform(lo, hi)
+
+
+def _draw_sky_buildings_trees(s: _Street, rng: np.random.Generator) -> None:
+    """The sky, buildings along both sides reaching below the horizon, tree crowns and bushes."""
+    c, W, H, horizon, vx = s.c, s.c.w, s.c.h, s.horizon, s.vx
+    c.rect(10, 0, 0, W, horizon + 1)
     for side in (0, 1):
         x = 0.0 if side == 0 else vx + W * 0.08
         end = vx - W * 0.08 if side == 0 else W
@@ -208,41 +217,49 @@ def draw_scene(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
             top = H * rng.uniform(0.04, 0.3)
             c.rect(2, x, top, min(x + bw, end), horizon + H * 0.12)
             x += bw + (W * rng.uniform(0.0, 0.05) if rng.random() < 0.4 else 0)
-    # tree crowns and bushes
     for _ in range(int(rng.integers(3, 6))):
         cx = W * rng.uniform(0, 1)
         cy = horizon - H * rng.uniform(0.0, 0.15)
         c.ellipse(8, cx, cy, W * rng.uniform(0.04, 0.09), H * rng.uniform(0.06, 0.14))
-    # ground: terrain on both sides, then sidewalks, curbs, road
+
+
+def _draw_ground(s: _Street, rng: np.random.Generator) -> None:
+    """Terrain, sidewalks, curbs and road in perspective, the dashed centre line and a manhole."""
+    c, W, H, horizon, vx = s.c, s.c.w, s.c.h, s.horizon, s.vx
     c.band(9, horizon, (0, 0), (W, W))
     c.band(1, horizon, (vx - W * 0.06, -W * 0.35), (vx + W * 0.06, W * 1.35))
     c.band(CURB, horizon, (vx - W * 0.035, -W * 0.08), (vx + W * 0.035, W * 1.08))
     c.band(0, horizon, (vx - W * 0.03, -W * 0.05), (vx + W * 0.03, W * 1.05))
-    # dashed centre line
     y = horizon + 2
     while y < H:
-        d = depth(y)
+        d = s.depth(y)
         length = 2 + 14 * d
         c.rect(LANE_MARKING, vx - 0.4 - 2.5 * d, y, vx + 0.4 + 2.5 * d, y + length)
         y += length * 2
-    # manhole
-    my = horizon + (H - horizon) * rng.uniform(0.6, 0.9)
-    c.ellipse(MANHOLE, vx + W * rng.uniform(0.05, 0.15) * rng.choice([-1, 1]), my, 8 * depth(my), 2.5 * depth(my))
-    # wall and fence on the sidewalk, far from the camera
-    wy = horizon + (H - horizon) * rng.uniform(0.15, 0.4)
-    d = depth(wy)
+    my = s.ground_y(rng, 0.6, 0.9)
+    c.ellipse(MANHOLE, vx + W * rng.uniform(0.05, 0.15) * rng.choice([-1, 1]), my, 8 * s.depth(my), 2.5 * s.depth(my))
+
+
+def _draw_wall_fence_train(s: _Street, rng: np.random.Generator) -> None:
+    """A wall and a fence on the sidewalks, far from the camera, and a train on the horizon."""
+    c, W, H, horizon = s.c, s.c.w, s.c.h, s.horizon
+    wy = s.ground_y(rng, 0.15, 0.4)
+    d = s.depth(wy)
     c.rect(3, W * rng.uniform(0.0, 0.06), wy - H * 0.22 * d - 6, W * rng.uniform(0.24, 0.32), wy + 4 * d)
-    fy = horizon + (H - horizon) * rng.uniform(0.15, 0.4)
-    d = depth(fy)
+    fy = s.ground_y(rng, 0.15, 0.4)
+    d = s.depth(fy)
     c.rect(4, W * rng.uniform(0.68, 0.76), fy - H * 0.18 * d - 5, W * rng.uniform(0.94, 1.0), fy + 3 * d)
-    # train on the horizon
     ty = horizon + H * 0.02
     tx = W * rng.uniform(-0.1, 0.5)
     c.rect(16, tx, ty - H * 0.1, tx + W * rng.uniform(0.3, 0.5), ty)
-    # poles, lights, signs
+
+
+def _draw_poles(s: _Street, rng: np.random.Generator) -> None:
+    """Poles beside the road, topped by a traffic light (6), a sign (7) or nothing (utility pole)."""
+    c, W, H, vx = s.c, s.c.w, s.c.h, s.vx
     for k, head in ((5, 6), (5, 7), (UTILITY_POLE, None), (5, 7), (5, 6)):
-        py = horizon + (H - horizon) * rng.uniform(0.2, 0.8)
-        d = depth(py)
+        py = s.ground_y(rng, 0.2, 0.8)
+        d = s.depth(py)
         side = rng.choice([-1, 1])
         px = vx + side * (W * 0.06 + (W * 0.55) * d * rng.uniform(0.7, 1.0))
         top = py - H * rng.uniform(0.35, 0.6) * (0.4 + 0.6 * d)
@@ -252,38 +269,63 @@ def draw_scene(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
             c.rect(6, px - 2.5 * pw - 2, top - 6, px + 2.5 * pw + 2, top + H * 0.08 * d + 8)
         elif head == 7:
             c.ellipse(7, px, top + 4, 5 + W * 0.025 * d, 5 + W * 0.025 * d)
-    # vehicles on the road, far to near
+
+
+def _draw_ridden_bike(c: _Canvas, k: int, x: float, y: float, vw: float, vh: float) -> None:
+    """A motorcycle (17) or bicycle (18) with its rider above it."""
+    c.ellipse(k, x - vw * 0.35, y - vh * 0.2, vw * 0.2, vh * 0.25)
+    c.ellipse(k, x + vw * 0.35, y - vh * 0.2, vw * 0.2, vh * 0.25)
+    c.rect(k, x - vw * 0.4, y - vh * 0.5, x + vw * 0.4, y - vh * 0.3)
+    rider = MOTORCYCLIST if k == 17 else 12
+    c.rect(rider, x - vw * 0.15, y - vh * 1.6, x + vw * 0.15, y - vh * 0.45)
+    c.ellipse(rider, x, y - vh * 1.75, vw * 0.13, vh * 0.18)
+
+
+def _draw_vehicles(s: _Street, rng: np.random.Generator) -> None:
+    """Cars, a truck, a bus and two ridden bikes on the road, drawn far to near."""
+    c, W, H, horizon, vx = s.c, s.c.w, s.c.h, s.horizon, s.vx
     vehicles = [(13, 1.0), (13, 1.0), (14, 1.6), (15, 2.0), (17, 0.8), (18, 0.7)]
     ys = np.sort(horizon + (H - horizon) * rng.uniform(0.15, 0.95, size=len(vehicles)))
     order = rng.permutation(len(vehicles))
     for y, (k, size) in zip(ys, [vehicles[i] for i in order]):
-        d = depth(y)
+        d = s.depth(y)
         half_road = W * 0.03 + (W * 0.52) * d
         x = vx + rng.uniform(-0.8, 0.8) * half_road
         vw = W * 0.14 * d * size ** 0.5
         vh = H * 0.13 * d * (size if k in (14, 15) else 0.8 if k in (13,) else 1.0)
-        if k in (17, 18):  # a bike, ridden (rider above it)
-            c.ellipse(k, x - vw * 0.35, y - vh * 0.2, vw * 0.2, vh * 0.25)
-            c.ellipse(k, x + vw * 0.35, y - vh * 0.2, vw * 0.2, vh * 0.25)
-            c.rect(k, x - vw * 0.4, y - vh * 0.5, x + vw * 0.4, y - vh * 0.3)
-            rider = MOTORCYCLIST if k == 17 else 12
-            c.rect(rider, x - vw * 0.15, y - vh * 1.6, x + vw * 0.15, y - vh * 0.45)
-            c.ellipse(rider, x, y - vh * 1.75, vw * 0.13, vh * 0.18)
+        if k in (17, 18):
+            _draw_ridden_bike(c, k, x, y, vw, vh)
         else:
             c.rect(k, x - vw / 2, y - vh, x + vw / 2, y)
-    # pedestrians on the sidewalks
+
+
+def _draw_pedestrians_clutter(s: _Street, rng: np.random.Generator) -> None:
+    """Pedestrians on the sidewalks, then a blob of void clutter and one of unlabeled."""
+    c, W, H, vx = s.c, s.c.w, s.c.h, s.vx
     for _ in range(int(rng.integers(2, 4))):
-        y = horizon + (H - horizon) * rng.uniform(0.1, 0.9)
-        d = depth(y)
+        y = s.ground_y(rng, 0.1, 0.9)
+        d = s.depth(y)
         side = rng.choice([-1, 1])
         x = vx + side * (W * 0.05 + W * 0.6 * d * rng.uniform(0.9, 1.2))
         ph = H * 0.45 * d + 8
         c.rect(11, x - ph * 0.14, y - ph * 0.85, x + ph * 0.14, y)
         c.ellipse(11, x, y - ph * 0.92, ph * 0.09, ph * 0.09)
-    # unlabeled clutter
     for k in (CLUTTER, UNLABELED):
-        y = horizon + (H - horizon) * rng.uniform(0.1, 0.9)
+        y = s.ground_y(rng, 0.1, 0.9)
         c.ellipse(k, W * rng.uniform(0, 1), y, W * 0.02 + 2, H * 0.02 + 2)
+
+
+def draw_scene(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """An (H, W) uint8 map of semantic kinds for one street scene (all 19 classes drawn).
+
+    The parts are drawn back to front, each from the same random stream in a fixed order (the order
+    fixes every generated file: keep it).
+    """
+    c = _Canvas(width, height)
+    horizon = height * rng.uniform(0.38, 0.48)
+    street = _Street(c, horizon, width * rng.uniform(0.42, 0.58))
+    for draw in (_draw_sky_buildings_trees, _draw_ground, _draw_wall_fence_train, _draw_poles, _draw_vehicles, _draw_pedestrians_clutter):
+        draw(street, rng)
     return c.kind
 
 

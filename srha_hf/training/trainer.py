@@ -27,7 +27,7 @@ import platform
 import signal
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import torch
 from accelerate import Accelerator, PartialState
@@ -340,9 +340,17 @@ def epoch_loader(run: TrainingRun):
     return loader, n_batches
 
 
-def training_step(run: TrainingRun, batch: dict) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], list]:
-    """One SGD step on ``batch``; advances ``run.step``. Returns the loss averaged over processes, the
-    loss terms (on the device) and the two groups' learning rates."""
+class StepResult(NamedTuple):
+    """What :func:`training_step` reports about the step it took."""
+
+    mean_loss: torch.Tensor  # the loss averaged over processes
+    terms: Dict[str, torch.Tensor]  # the loss terms, on the device
+    lrs: list  # the two parameter groups' learning rates
+    pc_weight: float  # the effective PC weight: pc_weight x the warm-up factor of the step
+
+
+def training_step(run: TrainingRun, batch: dict) -> StepResult:
+    """One SGD step on ``batch``; advances ``run.step`` and returns its :class:`StepResult`."""
     accelerator, config = run.accelerator, run.config
     device = accelerator.device
     lrs = set_poly_lr(run.optimizer, run.step, config.max_iter, config.poly_power)
@@ -371,7 +379,7 @@ def training_step(run: TrainingRun, batch: dict) -> Tuple[torch.Tensor, Dict[str
     run.optimizer.zero_grad(set_to_none=True)
     run.step += 1
     run.batch_in_epoch += 1
-    return mean_loss, terms, lrs
+    return StepResult(mean_loss, terms, lrs, run.unwrapped.config.pc_weight * pc_scale)
 
 
 class LogWindow:
@@ -448,14 +456,14 @@ def train_loop(run: TrainingRun) -> str:
         while run.step < config.max_iter:
             loader, n_batches = epoch_loader(run)
             for batch in loader:
-                mean_loss, terms, lrs = training_step(run, batch)
+                step = training_step(run, batch)
                 progress.update(1)
-                window.add(mean_loss, terms, config.batch_size * accelerator.num_processes)
+                window.add(step.mean_loss, step.terms, config.batch_size * accelerator.num_processes)
                 if run.step % config.logging_steps == 0 or run.step == config.max_iter:
-                    logs = window.logs(accelerator, lrs, run.epoch)
+                    logs = window.logs(accelerator, step.lrs, run.epoch)
                     if "train/pc" in logs:  # the effective PC weight of the window's last step
-                        logs["train/pc_weight"] = run.unwrapped.config.pc_weight * pc_warmup_factor(run.step - 1, config.pc_warmup_steps)
-                    progress.set_postfix(loss=f"{logs['train/loss']:.3f}", lr=f"{lrs[1]:.2e}")
+                        logs["train/pc_weight"] = step.pc_weight
+                    progress.set_postfix(loss=f"{logs['train/loss']:.3f}", lr=f"{step.lrs[1]:.2e}")
                     if run.trackers:
                         accelerator.log(logs, step=run.step)
                     window = LogWindow()
