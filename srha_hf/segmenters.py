@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .data.labels import CLASS_NAMES, NUM_CLASSES
 from .evaluation import predict
+from .image_processing_srha import SRHAImageProcessor
 
 __all__ = ["ModelLoadError", "OnnxSegmenter", "TorchSegmenter", "load_segmenter", "resolve_device"]
 
@@ -52,8 +53,6 @@ def _id2label(config_or_dict, num_labels: int) -> Dict[int, str]:
 
 
 def _default_processor():
-    from .image_processing_srha import SRHAImageProcessor
-
     return SRHAImageProcessor()
 
 
@@ -132,8 +131,6 @@ class OnnxSegmenter:
 
 def _processor_from_json(text: str):
     """The SRHA image processor saved in an ONNX file's metadata (None for another processor type)."""
-    from .image_processing_srha import SRHAImageProcessor
-
     settings = json.loads(text)
     if settings.pop("image_processor_type", "SRHAImageProcessor") != "SRHAImageProcessor":
         return None
