@@ -1,9 +1,10 @@
 # srha_hf: `make demo` (install, then train + evaluate on the embedded synthetic benchmark) and
-# `make test` (install into .venv if needed, then ruff and the offline CPU test suite). The install has
-# the [app] extra (gradio) so that the suite's browser test of scripts/app.py runs.
+# `make test` (install into .venv if needed, then ruff and the offline CPU test suite). The demo installs
+# the package alone; the tests add the [test] and [app] extras (gradio, for the browser test of scripts/app.py).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+CORE_STAMP := $(VENV)/.srha_core_installed
 STAMP := $(VENV)/.srha_installed
 
 export HF_HUB_OFFLINE := 1
@@ -12,15 +13,21 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test wheel-check bench clean
 
-$(STAMP): setup.cfg pyproject.toml
+# The package and what it needs to run (enough for the demo) ...
+$(CORE_STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(CORE_STAMP)
+
+# ... then the test and app extras (pytest, ruff, onnx, selenium, cityscapesscripts, gradio).
+$(STAMP): $(CORE_STAMP)
 	$(PY) -m pip install --quiet -e '.[test,app]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-demo: install
+demo: $(CORE_STAMP)
 	$(VENV)/bin/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 		scripts/train.py --config configs/demo.yaml
 
