@@ -174,3 +174,87 @@ def test_sampler_pads_partitions_and_is_seeded_by_epoch():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="rank 3"):
             EpochSampler(data, num_replicas=3, rank=3)
+
+
+def write_gtav_labels(folder, n=5, size=(70, 45)):
+    """GTAV-format labels (palette and RGB colour PNGs, alternating) with blocky classes, ignored pixels and
+    a different size every file; returns the paths and the train-ID maps they decode to."""
+    from srha_hf.data.decoding import decode_gtav_label
+    from srha_hf.data.synthetic import CITYSCAPES_ID_COLORS
+
+    rng = np.random.default_rng(11)
+    colours = np.asarray(CITYSCAPES_ID_COLORS, dtype=np.uint8)
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    palette[: len(colours)] = colours
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, maps = [], []
+    for i in range(n):
+        w, h = size[0] + 7 * i, size[1] + 3 * i
+        ids = np.kron(rng.integers(0, 34, (h // 5 + 1, w // 5 + 1)), np.ones((5, 5), dtype=np.int64))[:h, :w].astype(np.uint8)
+        path = folder / f"{i:05d}.png"
+        if i % 2:
+            Image.fromarray(colours[ids]).save(path)
+        else:
+            image = Image.frombytes("P", (w, h), ids.tobytes())
+            image.putpalette(palette.ravel().tolist())
+            image.save(path)
+        paths.append(str(path))
+        maps.append(decode_gtav_label(str(path)))  # GTAV's colour rule (polegroup's colour is pole's)
+    return paths, maps
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_centroids_in_processes_equal_one_process_in_row_order(tmp_path, whole):
+    from srha_hf.data.decoding import decode_gtav_label
+    from srha_hf.data.uniform import extract_centroids
+
+    paths, maps = write_gtav_labels(tmp_path / "labels", n=7)
+    one = extract_centroids(paths, decode_gtav_label, tile=16, whole_tiles_only=whole, progress=False, num_proc=1)
+    two = extract_centroids(paths, decode_gtav_label, tile=16, whole_tiles_only=whole, progress=False, num_proc=2)
+    every = extract_centroids(paths, decode_gtav_label, tile=16, whole_tiles_only=whole, progress=True, num_proc=None)
+    assert two == one and every == one  # the same records, in the same (row) order
+    # and both equal the plain per-image loop, row by row
+    expected = {c: [] for c in range(19)}
+    for row, label in enumerate(maps):
+        for c, x, y in reference_centroids(label, 16, whole):
+            expected[c].append((row, x, y))
+    assert {c: sorted(r) for c, r in two.items()} == expected
+    assert all(r == sorted(r, key=lambda rec: rec[0]) for r in two.values())
+    assert sum(map(len, two.values())) > 50
+
+
+def test_num_proc_is_validated_and_worker_errors_name_the_file(tmp_path):
+    from srha_hf.data.decoding import decode_gtav_label
+    from srha_hf.data.errors import UnreadableFileError
+    from srha_hf.data.uniform import extract_centroids, usable_cores
+    from srha_hf.training.config import ConfigError, load_config
+
+    paths, _ = write_gtav_labels(tmp_path / "labels", n=4)
+    for bad in (0, -2, 1.5, "2", True):
+        with pytest.raises(ValueError, match=rf"num_proc must be an integer >= 1 or None \(every usable core\), got {bad!r}"):
+            extract_centroids(paths, decode_gtav_label, tile=16, progress=False, num_proc=bad)
+    ds = load_benchmark("cityscapes", make_cityscapes(tmp_path / "cs"), "train")
+    with pytest.raises(ValueError, match="num_proc must be an integer >= 1"):
+        load_or_extract_centroids(ds, tile=16, cache_dir=tmp_path / "cache", progress=False, num_proc=0)
+    assert usable_cores() >= 1
+
+    broken = tmp_path / "labels" / "00002.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    with pytest.raises(UnreadableFileError, match=r"cannot read .*00002\.png"):
+        extract_centroids(paths, decode_gtav_label, tile=16, progress=False, num_proc=2)
+
+    assert load_config(None, {}).centroid_num_proc is None  # every usable core
+    assert load_config(None, {"centroid_num_proc": 3}).centroid_num_proc == 3
+    with pytest.raises(ConfigError, match=r"centroid_num_proc must be an integer >= 1 or null \(every usable core\), got 0"):
+        load_config(None, {"centroid_num_proc": 0})
+    with pytest.raises(ConfigError, match="centroid_num_proc expects an integer, got 'all'"):
+        load_config(None, {"centroid_num_proc": "all"})
+
+
+def test_cache_written_from_processes_is_the_same_file(tmp_path):
+    ds = load_benchmark("cityscapes", make_cityscapes(tmp_path / "cs", n=5), "train")
+    one = load_or_extract_centroids(ds, tile=16, cache_dir=tmp_path / "c1", progress=False, num_proc=1)
+    two = load_or_extract_centroids(ds, tile=16, cache_dir=tmp_path / "c2", progress=False, num_proc=2)
+    assert two == one
+    (f1,), (f2,) = (tmp_path / "c1").glob("*.json"), (tmp_path / "c2").glob("*.json")
+    assert f1.read_bytes() == f2.read_bytes()

@@ -51,11 +51,12 @@ def test_recipe_switches_reach_the_transform_the_dataset_and_the_evaluation(synt
     monkeypatch.setattr(trainer, "evaluate_model", evaluate)
     args = run_args(synthetic_root, tmp_path / "run", "--max_iter", "1", "--checkpointing_steps", "0", "--val_datasets", "cityscapes")
     args += ["--blur_p", "0.25", "--blur_rounding", "round", "--shift_centroid_by_padding", "true"]
-    args += ["--class_uniform_whole_tiles_only", "false", "--eval_drop_remainder", "false"]
+    args += ["--class_uniform_whole_tiles_only", "false", "--eval_drop_remainder", "false", "--centroid_num_proc", "2"]
     config = load_config(None, parse_overrides(args))
     assert train(config)["status"] == "completed"
     assert (seen["transform"]["blur_p"], seen["transform"]["blur_rounding"], seen["transform"]["shift_centroid_by_padding"]) == (0.25, "round", True)
     assert seen["dataset"]["whole_tiles_only"] is False
+    assert seen["dataset"]["centroid_num_proc"] == 2
     assert seen["evaluate"]["drop_remainder"] is False
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark  # the faithful default
 

@@ -24,7 +24,8 @@ class SRHATrainDataset(torch.utils.data.Dataset):
       `sample_rng(seed, e, i)`; `SRMCollator` draws the SRM weights from the same (seed, e, i).
 
     `class_uniform=True` uses docs/method.md §7 (pct 0.5, tile 1024 by default): centroids are loaded from or
-    written to the JSON cache in `cache_dir`, or passed in as `centroids`.
+    written to the JSON cache in `cache_dir`, or passed in as `centroids`; a missing cache is computed in
+    `centroid_num_proc` processes (None: every usable core; 1: in this process).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class SRHATrainDataset(torch.utils.data.Dataset):
         cache_dir=None,
         num_classes: int = 19,
         progress: bool = True,
+        centroid_num_proc: Optional[int] = 1,
     ):
         info = benchmark_info(dataset)
         self.benchmark = info["benchmark"]
@@ -60,7 +62,7 @@ class SRHATrainDataset(torch.utils.data.Dataset):
         if class_uniform:
             self.centroids = centroids if centroids is not None else load_or_extract_centroids(
                 dataset, tile, cache_dir=cache_dir, num_classes=num_classes,
-                whole_tiles_only=whole_tiles_only, progress=progress,
+                whole_tiles_only=whole_tiles_only, progress=progress, num_proc=centroid_num_proc,
             )  # fmt: skip
         self._plans: dict[int, EpochPlan] = {}
         self.epoch = 0

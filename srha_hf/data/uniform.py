@@ -1,7 +1,8 @@
 """Class-uniform sampling (docs/method.md §7): centroids, their JSON cache, epoch building, the sampler.
 
 * `image_centroids` / `extract_centroids`: per (image, tile, class) the truncated centre of mass of
-  the class mask inside each tile (docs/method.md §7.1), vectorised with `np.bincount`.
+  the class mask inside each tile (docs/method.md §7.1), vectorised with `np.bincount`; over a split
+  in `num_proc` processes (None: every usable core), with the same result and row order as one.
 * `load_or_extract_centroids`: the same, cached to a JSON file whose name and contents are keyed by
   the dataset root, split and tile; a cache made for another root or another file list is never
   reused (it is recomputed with a warning).
@@ -11,11 +12,15 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import multiprocessing
 import os
+import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -74,6 +79,34 @@ def image_centroids(
 Centroids = dict  # class id -> list of (row index, x, y)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. a job scheduler's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_num_proc(num_proc: Optional[int]) -> int:
+    """`num_proc` checked: an integer >= 1, or None for every usable core."""
+    if num_proc is None:
+        return usable_cores()
+    if isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1:
+        raise ValueError(f"num_proc must be an integer >= 1 or None (every usable core), got {num_proc!r}")
+    return num_proc
+
+
+def _label_centroids(path: str, decode, tile: int, num_classes: int, whole_tiles_only: bool) -> list[tuple[int, int, int]]:
+    return image_centroids(decode(path), tile, num_classes, whole_tiles_only)
+
+
+def _process_pool(workers: int) -> ProcessPoolExecutor:
+    # fork on Linux (as torch's DataLoader workers): the workers need no new import of the package; spawn elsewhere
+    # (macOS's system libraries are not fork-safe). The workers only decode labels and count pixels.
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+
+
 def extract_centroids(
     label_paths: Sequence[str],
     decode,
@@ -83,22 +116,39 @@ def extract_centroids(
     num_threads: int = 4,
     progress: bool = True,
     desc: str = "class-uniform centroids",
+    num_proc: Optional[int] = 1,
 ) -> Centroids:
-    """Centroids of every label file: {class: [(row index, x, y), ...]} in row order."""
+    """Centroids of every label file: {class: [(row index, x, y), ...]} in row order.
 
-    def one(path):
-        return image_centroids(decode(path), tile, num_classes, whole_tiles_only)
-
-    centroids: Centroids = {c: [] for c in range(num_classes)}
-    with ThreadPoolExecutor(max_workers=max(1, num_threads)) as pool:
+    `num_proc=1` decodes in this process (`num_threads` threads); `num_proc=N > 1` in N processes fed in
+    chunks (`decode` must then be a module-level function); None: one process per usable core. The
+    result does not depend on either."""
+    label_paths = list(label_paths)
+    workers = min(resolve_num_proc(num_proc), max(1, len(label_paths)))
+    one = functools.partial(_label_centroids, decode=decode, tile=tile, num_classes=num_classes, whole_tiles_only=whole_tiles_only)
+    if workers > 1:
+        pool = _process_pool(workers)
+        chunk = max(1, min(64, len(label_paths) // (16 * workers)))  # ~16 chunks per worker: balanced, cheap to send
+        results = pool.map(one, label_paths, chunksize=chunk)
+    else:
+        pool = ThreadPoolExecutor(max_workers=max(1, num_threads))
         results = pool.map(one, label_paths)
-        if progress:
-            from tqdm.auto import tqdm
+    centroids: Centroids = {c: [] for c in range(num_classes)}
+    if progress:
+        from tqdm.auto import tqdm
 
-            results = tqdm(results, total=len(label_paths), desc=desc)
+        results = tqdm(results, total=len(label_paths), desc=f"{desc} ({workers} process{'es' if workers > 1 else ''})", unit="label")
+    try:
         for row, records in enumerate(results):
             for c, x, y in records:
                 centroids[c].append((row, x, y))
+    except BrokenProcessPool as err:
+        raise RuntimeError(
+            f"a centroid worker process died ({workers} processes; out of memory?): retry with a smaller num_proc "
+            "(TrainConfig key centroid_num_proc)"
+        ) from err
+    finally:  # after an error (an unreadable label) the chunks not yet started are dropped, not decoded
+        pool.shutdown(wait=True, cancel_futures=True)
     return centroids
 
 
@@ -125,12 +175,14 @@ def load_or_extract_centroids(
     whole_tiles_only: bool = True,
     num_threads: int = 4,
     progress: bool = True,
+    num_proc: Optional[int] = 1,
 ) -> Centroids:
     """Centroids of a `load_benchmark` dataset, read from / written to the JSON cache.
 
     The cache file holds the reference's record format (class -> [image path, label path, [x, y],
     class]) plus the root, split, tile and a fingerprint of the file list; it is only reused when all
-    of them match."""
+    of them match. `num_proc` (see `extract_centroids`) only decides how a missing cache is computed."""
+    resolve_num_proc(num_proc)  # a bad value fails before any work, cached or not
     from .benchmarks import BENCHMARKS, benchmark_info
 
     info = benchmark_info(dataset)
@@ -167,7 +219,7 @@ def load_or_extract_centroids(
     decode = BENCHMARKS[info["benchmark"]].decode_label
     centroids = extract_centroids(
         label_paths, decode, tile, num_classes, whole_tiles_only, num_threads, progress,
-        desc=f"{info['benchmark']} {info['split']} centroids",
+        desc=f"{info['benchmark']} {info['split']} centroids", num_proc=num_proc,
     )  # fmt: skip
     payload = dict(key)
     payload["centroids"] = {

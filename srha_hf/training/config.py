@@ -66,6 +66,7 @@ class TrainConfig:
     class_uniform_tile: int = 1024
     class_uniform_whole_tiles_only: bool = True  # docs/method.md §9 D6: centroids only from whole tiles (faithful)
     centroid_cache_dir: Optional[str] = None  # default: <output_dir>/centroids
+    centroid_num_proc: Optional[int] = None  # processes that compute a missing centroid cache; null: every usable core
     num_workers: int = 8
 
     # --- model (docs/method.md §1-§3)
@@ -146,6 +147,10 @@ class TrainConfig:
             raise ConfigError(f"mapillary_crop must be 'faithful' or 'corrected', got {self.mapillary_crop!r}")
         if self.teacher_mode not in ("faithful", "lean"):
             raise ConfigError(f"teacher_mode must be 'faithful' or 'lean', got {self.teacher_mode!r}")
+        if self.centroid_num_proc is not None and (
+            isinstance(self.centroid_num_proc, bool) or not isinstance(self.centroid_num_proc, int) or self.centroid_num_proc < 1
+        ):
+            raise ConfigError(f"centroid_num_proc must be an integer >= 1 or null (every usable core), got {self.centroid_num_proc!r}")
         if self.pc_warmup_steps < 0:
             raise ConfigError(f"pc_warmup_steps must be >= 0 (0 = PC at full weight from step 0), got {self.pc_warmup_steps}")
         if self.pretrain_steps < 0:

@@ -54,7 +54,7 @@ LEARNING_KEYS = (
     "poly_power", "seed",
 )  # fmt: skip
 # What it shares but that only decides how it runs or is evaluated (left out of the cache key).
-RUN_KEYS = ("val_split", "synthetic_root", "centroid_cache_dir", "num_workers", "mapillary_crop", "eval_drop_remainder",
+RUN_KEYS = ("val_split", "synthetic_root", "centroid_cache_dir", "centroid_num_proc", "num_workers", "mapillary_crop", "eval_drop_remainder",
             "eval_batch_size", "logging_steps")  # fmt: skip
 # Bump when the stage's own recipe (PLAIN_MODEL_KWARGS, freeze_layer0) changes: old caches are then not reused.
 STAGE_RECIPE_VERSION = 1

@@ -248,6 +248,7 @@ def setup_data(config: TrainConfig, accelerator, output_dir: Path) -> dict:
             whole_tiles_only=config.class_uniform_whole_tiles_only,
             cache_dir=config.centroid_cache_dir or str(output_dir / "centroids"),
             progress=accelerator.is_main_process,
+            centroid_num_proc=config.centroid_num_proc,
         )
 
     # The main process extracts (and caches) the class-uniform centroids; the others then read the cache.
