@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from .mean_iou import JointCounts, MeanIoU, areas_from_counts, scores_from_areas, scores_from_confusion_matrix
+from .mean_iou import JointCounts, MeanIoU, areas_from_counts, dense_counts, scores_from_areas, scores_from_confusion_matrix
 
 METRIC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mean_iou.py")
 
@@ -50,8 +50,9 @@ def confusion_matrix(predictions, references, num_labels: int, ignore_index: int
 
     `predictions` and `references` are integer arrays or tensors of the same shape (any number of
     leading batch dimensions). Torch tensors are counted on their device and a tensor is returned;
-    numpy inputs give a numpy array. One `bincount` of `num_labels * gt + pred`: references outside
-    the valid range are first mapped to the extra row `num_labels`, which is dropped.
+    numpy inputs give a numpy array. The counting is the metric's own kernel (`mean_iou.dense_counts`, one
+    `bincount` of `num_labels * gt + pred`): references outside the valid range are first mapped to the
+    extra row `num_labels`, which is dropped.
     `validate=True` checks that every prediction lies in `0..num_labels-1` (argmax outputs always do;
     pass False to skip the extra pass)."""
     n = int(num_labels)
@@ -71,17 +72,15 @@ def confusion_matrix(predictions, references, num_labels: int, ignore_index: int
             lo, hi = torch.aminmax(pred.reshape(-1).to(torch.int64) if pred.dtype == torch.uint8 else pred.reshape(-1))
             if int(lo) < 0 or int(hi) >= n:
                 raise ValueError(f"predictions must lie in 0..{n - 1}, found values in [{int(lo)}, {int(hi)}]")
-        dtype = torch.int32 if (n + 1) * n < 2**31 else torch.int64
-        if gt.dtype == torch.uint8 and (ignore_index is None or not 0 <= ignore_index < n):
-            row = gt.to(dtype).clamp_(max=n)  # 255 and any value >= n -> the dropped row n
+        if gt.dtype == torch.uint8 and n < 255 and (ignore_index is None or not 0 <= ignore_index < n):
+            row = gt.clamp(max=n)  # 255 and any value >= n -> the dropped row n (still uint8)
         else:
             gt = gt.to(torch.int64)
             bad = (gt < 0) | (gt >= n)
             if ignore_index is not None:
                 bad |= gt == ignore_index
-            row = torch.where(bad, torch.full_like(gt, n), gt).to(dtype)
-        code = row.reshape(-1).mul_(n).add_(pred.reshape(-1).to(dtype))
-        return torch.bincount(code, minlength=n * (n + 1))[: n * n].reshape(n, n)
+            row = torch.where(bad, torch.full_like(gt, n), gt)
+        return dense_counts(row, pred, n + 1, n, keep_device=True)[:n]
     pred = np.asarray(predictions)
     gt = np.asarray(references)
     if pred.shape != gt.shape:
@@ -94,8 +93,7 @@ def confusion_matrix(predictions, references, num_labels: int, ignore_index: int
     bad = (gt < 0) | (gt >= n)
     if ignore_index is not None:
         bad |= gt == ignore_index
-    code = np.where(bad, n, gt).reshape(-1) * n + pred.reshape(-1)
-    return np.bincount(code, minlength=n * (n + 1))[: n * n].reshape(n, n).astype(np.int64)
+    return dense_counts(np.where(bad, n, gt), pred, n + 1, n)[:n].astype(np.int64)
 
 
 def frequency_weighted_iou(matrix) -> float:

@@ -294,7 +294,7 @@ class JointCounts:
                 continue
             self._grow(rows, cols)
             rows, cols = self.table.shape
-            self.table += _dense_counts(r, p, rows, cols)
+            self.table += dense_counts(r, p, rows, cols)
         self.num_pixels += size
 
     def _add_sparse(self, ref, pred, width: int) -> None:
@@ -373,8 +373,11 @@ def _lane_offsets(length: int, cells: int):
     return (torch.arange(length, dtype=torch.int32) % LANES * cells).to(torch.int16)
 
 
-def _dense_counts(ref, pred, rows: int, cols: int) -> np.ndarray:
-    """(rows, cols) int64 joint counts of one map pair: one bincount of `ref * cols + pred`."""
+def dense_counts(ref, pred, rows: int, cols: int, keep_device: bool = False):
+    """(rows, cols) int64 joint counts of one map pair, `ref` in 0..rows-1 and `pred` in 0..cols-1: one
+    bincount of `ref * cols + pred`. The one pixel-counting kernel of the package (the metric here and
+    `srha_hf.metrics.confusion_matrix`). Torch inputs are counted on their device; the counts come back
+    as a numpy array, or as a tensor on that device with `keep_device=True`."""
     cells = rows * cols
     if torch is not None and isinstance(ref, torch.Tensor):
         # int16 when the code fits: the bincount then reads half the memory
@@ -391,7 +394,7 @@ def _dense_counts(ref, pred, rows: int, cols: int) -> np.ndarray:
             counts = torch.bincount(code, minlength=LANES * cells).view(LANES, cells).sum(0)
         else:
             counts = torch.bincount(code, minlength=cells)
-        return counts.cpu().numpy().reshape(rows, cols)
+        return counts.reshape(rows, cols) if keep_device else counts.cpu().numpy().reshape(rows, cols)
     code = ref.reshape(-1).astype(np.int64)
     code *= cols
     code += pred.reshape(-1)
