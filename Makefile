@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# accelerate launch would give the demo's one process a single thread (OMP_NUM_THREADS=1) on a machine
+# without a GPU: every core instead
+NPROC ?= $(shell nproc 2>/dev/null || echo 1)
 CORE_STAMP := $(VENV)/.srha_core_installed
 STAMP := $(VENV)/.srha_installed
 
@@ -29,7 +32,7 @@ install: $(STAMP)
 
 demo: $(CORE_STAMP)
 	$(VENV)/bin/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-		scripts/train.py --config configs/demo.yaml
+		--num_cpu_threads_per_process $(NPROC) scripts/train.py --config configs/demo.yaml
 
 test: install
 	$(VENV)/bin/ruff check srha_hf scripts tests benchmarks
