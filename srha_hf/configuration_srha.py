@@ -48,6 +48,7 @@ DEFAULTS = {
     "ra_include_ignore": True,
     "pc_weight": 10.0,
     "pc_mask_ignore": False,
+    "pc_stop_gradient": False,
     "aux_weight": 0.4,
     "teacher_mode": "faithful",
     "teacher_ema_alpha": 1.0,
@@ -109,6 +110,8 @@ class SRHAConfig(PretrainedConfig):
             whose weight is <= 0 is skipped.
         ra_include_ignore: §9 M5, faithful ``True`` (the ignore region is a region in RA).
         pc_weight: 10. pc_mask_ignore: §9 M6, faithful ``False`` (every pixel counts in PC).
+        pc_stop_gradient: §9 M6, faithful ``False`` (both halves get PC's gradient); ``True`` treats the
+            original half's prediction as a fixed target, so PC only pulls the rearranged half to it.
         aux_weight: 0.4 (the dsn CE).
         teacher_mode: §9 M1. ``"faithful"``: the teacher's layers 1-4 use batch-statistics BN over
             ``[original; teacher-rearranged]`` with the teacher's own SRM draws, and only the original

@@ -248,6 +248,7 @@ def compute_srha_loss(
         terms.update(alignment_losses(config, outputs.features, targets, labels))
     if n_rep == 2 and config.pc_weight > 0:
         valid = (labels.to(pc_logits.device) != config.ignore_index) if config.pc_mask_ignore else None
-        terms["pc"] = (pc_scale * config.pc_weight) * prediction_consistency_loss(pc_logits[:batch], pc_logits[batch:], valid)
+        original = pc_logits[:batch].detach() if config.pc_stop_gradient else pc_logits[:batch]
+        terms["pc"] = (pc_scale * config.pc_weight) * prediction_consistency_loss(original, pc_logits[batch:], valid)
     loss = sum(terms.values())
     return loss, {name: value.detach() for name, value in terms.items()}

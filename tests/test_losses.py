@@ -297,3 +297,69 @@ def test_pc_scale_zero_is_the_loss_without_pc_and_scales_pc_linearly(pair, rng):
     for bad in (-0.5, float("nan"), True):
         with pytest.raises(ValueError, match="pc_scale must be a number >= 0"):
             compute_srha_loss(student, teacher, x, labels, srm_weights=w_s, pc_scale=bad)
+
+
+def test_pc_stop_gradient_switch(pair, rng):
+    """docs/method.md §9 M6: by default PC's gradient reaches both halves; with pc_stop_gradient the
+    originals' logits are a fixed target. Same loss value either way; the gradients are those of the
+    loss without PC plus 10 * JS with (or without) the originals detached, computed by hand."""
+    student, teacher = pair
+    student.train()
+    x, labels, w_s, w_t = srha_batch(rng)
+    config = student.config
+
+    def grads_of(loss):
+        student.zero_grad(set_to_none=True)
+        loss.backward()
+        return {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+
+    def objective(**switches):
+        saved = {k: getattr(config, k) for k in switches}
+        for k, v in switches.items():
+            setattr(config, k, v)
+        try:
+            torch.manual_seed(7)  # the dsn dropout
+            loss, terms = compute_srha_loss(student, teacher, x, labels, srm_weights=w_s, teacher_srm_weights=w_t)
+        finally:
+            for k, v in saved.items():
+                setattr(config, k, v)
+        return loss, terms
+
+    def pc_by_hand(detach: bool):
+        torch.manual_seed(7)
+        logits = student(x, labels=labels, srm_weights=w_s, output_features=True).logits
+        original = logits[:2].detach() if detach else logits[:2]
+        return config.pc_weight * prediction_consistency_loss(original, logits[2:])
+
+    dropouts = [m for m in student.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    rates = [m.p for m in dropouts]
+    for m in dropouts:  # the by-hand forward must see exactly the objective's logits
+        m.p = 0.0
+    try:
+        check_pc_stop_gradient(student, objective, grads_of, pc_by_hand)
+    finally:
+        for m, rate in zip(dropouts, rates):
+            m.p = rate
+    assert SRHAConfig().pc_stop_gradient is False
+
+
+def check_pc_stop_gradient(student, objective, grads_of, pc_by_hand):
+    faithful_loss, faithful_terms = objective()
+    faithful = grads_of(faithful_loss)
+    stopped_loss, stopped_terms = objective(pc_stop_gradient=True)
+    stopped = grads_of(stopped_loss)
+    assert torch.equal(stopped_terms["pc"], faithful_terms["pc"]) and torch.equal(stopped_loss.detach(), faithful_loss.detach())
+    no_pc = grads_of(objective(pc_weight=0.0)[0])
+    pc_full, pc_stopped = grads_of(pc_by_hand(False)), grads_of(pc_by_hand(True))
+
+    def close(a, b, tol=1e-3):  # relative to the gradient's norm (float32 sums in another order), plus
+        return (a - b).norm() <= tol * b.norm() + 1e-4  # float noise of ~1e-6 (e.g. conv biases before a BN)
+
+    differs = 0
+    for name, grad in faithful.items():
+        expected_faithful = no_pc[name] + pc_full.get(name, torch.zeros_like(grad))
+        expected_stopped = no_pc[name] + pc_stopped.get(name, torch.zeros_like(grad))
+        assert close(grad, expected_faithful), name
+        assert close(stopped[name], expected_stopped), name
+        differs += not close(grad, stopped[name], 1e-1)
+    assert differs > 0  # the switch changes the gradients of the trained parameters
