@@ -54,16 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args) -> None:
+    from srha_hf.inference import check_image_options
+
     if not 1 <= args.port <= 65535:
         raise ValueError(f"--port must be in 1..65535, got {args.port}")
-    if args.resize and min(args.resize) < 1:
-        raise ValueError(f"--resize must be two positive sizes, got {args.resize}")
-    if args.resize and args.max_size:
-        raise ValueError("give --resize or --max_size, not both")
-    if args.max_size is not None and args.max_size < 1:
-        raise ValueError(f"--max_size must be >= 1, got {args.max_size}")
-    if not 0.0 <= args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
+    check_image_options(args.resize, args.max_size, args.alpha)
     repeated = sorted({m for m in args.model if args.model.count(m) > 1})
     if repeated:
         raise ValueError(f"--model {repeated[0]} is given more than once")

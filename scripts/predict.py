@@ -58,16 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(args) -> None:
+    from srha_hf.inference import check_image_options
+
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if args.resize and min(args.resize) < 1:
-        raise ValueError(f"--resize must be two positive sizes, got {args.resize}")
-    if args.resize and args.max_size:
-        raise ValueError("give --resize or --max_size, not both")
-    if args.max_size is not None and args.max_size < 1:
-        raise ValueError(f"--max_size must be >= 1, got {args.max_size}")
-    if not 0.0 <= args.alpha <= 1.0:
-        raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
+    check_image_options(args.resize, args.max_size, args.alpha)
     if args.num_workers < 0:
         raise ValueError(f"--num_workers must be >= 0, got {args.num_workers}")
 

@@ -39,6 +39,7 @@ __all__ = [
     "ModelLoadError",
     "OnnxSegmenter",
     "TorchSegmenter",
+    "check_image_options",
     "colorize",
     "collect_inputs",
     "load_segmenter",
@@ -121,6 +122,19 @@ def read_image(path: Path):
         raise ValueError(f"image too large ({exc})") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"cannot decode image ({type(exc).__name__}: {exc})") from exc
+
+
+def check_image_options(resize: Optional[Sequence[int]], max_size: Optional[int], alpha: float = 0.5) -> None:
+    """The ``--resize``, ``--max_size`` and ``--alpha`` options of ``scripts/predict.py`` and ``scripts/app.py``:
+    a ``ValueError`` naming the flag when one is out of range or both sizes are given."""
+    if resize and min(resize) < 1:
+        raise ValueError(f"--resize must be two positive sizes, got {list(resize)}")
+    if resize and max_size:
+        raise ValueError("give --resize or --max_size, not both")
+    if max_size is not None and max_size < 1:
+        raise ValueError(f"--max_size must be >= 1, got {max_size}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"--alpha must be in [0, 1], got {alpha}")
 
 
 def input_size(size: Tuple[int, int], resize: Optional[Sequence[int]] = None, max_size: Optional[int] = None):
