@@ -15,6 +15,7 @@ from ..configuration_srha import DEFAULTS as SRHA_DEFAULTS
 from ..configuration_srha import SRHAConfig
 from ..data.benchmarks import SIZE_MISMATCH_RULES
 from ..data.labels import BENCHMARK_NAMES
+from ..data.uniform import resolve_num_proc
 from .precision import PRECISIONS
 
 DATASETS = BENCHMARK_NAMES  # the names a recipe may use
@@ -147,10 +148,10 @@ class TrainConfig:
             raise ConfigError(f"mapillary_crop must be 'faithful' or 'corrected', got {self.mapillary_crop!r}")
         if self.teacher_mode not in ("faithful", "lean"):
             raise ConfigError(f"teacher_mode must be 'faithful' or 'lean', got {self.teacher_mode!r}")
-        if self.centroid_num_proc is not None and (
-            isinstance(self.centroid_num_proc, bool) or not isinstance(self.centroid_num_proc, int) or self.centroid_num_proc < 1
-        ):
-            raise ConfigError(f"centroid_num_proc must be an integer >= 1 or null (every usable core), got {self.centroid_num_proc!r}")
+        try:
+            resolve_num_proc(self.centroid_num_proc)
+        except ValueError:
+            raise ConfigError(f"centroid_num_proc must be an integer >= 1 or null (every usable core), got {self.centroid_num_proc!r}") from None
         if self.pc_warmup_steps < 0:
             raise ConfigError(f"pc_warmup_steps must be >= 0 (0 = PC at full weight from step 0), got {self.pc_warmup_steps}")
         if self.pretrain_steps < 0:
