@@ -1,7 +1,9 @@
 """The paper's ablation in miniature: train on the synthetic GTAV-format source, evaluate on the four
 synthetic targets (Cityscapes, BDD-100K, Mapillary, Synthia formats) and on the source's val split.
 
-Rows (each a set of ``model_kwargs`` over ``configs/demo.yaml``; everything else is the same recipe):
+Rows (each a set of ``model_kwargs`` over ``configs/demo.yaml``, whose own ``model_kwargs``, i.e.
+``pc_stop_gradient: true``, every row keeps; everything else is the same recipe; ``--model-set
+pc_stop_gradient=false`` gives the reference's PC):
 
 * ``plain``   DeepLabV3+: CE + aux only, no SRM (batch B), no teacher;
 * ``srm``     + SRM (the batch doubles to [original; rearranged]), CE on both halves;
@@ -112,10 +114,16 @@ def model_keys() -> set:
     return set(SRHA_DEFAULTS) | {"num_labels"}
 
 
+def recipe_model_kwargs() -> dict:
+    """The ``model_kwargs`` of ``configs/demo.yaml`` (``pc_stop_gradient: true``): every row keeps them
+    under its own keys, so the rows differ from the demo only in the terms they switch."""
+    return dict(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text()).get("model_kwargs") or {})
+
+
 def row_command(row: str, seed: int, init: str, scale: str, out: Path, extra: dict | None = None, model_extra: dict | None = None) -> list:
     """The ``scripts/train.py`` command of one run: ``configs/demo.yaml`` with the scale's overrides, then
-    ``extra`` (``--set``), then the sweep's own keys; ``model_extra`` (``--model-set``) over the row's
-    ``model_kwargs``."""
+    ``extra`` (``--set``), then the sweep's own keys; the model keys are the recipe's ``model_kwargs``, then
+    the row's, then ``model_extra`` (``--model-set``)."""
     overrides = dict(SCALES[scale])
     if init == "random":
         overrides["pretrain_steps"] = 0
@@ -123,7 +131,7 @@ def row_command(row: str, seed: int, init: str, scale: str, out: Path, extra: di
     overrides.update(
         seed=seed,
         output_dir=str(out),
-        model_kwargs={**ROWS[row][1], **(model_extra or {})},
+        model_kwargs={**recipe_model_kwargs(), **ROWS[row][1], **(model_extra or {})},
         eval_steps=0,
         eval_source=True,
         val_datasets=list(TARGETS),

@@ -50,10 +50,10 @@ _BASE_TEXTURE = np.array([
 # global tone (gain, offset, colour cast, saturation factor).
 _DOMAIN_STYLE = {
     "gtav": dict(shift=0.0, tex=0.0, gain=1.0, offset=0.0, cast=(0, 0, 0), sat=1.15),
-    "cityscapes": dict(shift=80.0, tex=0.7, gain=0.85, offset=5.0, cast=(-4, 4, 2), sat=0.7),
-    "bdd100k": dict(shift=95.0, tex=0.9, gain=0.7, offset=0.0, cast=(12, 2, -14), sat=0.9),
-    "mapillary": dict(shift=90.0, tex=0.8, gain=1.05, offset=8.0, cast=(0, 6, 10), sat=1.0),
-    "synthia": dict(shift=85.0, tex=1.0, gain=0.95, offset=-5.0, cast=(6, -6, 0), sat=1.3),
+    "cityscapes": dict(shift=45.0, tex=0.7, gain=0.85, offset=5.0, cast=(-4, 4, 2), sat=0.7),
+    "bdd100k": dict(shift=55.0, tex=0.9, gain=0.7, offset=0.0, cast=(12, 2, -14), sat=0.9),
+    "mapillary": dict(shift=50.0, tex=0.8, gain=1.05, offset=8.0, cast=(0, 6, 10), sat=1.0),
+    "synthia": dict(shift=50.0, tex=1.0, gain=0.95, offset=-5.0, cast=(6, -6, 0), sat=1.3),
 }
 _DOMAIN_KEY = {name: i for i, name in enumerate(DOMAINS)}
 
@@ -191,17 +191,17 @@ def _draw_poles(s: _Street, rng: np.random.Generator) -> None:
     """Poles beside the road, topped by a traffic light (6), a sign (7) or nothing (utility pole)."""
     c, W, H, vx = s.c, s.c.w, s.c.h, s.vx
     for k, head in ((5, 6), (5, 7), (UTILITY_POLE, None), (5, 7), (5, 6)):
-        py = s.ground_y(rng, 0.2, 0.8)
+        py = s.ground_y(rng, 0.3, 0.85)
         d = s.depth(py)
         side = rng.choice([-1, 1])
         px = vx + side * (W * 0.06 + (W * 0.55) * d * rng.uniform(0.7, 1.0))
-        top = py - H * rng.uniform(0.35, 0.6) * (0.4 + 0.6 * d)
-        pw = max(2.5, W * 0.02 * d)
+        top = py - H * rng.uniform(0.4, 0.65) * (0.4 + 0.6 * d)
+        pw = max(4.0, W * 0.03 * d)
         c.rect(k, px - pw / 2, top, px + pw / 2, py)
         if head == 6:
-            c.rect(6, px - 2.5 * pw - 2, top - 6, px + 2.5 * pw + 2, top + H * 0.08 * d + 8)
+            c.rect(6, px - 2 * pw - 3, top - 8, px + 2 * pw + 3, top + H * 0.1 * d + 10)
         elif head == 7:
-            c.ellipse(7, px, top + 4, 5 + W * 0.025 * d, 5 + W * 0.025 * d)
+            c.ellipse(7, px, top + 5, 7 + W * 0.035 * d, 7 + W * 0.035 * d)
 
 
 def _draw_ridden_bike(c: _Canvas, k: int, x: float, y: float, vw: float, vh: float) -> None:
@@ -218,14 +218,14 @@ def _draw_vehicles(s: _Street, rng: np.random.Generator) -> None:
     """Cars, a truck, a bus and two ridden bikes on the road, drawn far to near."""
     c, W, H, horizon, vx = s.c, s.c.w, s.c.h, s.horizon, s.vx
     vehicles = [(13, 1.0), (13, 1.0), (14, 1.6), (15, 2.0), (17, 0.8), (18, 0.7)]
-    ys = np.sort(horizon + (H - horizon) * rng.uniform(0.15, 0.95, size=len(vehicles)))
+    ys = np.sort(horizon + (H - horizon) * rng.uniform(0.3, 0.98, size=len(vehicles)))
     order = rng.permutation(len(vehicles))
     for y, (k, size) in zip(ys, [vehicles[i] for i in order]):
         d = s.depth(y)
         half_road = W * 0.03 + (W * 0.52) * d
         x = vx + rng.uniform(-0.8, 0.8) * half_road
-        vw = W * 0.14 * d * size ** 0.5
-        vh = H * 0.13 * d * (size if k in (14, 15) else 0.8 if k in (13,) else 1.0)
+        vw = W * 0.2 * d * size ** 0.5
+        vh = H * 0.18 * d * (size if k in (14, 15) else 0.8 if k in (13,) else 1.0)
         if k in (17, 18):
             _draw_ridden_bike(c, k, x, y, vw, vh)
         else:
@@ -236,12 +236,12 @@ def _draw_pedestrians_clutter(s: _Street, rng: np.random.Generator) -> None:
     """Pedestrians on the sidewalks, then a blob of void clutter and one of unlabeled."""
     c, W, H, vx = s.c, s.c.w, s.c.h, s.vx
     for _ in range(int(rng.integers(2, 4))):
-        y = s.ground_y(rng, 0.1, 0.9)
+        y = s.ground_y(rng, 0.3, 0.95)
         d = s.depth(y)
         side = rng.choice([-1, 1])
         x = vx + side * (W * 0.05 + W * 0.6 * d * rng.uniform(0.9, 1.2))
-        ph = H * 0.45 * d + 8
-        c.rect(11, x - ph * 0.14, y - ph * 0.85, x + ph * 0.14, y)
+        ph = H * 0.6 * d + 14
+        c.rect(11, x - ph * 0.16, y - ph * 0.85, x + ph * 0.16, y)
         c.ellipse(11, x, y - ph * 0.92, ph * 0.09, ph * 0.09)
     for k in (CLUTTER, UNLABELED):
         y = s.ground_y(rng, 0.1, 0.9)
