@@ -29,7 +29,8 @@ def options(cmd):
 
 def test_overrides_reach_the_command_and_the_default_is_unchanged(dg, tmp_path):
     plain = options(dg.row_command("full", 304, "pretrained", "demo", tmp_path))
-    assert plain["model_kwargs"] == {"pc_stop_gradient": True, "srm": True, "pc_weight": 10.0} and "pc_warmup_steps" not in plain and "max_iter" not in plain
+    assert plain["model_kwargs"] == {"pc_stop_gradient": True, "srm": True, "pc_weight": 10.0}
+    assert "pc_warmup_steps" not in plain and "max_iter" not in plain
     extra = dg.parse_assignments(["pc_warmup_steps=300", "max_iter=600"], "--set", dg.train_keys())
     model = dg.parse_assignments(["pc_weight=1"], "--model-set", dg.model_keys())
     got = options(dg.row_command("full", 304, "pretrained", "gpu", tmp_path, extra, model))
