@@ -54,7 +54,7 @@ from _common import machine
 from srha_hf.atomic import write_json_atomic, write_text_atomic
 from srha_hf.configuration_srha import DEFAULTS as SRHA_DEFAULTS
 from srha_hf.training.ablation import ABLATION_ROWS as ROWS
-from srha_hf.training.config import TrainConfig
+from srha_hf.training.config import TrainConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ("cityscapes", "bdd100k", "mapillary", "synthia")
@@ -117,7 +117,7 @@ def model_keys() -> set:
 def recipe_model_kwargs() -> dict:
     """The ``model_kwargs`` of ``configs/demo.yaml`` (``pc_stop_gradient: true``): every row keeps them
     under its own keys, so the rows differ from the demo only in the terms they switch."""
-    return dict(yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text()).get("model_kwargs") or {})
+    return dict(load_config(ROOT / "configs" / "demo.yaml").model_kwargs)
 
 
 def row_command(row: str, seed: int, init: str, scale: str, out: Path, extra: dict | None = None, model_extra: dict | None = None) -> list:
