@@ -29,7 +29,7 @@ Each run folder records its overrides (``dg_ablation_run.json``); reading back a
 other overrides is an error, so a variant name cannot silently reuse another variant's results.
 
 Usage:
-    python benchmarks/dg_ablation.py --scale demo            # this CPU, about an hour
+    python benchmarks/dg_ablation.py --scale demo            # 2 CPU cores: about 70 minutes
     python benchmarks/dg_ablation.py --scale demo --init random --seeds 304 --rows plain,srm,srm_pc,full
     python benchmarks/dg_ablation.py --scale gpu             # a GPU machine: more images, larger crops, more steps
     python benchmarks/dg_ablation.py --seeds 304 --rows full --variant w150 --set pc_warmup_steps=150
