@@ -57,6 +57,7 @@ from srha_hf.training.ablation import ABLATION_ROWS as ROWS
 from srha_hf.training.config import TrainConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = ROOT / "configs" / "demo.yaml"  # the recipe every row and scale starts from
 TARGETS = ("cityscapes", "bdd100k", "mapillary", "synthia")
 SOURCE = "gtav"
 # Overrides of configs/demo.yaml per scale. "demo" is the demo recipe itself.
@@ -117,7 +118,7 @@ def model_keys() -> set:
 def recipe_model_kwargs() -> dict:
     """The ``model_kwargs`` of ``configs/demo.yaml`` (``pc_stop_gradient: true``): every row keeps them
     under its own keys, so the rows differ from the demo only in the terms they switch."""
-    return dict(load_config(ROOT / "configs" / "demo.yaml").model_kwargs)
+    return dict(load_config(DEMO_CONFIG).model_kwargs)
 
 
 def row_command(row: str, seed: int, init: str, scale: str, out: Path, extra: dict | None = None, model_extra: dict | None = None) -> list:
@@ -140,7 +141,7 @@ def row_command(row: str, seed: int, init: str, scale: str, out: Path, extra: di
         checkpointing_steps=100,
         checkpoints_total_limit=1,
     )
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", str(ROOT / "configs" / "demo.yaml")]
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", str(DEMO_CONFIG)]
     for key, value in overrides.items():
         cmd += [f"--{key}", json.dumps(value)]  # JSON is YAML: the script parses it back exactly
     return cmd
