@@ -2,7 +2,7 @@
 """Write the embedded synthetic benchmark (GTAV-like source; Cityscapes, BDD-100K, Mapillary and
 Synthia-like targets, each in its real on-disk layout and label encoding).
 
-    python scripts/make_synthetic_data.py data/synthetic [--num-train 100] [--num-val 20] [--size 384 212] [--seed 0]
+    python scripts/make_synthetic_data.py data/synthetic [--num-train 100] [--num-val 20] [--size 384 212] [--seed 0] [--shift-scale 1]
 
 Deterministic and idempotent: rerunning with the same arguments reuses the existing files.
 """
@@ -20,7 +20,7 @@ import _bootstrap  # noqa: E402 - sys.path set-up, see scripts/_bootstrap.py
 
 _bootstrap.set_up()
 
-from srha_hf.data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes  # noqa: E402
+from srha_hf.data.synthetic import check_shift_scale, make_synthetic_benchmark, synthetic_eval_sizes  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -31,10 +31,19 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, nargs=2, default=(384, 212), metavar=("W", "H"), help="GTAV image size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gtav-layout", choices=("presplit", "flat"), default="presplit")
+    parser.add_argument(
+        "--shift-scale", type=float, default=1.0,
+        help="multiplies the targets' per-class colour shifts (the regional domain shift); 1 = the benchmark as shipped",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    try:
+        check_shift_scale(args.shift_scale)
+    except ValueError as err:
+        parser.error(f"--shift-scale: {err}")
     start = time.perf_counter()
     paths = make_synthetic_benchmark(
-        args.root, args.num_train, args.num_val, tuple(args.size), args.seed, gtav_layout=args.gtav_layout, progress=True
+        args.root, args.num_train, args.num_val, tuple(args.size), args.seed, gtav_layout=args.gtav_layout, progress=True,
+        shift_scale=args.shift_scale,
     )
     print(json.dumps({
         "roots": {k: str(v) for k, v in paths.items()},

@@ -150,3 +150,67 @@ def test_make_synthetic_data_script(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["roots"]["gtav"] == str(tmp_path / "gtav") and out["eval_transform_kwargs"]["gtav_size"] == [64, 36]
     assert len(load_benchmark("mapillary", tmp_path / "mapillary", "val")) == 1
+
+
+def test_shift_scale_grows_only_the_per_class_colour_shift():
+    """shift_scale multiplies each class's colour offset from the source palette (before clipping) and
+    changes nothing else: same directions, textures and tone; the source is never shifted."""
+    from srha_hf.data import synthetic_scene as scene
+
+    base = scene._BASE_COLORS
+    for domain in ("cityscapes", "bdd100k", "mapillary", "synthia"):
+        one = scene.domain_appearance(domain, 5)
+        for s in (0.0, 1.0, 1.8):
+            look = scene.domain_appearance(domain, 5, shift_scale=s)
+            # kinds whose shifted colour was not clipped at 0 or 255 at either scale
+            inside = ((look.colors > 0) & (look.colors < 255) & (one.colors > 0) & (one.colors < 255)).all(axis=1)
+            assert inside.sum() >= 10
+            np.testing.assert_allclose(look.colors[inside] - base[inside], s * (one.colors[inside] - base[inside]), atol=1e-3)
+            np.testing.assert_array_equal(look.texture, one.texture)
+            assert (look.gain, look.offset, look.sat) == (one.gain, one.offset, one.sat)
+    np.testing.assert_array_equal(scene.domain_appearance("gtav", 5, 2.0).colors, base)
+    for bad in (-0.5, float("nan"), float("inf"), "big"):
+        with pytest.raises(ValueError, match="shift_scale must be"):
+            scene.domain_appearance("cityscapes", 5, shift_scale=bad)
+    with pytest.raises(ValueError, match="unknown domain 'kitti'"):
+        scene.domain_appearance("kitti", 5)
+
+
+def test_shift_scale_on_disk(bench, tmp_path):
+    """Scale 1 writes the benchmark as shipped (same files, same marker); another scale changes the
+    target images only, keeps every label and the source, records the scale and regenerates."""
+    root, _ = bench
+    ones = tmp_path / "x1"
+    S.make_synthetic_benchmark(ones, **SMALL, shift_scale=1.0)
+    assert digest(ones) == digest(root)
+    assert json.loads((ones / S.MARKER).read_text()) == json.loads((root / S.MARKER).read_text())
+    assert "shift_scale" not in json.loads((root / S.MARKER).read_text())
+
+    strong = tmp_path / "x2"
+    S.make_synthetic_benchmark(strong, **SMALL, shift_scale=2.0)
+    assert json.loads((strong / S.MARKER).read_text())["shift_scale"] == 2.0
+    assert digest(strong / "gtav") == digest(root / "gtav")
+    for name in ("cityscapes", "bdd100k", "mapillary", "synthia"):
+        a, b = load_benchmark(name, root / name, "val"), load_benchmark(name, strong / name, "val")
+        np.testing.assert_array_equal(np.asarray(a[0]["label"]), np.asarray(b[0]["label"]))
+        assert np.abs(np.asarray(a[0]["image"], np.int16) - np.asarray(b[0]["image"], np.int16)).mean() > 5
+    S.make_synthetic_benchmark(strong, **SMALL)  # back to scale 1: regenerated, as with any other argument
+    assert digest(strong) == digest(root)
+    with pytest.raises(ValueError, match="shift_scale must be a finite number >= 0, got -1"):
+        S.make_synthetic_benchmark(tmp_path / "bad", **SMALL, shift_scale=-1)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_make_synthetic_data_script_refuses_a_bad_shift_scale(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic_data.py"
+    spec = importlib.util.spec_from_file_location("make_synthetic_data_bad", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([str(tmp_path / "out"), "--shift-scale", "-2"])
+    assert exit_info.value.code == 2
+    assert "--shift-scale: shift_scale must be a finite number >= 0, got -2.0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

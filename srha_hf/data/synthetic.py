@@ -27,6 +27,10 @@ near the camera, lights and signs about 40 % larger, vehicles, bikes and pedestr
 none of them in the farthest 30 % of the ground) and set the targets' per-class colour shifts to
 magnitudes 45-55 (version 2: 80-95), so that the demo's plain model reaches about 53 source-val and 39
 target mIoU (a domain gap of about 15 points) instead of 49 and 23-27 (`benchmarks/README.md`).
+
+`make_synthetic_benchmark(..., shift_scale=s)` multiplies the targets' per-class colour shifts by `s`
+(1 = the benchmark above; its marker then records `s`): `benchmarks/dg_shift_strength.py` evaluates trained
+models on targets regenerated at growing scales.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from .synthetic_scene import (  # noqa: F401 - re-exported: the scene is part of
     UNLABELED,
     UTILITY_POLE,
     DomainAppearance,
+    check_shift_scale,
     domain_appearance,
     draw_scene,
     render,
@@ -215,20 +220,25 @@ def _write_sample(domain: str, out: Path, split: str, i: int, global_index: int,
         _synthia_label(out / "GT" / "LABELS" / split / f"{stem}.png", native, instance)
 
 
-def render_sample(domain: str, split: str, index: int, width: int, height: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def render_sample(
+    domain: str, split: str, index: int, width: int, height: int, seed: int = 0, shift_scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``(H, W)`` kind map and ``(H, W, 3)`` uint8 image of sample ``index`` of ``split`` ("train" or "val")
     of ``domain``, drawn at ``width`` x ``height``: the sample that `generate_domain` writes (with the same
-    seed, when that sample has this size; `domain_size` gives it)."""
+    seed and `shift_scale`, when that sample has this size; `domain_size` gives it). The kind map does not
+    depend on `shift_scale`: only the colours of the target domains' classes do (`domain_appearance`)."""
     if domain not in _DOMAIN_KEY:
         raise ValueError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     rng = np.random.default_rng([seed, _DOMAIN_KEY[domain], ("train", "val").index(split), index])
     kind = draw_scene(width, height, rng)
-    return kind, render(kind, domain_appearance(domain, seed), rng)
+    return kind, render(kind, domain_appearance(domain, seed, shift_scale), rng)
 
 
-def generate_domain(domain: str, out: Path, *, num_train: int, num_val: int, size, seed: int, gtav_layout: str = "presplit") -> None:
+def generate_domain(
+    domain: str, out: Path, *, num_train: int, num_val: int, size, seed: int, gtav_layout: str = "presplit", shift_scale: float = 1.0
+) -> None:
     """Write one synthetic benchmark into `out` (which must not exist yet or be empty)."""
     paths = {"gtav_layout": gtav_layout, "gtav_split": {}, "mapillary_config": mapillary_config()}
     out.mkdir(parents=True, exist_ok=True)
@@ -238,7 +248,7 @@ def generate_domain(domain: str, out: Path, *, num_train: int, num_val: int, siz
     for split, count in (("train", num_train), ("val", num_val)):
         for i in range(count):
             w, h = domain_size(domain, size, global_index)
-            kind, image = render_sample(domain, split, i, w, h, seed)
+            kind, image = render_sample(domain, split, i, w, h, seed, shift_scale)
             _write_sample(domain, out, split, i, global_index, kind, image, paths)
             global_index += 1
     if domain == "gtav":
@@ -248,8 +258,8 @@ def generate_domain(domain: str, out: Path, *, num_train: int, num_val: int, siz
             (split_dir / f"gtav_split_{split}.txt").write_text("".join(n + "\n" for n in names))
 
 
-def _params(num_train, num_val, size, seed, gtav_layout) -> dict:
-    return {
+def _params(num_train, num_val, size, seed, gtav_layout, shift_scale=1.0) -> dict:
+    params = {
         "version": SYNTHETIC_VERSION,
         "num_train": int(num_train),
         "num_val": int(num_val),
@@ -257,6 +267,9 @@ def _params(num_train, num_val, size, seed, gtav_layout) -> dict:
         "seed": int(seed),
         "gtav_layout": gtav_layout,
     }
+    if shift_scale != 1.0:  # recorded only when it differs, so that the markers of existing caches stay valid
+        params["shift_scale"] = float(shift_scale)
+    return params
 
 
 def make_synthetic_benchmark(
@@ -268,6 +281,7 @@ def make_synthetic_benchmark(
     *,
     gtav_layout: str = "presplit",
     progress: bool = False,
+    shift_scale: float = 1.0,
 ) -> dict:
     """Write the five synthetic benchmarks under `root` (see the module docstring); return their roots.
 
@@ -275,13 +289,16 @@ def make_synthetic_benchmark(
     complete benchmark made with the same arguments (its marker file, written last and atomically,
     says so) nothing is written. A benchmark made with other arguments is replaced; folders that this
     function did not make are never overwritten. `size` is the (W, H) of the GTAV-like source images;
-    the other domains keep their benchmark's aspect ratio at the same width (`domain_size`)."""
+    the other domains keep their benchmark's aspect ratio at the same width (`domain_size`). `shift_scale`
+    multiplies the size of the targets' per-class colour shifts (`domain_appearance`; 1 = the benchmark as
+    shipped), for measuring how a model copes with a growing regional shift."""
     if gtav_layout not in ("presplit", "flat"):
         raise ValueError(f"gtav_layout must be 'presplit' or 'flat', got {gtav_layout!r}")
     if num_train < 1 or num_val < 1:
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
+    shift_scale = check_shift_scale(shift_scale)
     root = Path(root).expanduser()
-    params = _params(num_train, num_val, size, seed, gtav_layout)
+    params = _params(num_train, num_val, size, seed, gtav_layout, shift_scale)
     result = {d: root / d for d in DOMAINS}
     marker = root / MARKER
     if marker.is_file():
@@ -310,7 +327,9 @@ def make_synthetic_benchmark(
 
         domains = tqdm(DOMAINS, desc="synthetic benchmark")
     for domain in domains:
-        generate_domain(domain, root / domain, num_train=num_train, num_val=num_val, size=size, seed=seed, gtav_layout=gtav_layout)
+        generate_domain(
+            domain, root / domain, num_train=num_train, num_val=num_val, size=size, seed=seed, gtav_layout=gtav_layout, shift_scale=shift_scale
+        )
     write_text_atomic(marker, json.dumps(params))
     (root / PARTIAL).unlink()
     return result
