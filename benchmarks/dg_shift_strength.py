@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
 from pathlib import Path
 
 from _common import machine
+from dg_ablation import DEMO_CONFIG, ROOT, RUN_RECORD, TARGETS, read_run
 from dg_ablation import SCALES as SWEEP_SCALES
 
 from srha_hf.atomic import write_json_atomic, write_text_atomic
@@ -42,11 +42,7 @@ from srha_hf.data.synthetic import check_shift_scale, make_synthetic_benchmark, 
 from srha_hf.data.synthetic_scene import _DOMAIN_STYLE
 from srha_hf.training.ablation import ABLATION_ROWS as ROWS
 from srha_hf.training.config import ConfigError, load_config
-
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
-TARGETS = ("cityscapes", "bdd100k", "mapillary", "synthia")
-RUN_RECORD = "dg_ablation_run.json"
+from srha_hf.training.results import plain_results
 
 
 def scale_tag(scale: float) -> str:
@@ -88,18 +84,12 @@ def synthetic_params(config) -> dict:
     return {"num_train": config.synthetic_num_train, "num_val": config.synthetic_num_val, "size": tuple(config.synthetic_size)}
 
 
-def read_sweep_result(folder: Path) -> dict:
-    res = json.loads((folder / "all_results.json").read_text())["results"]
-    return {t: res[t]["mean_iou"] * 100 for t in TARGETS}
-
-
-def evaluate_run(folder: Path, data_root: Path, config) -> dict:
-    """mIoU (%) per target and per class of ``folder/model`` on the targets under ``data_root``, evaluated as
-    the training script's final evaluation is."""
+def evaluate_run(folder: Path, datasets: dict, config) -> dict:
+    """mIoU (%) per target and per class of ``folder/model`` on ``datasets`` (``{target: val split}``),
+    evaluated as the training script's final evaluation is."""
     from srha_hf import SRHAForSemanticSegmentation, evaluate_model
 
     model = SRHAForSemanticSegmentation.from_pretrained(str(folder / "model"))
-    datasets = {t: load_benchmark(t, data_root / t, "val") for t in TARGETS}
     results = evaluate_model(
         model,
         datasets,
@@ -110,13 +100,10 @@ def evaluate_run(folder: Path, data_root: Path, config) -> dict:
         max_images=config.eval_max_images,
         drop_remainder=config.eval_drop_remainder,
     )
-
-    def pct(value):
-        return None if value is None or (isinstance(value, float) and math.isnan(value)) else value * 100
-
+    clean = plain_results(results)  # NaN (a class absent from labels and predictions) as null
     return {
-        "miou": {t: results[t]["mean_iou"] * 100 for t in TARGETS},
-        "per_class_iou": {t: {k: pct(v) for k, v in results[t]["per_category_iou"].items()} for t in TARGETS},
+        "miou": {t: clean[t]["mean_iou"] * 100 for t in TARGETS},
+        "per_class_iou": {t: {k: None if v is None else v * 100 for k, v in clean[t]["per_category_iou"].items()} for t in TARGETS},
     }
 
 
@@ -184,13 +171,13 @@ def markdown(summary: dict, scales: list, magnitudes: dict, sweep: Path) -> str:
 
 
 def chart(summary: dict, scales: list, path: Path, title: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from srha_hf.visualization import save_figure
 
     tags = [scale_tag(s) for s in scales]
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig = Figure(figsize=(7, 4.2), dpi=120)
+    ax = fig.subplots()
     for row in ROWS:
         points = [(s, summary[t][row]["targets_mean"]) for s, t in zip(scales, tags) if row in summary[t]]
         if not points:
@@ -202,11 +189,7 @@ def chart(summary: dict, scales: list, path: Path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def parse_scales(parser, values) -> list:
@@ -261,22 +244,22 @@ def main(argv=None) -> int:
         tag = scale_tag(scale)
         magnitudes[tag] = {t: round(_DOMAIN_STYLE[t]["shift"] * scale, 2) for t in TARGETS}
         root = data_root / tag
-        ready = False
+        datasets = None  # the targets of this scale, written and loaded at its first uncached evaluation
         for row, seed, folder, _ in runs:
             cache = out / "evals" / tag / f"{row}_seed{seed}.json"
             if cache.is_file():
                 ev = json.loads(cache.read_text())
             else:
-                if not ready:
+                if datasets is None:
                     bar.set_postfix_str(f"writing the targets at {tag}")
                     make_synthetic_benchmark(root, synth["num_train"], synth["num_val"], tuple(synth["size"]), shift_scale=scale)
-                    ready = True
+                    datasets = {t: load_benchmark(t, root / t, "val") for t in TARGETS}
                 bar.set_postfix_str(f"{tag} {row} seed {seed}")
-                ev = evaluate_run(folder, root, configs[(row, seed)])
+                ev = evaluate_run(folder, datasets, configs[(row, seed)])
                 write_json_atomic(cache, ev, indent=1)
             evals[(tag, row, seed)] = ev
             if scale == 1.0:
-                sweep_miou = read_sweep_result(folder)
+                sweep_miou = read_run(folder)["miou"]
                 diffs += [abs(ev["miou"][t] - sweep_miou[t]) for t in TARGETS]
             bar.update(1)
     bar.close()
