@@ -2,7 +2,8 @@
 """Write the embedded synthetic benchmark (GTAV-like source; Cityscapes, BDD-100K, Mapillary and
 Synthia-like targets, each in its real on-disk layout and label encoding).
 
-    python scripts/make_synthetic_data.py data/synthetic [--num-train 100] [--num-val 20] [--size 384 212] [--seed 0] [--shift-scale 1]
+    python scripts/make_synthetic_data.py data/synthetic [--num-train 100] [--num-val 20] [--size 384 212] [--seed 0] \
+        [--shift-scale 1] [--texture-shift 1]
 
 Deterministic and idempotent: rerunning with the same arguments reuses the existing files.
 """
@@ -35,15 +36,20 @@ def main(argv=None) -> int:
         "--shift-scale", type=float, default=1.0,
         help="multiplies the targets' per-class colour shifts (the regional domain shift); 1 = the benchmark as shipped",
     )  # fmt: skip
+    parser.add_argument(
+        "--texture-shift", type=float, default=1.0,
+        help="multiplies the spread of the targets' per-class texture changes; 1 = the benchmark as shipped, 0 = the source's textures",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    try:
-        check_shift_scale(args.shift_scale)
-    except ValueError as err:
-        parser.error(f"--shift-scale: {err}")
+    for flag, name in (("--shift-scale", "shift_scale"), ("--texture-shift", "texture_shift")):
+        try:
+            check_shift_scale(getattr(args, name), name)
+        except ValueError as err:
+            parser.error(f"{flag}: {err}")
     start = time.perf_counter()
     paths = make_synthetic_benchmark(
         args.root, args.num_train, args.num_val, tuple(args.size), args.seed, gtav_layout=args.gtav_layout, progress=True,
-        shift_scale=args.shift_scale,
+        shift_scale=args.shift_scale, texture_shift=args.texture_shift,
     )
     print(json.dumps({
         "roots": {k: str(v) for k, v in paths.items()},

@@ -214,3 +214,65 @@ def test_make_synthetic_data_script_refuses_a_bad_shift_scale(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "--shift-scale: shift_scale must be a finite number >= 0, got -2.0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_texture_shift_scales_only_the_per_class_texture_change():
+    """texture_shift multiplies the log of each class's texture rescaling (amplitudes and stripe
+    frequencies) and changes nothing else; 0 gives every target the source's textures."""
+    from srha_hf.data import synthetic_scene as scene
+
+    source = scene.domain_appearance("gtav", 5).texture
+    for domain in ("cityscapes", "bdd100k", "mapillary", "synthia"):
+        one = scene.domain_appearance(domain, 5)
+        assert np.abs(one.texture - source).max() > 1  # the shipped targets do rescale textures
+        np.testing.assert_array_equal(scene.domain_appearance(domain, 5, texture_shift=1.0).texture, one.texture)
+        none = scene.domain_appearance(domain, 5, texture_shift=0.0)
+        np.testing.assert_array_equal(none.texture, source)
+        half = scene.domain_appearance(domain, 5, texture_shift=0.5)
+        moved = source != 0  # zero entries stay zero at every value
+        expected = 0.5 * np.log(one.texture[moved] / source[moved])
+        np.testing.assert_allclose(np.log(half.texture[moved] / source[moved]), expected, rtol=1e-4, atol=1e-5)
+        strong_flat = scene.domain_appearance(domain, 5, 1.8, texture_shift=0.0)
+        np.testing.assert_array_equal(strong_flat.texture, source)
+        for scale, look in ((1.0, none), (1.0, half), (1.8, strong_flat)):  # the colours do not depend on texture_shift
+            np.testing.assert_array_equal(look.colors, scene.domain_appearance(domain, 5, scale).colors)
+            assert (look.gain, look.offset, look.sat) == (one.gain, one.offset, one.sat)
+    for bad in (-1, float("nan"), "rough"):
+        with pytest.raises(ValueError, match="texture_shift must be"):
+            scene.domain_appearance("cityscapes", 5, texture_shift=bad)
+
+
+def test_texture_shift_on_disk(bench, tmp_path):
+    """The default writes the benchmark as shipped (files and marker); 0 changes the target images only,
+    keeps every label and the source, and records the value."""
+    root, _ = bench
+    ones = tmp_path / "t1"
+    S.make_synthetic_benchmark(ones, **SMALL, texture_shift=1.0)
+    assert digest(ones) == digest(root)
+    assert "texture_shift" not in json.loads((ones / S.MARKER).read_text())
+    flat = tmp_path / "t0"
+    S.make_synthetic_benchmark(flat, **SMALL, texture_shift=0.0)
+    assert json.loads((flat / S.MARKER).read_text())["texture_shift"] == 0.0
+    assert digest(flat / "gtav") == digest(root / "gtav")
+    for name in ("cityscapes", "bdd100k", "mapillary", "synthia"):
+        a, b = load_benchmark(name, root / name, "val"), load_benchmark(name, flat / name, "val")
+        np.testing.assert_array_equal(np.asarray(a[0]["label"]), np.asarray(b[0]["label"]))
+        assert not np.array_equal(np.asarray(a[0]["image"]), np.asarray(b[0]["image"]))
+    with pytest.raises(ValueError, match="texture_shift must be a finite number >= 0, got -1"):
+        S.make_synthetic_benchmark(tmp_path / "bad", **SMALL, texture_shift=-1)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_make_synthetic_data_script_refuses_a_bad_texture_shift(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic_data.py"
+    spec = importlib.util.spec_from_file_location("make_synthetic_data_bad_texture", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([str(tmp_path / "out"), "--texture-shift", "inf"])
+    assert exit_info.value.code == 2
+    assert "--texture-shift: texture_shift must be a finite number >= 0, got inf" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

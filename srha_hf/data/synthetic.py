@@ -30,7 +30,8 @@ target mIoU (a domain gap of about 15 points) instead of 49 and 23-27 (`benchmar
 
 `make_synthetic_benchmark(..., shift_scale=s)` multiplies the targets' per-class colour shifts by `s`
 (1 = the benchmark above; its marker then records `s`): `benchmarks/dg_shift_strength.py` evaluates trained
-models on targets regenerated at growing scales.
+models on targets regenerated at growing scales. `texture_shift=t` does the same for the spread of the
+targets' per-class texture changes (0 = the source's textures in every target).
 """
 
 from __future__ import annotations
@@ -221,23 +222,24 @@ def _write_sample(domain: str, out: Path, split: str, i: int, global_index: int,
 
 
 def render_sample(
-    domain: str, split: str, index: int, width: int, height: int, seed: int = 0, shift_scale: float = 1.0
+    domain: str, split: str, index: int, width: int, height: int, seed: int = 0, shift_scale: float = 1.0, texture_shift: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``(H, W)`` kind map and ``(H, W, 3)`` uint8 image of sample ``index`` of ``split`` ("train" or "val")
     of ``domain``, drawn at ``width`` x ``height``: the sample that `generate_domain` writes (with the same
-    seed and `shift_scale`, when that sample has this size; `domain_size` gives it). The kind map does not
-    depend on `shift_scale`: only the colours of the target domains' classes do (`domain_appearance`)."""
+    seed, `shift_scale` and `texture_shift`, when that sample has this size; `domain_size` gives it). The kind
+    map depends on neither: only the colours and textures of the target domains' classes do (`domain_appearance`)."""
     if domain not in _DOMAIN_KEY:
         raise ValueError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     rng = np.random.default_rng([seed, _DOMAIN_KEY[domain], ("train", "val").index(split), index])
     kind = draw_scene(width, height, rng)
-    return kind, render(kind, domain_appearance(domain, seed, shift_scale), rng)
+    return kind, render(kind, domain_appearance(domain, seed, shift_scale, texture_shift), rng)
 
 
 def generate_domain(
-    domain: str, out: Path, *, num_train: int, num_val: int, size, seed: int, gtav_layout: str = "presplit", shift_scale: float = 1.0
+    domain: str, out: Path, *, num_train: int, num_val: int, size, seed: int, gtav_layout: str = "presplit", shift_scale: float = 1.0,
+    texture_shift: float = 1.0,
 ) -> None:
     """Write one synthetic benchmark into `out` (which must not exist yet or be empty)."""
     paths = {"gtav_layout": gtav_layout, "gtav_split": {}, "mapillary_config": mapillary_config()}
@@ -248,7 +250,7 @@ def generate_domain(
     for split, count in (("train", num_train), ("val", num_val)):
         for i in range(count):
             w, h = domain_size(domain, size, global_index)
-            kind, image = render_sample(domain, split, i, w, h, seed, shift_scale)
+            kind, image = render_sample(domain, split, i, w, h, seed, shift_scale, texture_shift)
             _write_sample(domain, out, split, i, global_index, kind, image, paths)
             global_index += 1
     if domain == "gtav":
@@ -258,7 +260,7 @@ def generate_domain(
             (split_dir / f"gtav_split_{split}.txt").write_text("".join(n + "\n" for n in names))
 
 
-def _params(num_train, num_val, size, seed, gtav_layout, shift_scale=1.0) -> dict:
+def _params(num_train, num_val, size, seed, gtav_layout, shift_scale=1.0, texture_shift=1.0) -> dict:
     params = {
         "version": SYNTHETIC_VERSION,
         "num_train": int(num_train),
@@ -269,6 +271,8 @@ def _params(num_train, num_val, size, seed, gtav_layout, shift_scale=1.0) -> dic
     }
     if shift_scale != 1.0:  # recorded only when it differs, so that the markers of existing caches stay valid
         params["shift_scale"] = float(shift_scale)
+    if texture_shift != 1.0:
+        params["texture_shift"] = float(texture_shift)
     return params
 
 
@@ -282,6 +286,7 @@ def make_synthetic_benchmark(
     gtav_layout: str = "presplit",
     progress: bool = False,
     shift_scale: float = 1.0,
+    texture_shift: float = 1.0,
 ) -> dict:
     """Write the five synthetic benchmarks under `root` (see the module docstring); return their roots.
 
@@ -290,15 +295,17 @@ def make_synthetic_benchmark(
     says so) nothing is written. A benchmark made with other arguments is replaced; folders that this
     function did not make are never overwritten. `size` is the (W, H) of the GTAV-like source images;
     the other domains keep their benchmark's aspect ratio at the same width (`domain_size`). `shift_scale`
-    multiplies the size of the targets' per-class colour shifts (`domain_appearance`; 1 = the benchmark as
-    shipped), for measuring how a model copes with a growing regional shift."""
+    multiplies the size of the targets' per-class colour shifts and `texture_shift` the spread of their
+    per-class texture changes (`domain_appearance`; 1 = the benchmark as shipped, 0 = no such shift), for
+    measuring how a model copes with a growing or shrinking regional shift."""
     if gtav_layout not in ("presplit", "flat"):
         raise ValueError(f"gtav_layout must be 'presplit' or 'flat', got {gtav_layout!r}")
     if num_train < 1 or num_val < 1:
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
     shift_scale = check_shift_scale(shift_scale)
+    texture_shift = check_shift_scale(texture_shift, "texture_shift")
     root = Path(root).expanduser()
-    params = _params(num_train, num_val, size, seed, gtav_layout, shift_scale)
+    params = _params(num_train, num_val, size, seed, gtav_layout, shift_scale, texture_shift)
     result = {d: root / d for d in DOMAINS}
     marker = root / MARKER
     if marker.is_file():
@@ -328,7 +335,8 @@ def make_synthetic_benchmark(
         domains = tqdm(DOMAINS, desc="synthetic benchmark")
     for domain in domains:
         generate_domain(
-            domain, root / domain, num_train=num_train, num_val=num_val, size=size, seed=seed, gtav_layout=gtav_layout, shift_scale=shift_scale
+            domain, root / domain, num_train=num_train, num_val=num_val, size=size, seed=seed, gtav_layout=gtav_layout, shift_scale=shift_scale,
+            texture_shift=texture_shift,
         )
     write_text_atomic(marker, json.dumps(params))
     (root / PARTIAL).unlink()

@@ -58,14 +58,14 @@ _DOMAIN_STYLE = {
 _DOMAIN_KEY = {name: i for i, name in enumerate(DOMAINS)}
 
 
-def check_shift_scale(shift_scale) -> float:
-    """`shift_scale` as a float, or a ValueError naming it unless it is a finite number >= 0."""
+def check_shift_scale(shift_scale, name: str = "shift_scale") -> float:
+    """`shift_scale` as a float, or a ValueError naming it (as `name`) unless it is a finite number >= 0."""
     try:
         value = float(shift_scale)
     except (TypeError, ValueError):
-        raise ValueError(f"shift_scale must be a number >= 0, got {shift_scale!r}") from None
+        raise ValueError(f"{name} must be a number >= 0, got {shift_scale!r}") from None
     if not np.isfinite(value) or value < 0:
-        raise ValueError(f"shift_scale must be a finite number >= 0, got {shift_scale!r}")
+        raise ValueError(f"{name} must be a finite number >= 0, got {shift_scale!r}")
     return value
 
 
@@ -79,15 +79,20 @@ class DomainAppearance:
     sat: float
 
 
-def domain_appearance(domain: str, seed: int = 0, shift_scale: float = 1.0) -> DomainAppearance:
+def domain_appearance(domain: str, seed: int = 0, shift_scale: float = 1.0, texture_shift: float = 1.0) -> DomainAppearance:
     """The per-class appearance of a domain: the source palette shifted per class (a different random
     direction and size for every class: a regional shift), textures rescaled per class, plus a tone.
 
     `shift_scale` multiplies the size of every class's colour shift (the regional shift) and nothing
     else: the directions, the texture rescaling and the global tone are the same random draws at every
     scale, so that `benchmarks/dg_shift_strength.py` grows one factor at a time. 1 is the benchmark as
-    shipped; the source (GTAV) has no per-class shift at any scale."""
+    shipped; the source (GTAV) has no per-class shift at any scale.
+
+    `texture_shift` likewise multiplies the spread of the per-class texture rescaling (in log space: the
+    amplitudes and the stripe frequencies); 0 gives every target the source's textures, so that only the
+    colours and the tone move. The random draws are the same at every value."""
     shift_scale = check_shift_scale(shift_scale)
+    texture_shift = check_shift_scale(texture_shift, "texture_shift")
     if domain not in _DOMAIN_STYLE:
         raise ValueError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
     style = _DOMAIN_STYLE[domain]
@@ -96,10 +101,11 @@ def domain_appearance(domain: str, seed: int = 0, shift_scale: float = 1.0) -> D
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     magnitude = shift_scale * style["shift"] * rng.uniform(0.5, 1.0, size=(NUM_KINDS, 1)).astype(np.float32)
     colors = np.clip(_BASE_COLORS + direction * magnitude, 0, 255)
-    tex_scale = np.exp(style["tex"] * rng.normal(size=(NUM_KINDS, 1))).astype(np.float32)
+    spread = texture_shift * style["tex"]
+    tex_scale = np.exp(spread * rng.normal(size=(NUM_KINDS, 1))).astype(np.float32)
     texture = _BASE_TEXTURE.copy()
     texture[:, :3] *= tex_scale
-    texture[:, 3:5] *= np.exp(0.3 * style["tex"] * rng.normal(size=(NUM_KINDS, 1))).astype(np.float32)
+    texture[:, 3:5] *= np.exp(0.3 * spread * rng.normal(size=(NUM_KINDS, 1))).astype(np.float32)
     return DomainAppearance(colors, texture, style["gain"], style["offset"], np.asarray(style["cast"], np.float32), style["sat"])
 
 
