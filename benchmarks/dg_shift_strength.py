@@ -1,19 +1,22 @@
 """The ablation under a growing regional shift: every finished run of a ``dg_ablation.py`` sweep,
 re-evaluated on the four synthetic targets regenerated with their per-class colour shifts multiplied by
 each ``--scales`` value (``make_synthetic_benchmark(..., shift_scale=s)``; 1 = the benchmark the sweep
-trained and evaluated on).
+trained and evaluated on). ``--texture-shift T`` also multiplies the spread of the targets' per-class
+texture changes by ``T`` at every scale (``texture_shift=T``; 0 = the source's textures, so that only the
+colours and the global tone move; default 1, the benchmark's own textures).
 
 SRM is built for a regional shift (each class's appearance moving differently); this measures whether
 SRHA's rows lose less than plain training as that shift grows. Nothing is retrained: the source, the
 models and the label maps are the same at every scale, only the targets' class colours move further
-(same directions, textures and global tone; `srha_hf.data.synthetic_scene.domain_appearance`).
+(same directions, texture changes and global tone; `srha_hf.data.synthetic_scene.domain_appearance`).
 
-For each scale the targets are written once under ``--data-root/x<scale>`` (the sweep's recipe: image
-count, size and the generator's seed), then each run's ``model/`` is evaluated in this process exactly as
-the training script's final evaluation does (same evaluation sizes, batch size, Mapillary crop). Each
-evaluation is cached as ``<out>/evals/x<scale>/<row>_seed<seed>.json``, so an interrupted run continues
-where it stopped. Scale 1 must reproduce the sweep's own numbers: ``scale1_max_abs_diff_to_sweep`` (mIoU
-points) says how closely it does (thread counts can move a prediction at a tie).
+For each scale the targets are written once under ``--data-root/<tag>`` (``x<scale>``, or ``x<scale>_t<T>``
+with a texture shift T other than 1; the sweep's recipe: image count, size and the generator's seed),
+then each run's ``model/`` is evaluated in this process exactly as the training script's final
+evaluation does (same evaluation sizes, batch size, Mapillary crop). Each evaluation is cached as
+``<out>/evals/<tag>/<row>_seed<seed>.json``, so an interrupted run continues where it stopped. Scale 1 with
+texture shift 1 must reproduce the sweep's own numbers: ``scale1_max_abs_diff_to_sweep`` (mIoU points)
+says how closely it does (thread counts can move a prediction at a tie).
 
 Prints one JSON object and writes ``results.json`` (per scale and row: the targets' mean and each target
 as mean ± std over seeds, and the paired difference to the plain row of the same seed), ``table.md`` and
@@ -21,6 +24,7 @@ as mean ± std over seeds, and the paired difference to the plain row of the sam
 
 Usage:
     python benchmarks/dg_shift_strength.py outputs/dg_ablation/demo-pretrained --scales 1 1.4 1.8 2.4
+    python benchmarks/dg_shift_strength.py outputs/dg_ablation/demo-pretrained --scales 1 1.8 --texture-shift 0  # -> shift_strength_t0/
 """
 
 from __future__ import annotations
@@ -45,9 +49,9 @@ from srha_hf.training.config import ConfigError, load_config
 from srha_hf.training.results import plain_results
 
 
-def scale_tag(scale: float) -> str:
-    """``1.8`` -> ``x1.8``; ``2.0`` -> ``x2``: the folder name of one scale."""
-    return "x" + (f"{scale:g}")
+def scale_tag(scale: float, texture_shift: float = 1.0) -> str:
+    """``1.8`` -> ``x1.8``; ``2.0`` -> ``x2``; ``(1.8, 0)`` -> ``x1.8_t0``: the folder name of one scale."""
+    return f"x{scale:g}" + ("" if texture_shift == 1.0 else f"_t{texture_shift:g}")
 
 
 def find_runs(sweep: Path, rows=None, seeds=None) -> list:
@@ -115,13 +119,13 @@ def mean_std(values: list) -> dict:
     }
 
 
-def summarise(evals: dict, scales: list) -> dict:
+def summarise(evals: dict, scales: list, texture_shift: float = 1.0) -> dict:
     """``{scale_tag: {row: {"targets_mean", each target, "minus_plain"}}}`` from ``evals[(tag, row, seed)] =
     {"miou": {target: value}}``; ``minus_plain`` is the row's targets mean minus the plain row's, paired by
     seed (only seeds that both have), as mean ± std over those seeds."""
     summary = {}
     for scale in scales:
-        tag = scale_tag(scale)
+        tag = scale_tag(scale, texture_shift)
         by_row: dict = {}
         for (t, row, seed), ev in evals.items():
             if t == tag:
@@ -142,14 +146,15 @@ def summarise(evals: dict, scales: list) -> dict:
     return summary
 
 
-def markdown(summary: dict, scales: list, magnitudes: dict, sweep: Path) -> str:
-    tags = [scale_tag(s) for s in scales]
+def markdown(summary: dict, scales: list, magnitudes: dict, sweep: Path, texture_shift: float = 1.0) -> str:
+    tags = [scale_tag(s, texture_shift) for s in scales]
+    textures = "" if texture_shift == 1.0 else f" and their per-class texture changes' spread multiplied by {texture_shift:g} at every scale"
     rows = [r for r in ROWS if any(r in summary[t] for t in tags)]
     lines = [
         f"Sweep `{sweep}`: targets mean mIoU (%), mean ± std over seeds, with the targets' per-class colour shifts "
         "multiplied by the scale (largest shift per target: "
         + "; ".join(f"{tag}: " + " / ".join(f"{magnitudes[tag][t]:g}" for t in TARGETS) for tag in tags)
-        + ", C / B / M / S).",
+        + f", C / B / M / S){textures}.",
         "",
         "| row | " + " | ".join(tags) + " |",
         "|---|" + "---|" * len(tags),
@@ -170,12 +175,12 @@ def markdown(summary: dict, scales: list, magnitudes: dict, sweep: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chart(summary: dict, scales: list, path: Path, title: str) -> None:
+def chart(summary: dict, scales: list, path: Path, title: str, texture_shift: float = 1.0) -> None:
     from matplotlib.figure import Figure
 
     from srha_hf.visualization import save_figure
 
-    tags = [scale_tag(s) for s in scales]
+    tags = [scale_tag(s, texture_shift) for s in scales]
     fig = Figure(figsize=(7, 4.2), dpi=120)
     ax = fig.subplots()
     for row in ROWS:
@@ -184,7 +189,8 @@ def chart(summary: dict, scales: list, path: Path, title: str) -> None:
             continue
         xs = [p[0] for p in points]
         ax.errorbar(xs, [p[1]["mean"] for p in points], yerr=[p[1]["std"] for p in points], marker="o", capsize=3, label=ROWS[row][0])
-    ax.set_xlabel("targets' per-class colour shift (x the benchmark's)")
+    textures = "" if texture_shift == 1.0 else f"; texture changes x{texture_shift:g}"
+    ax.set_xlabel(f"targets' per-class colour shift (x the benchmark's{textures})")
     ax.set_ylabel("targets mean mIoU (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -208,12 +214,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", nargs="?", default=str(ROOT / "outputs" / "dg_ablation" / "demo-pretrained"), help="a dg_ablation.py sweep folder")
     parser.add_argument("--scales", nargs="+", default=["1", "1.4", "1.8", "2.4"], help="shift scales (default: 1 1.4 1.8 2.4)")
+    parser.add_argument(
+        "--texture-shift", type=float, default=1.0,
+        help="multiplies the spread of the targets' per-class texture changes at every scale (default 1; 0 = the source's textures)",
+    )  # fmt: skip
     parser.add_argument("--data-root", default=None, help="where the targets of each scale go (default <out>/data)")
-    parser.add_argument("--out", default=None, help="output folder (default <sweep>/shift_strength)")
+    parser.add_argument("--out", default=None, help="output folder (default <sweep>/shift_strength, or shift_strength_t<T> with --texture-shift T)")
     parser.add_argument("--rows", default=None, help=f"comma-separated rows among {', '.join(ROWS)} (default: every row found)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: every seed found)")
     args = parser.parse_args(argv)
     scales = parse_scales(parser, args.scales)
+    try:
+        texture_shift = check_shift_scale(args.texture_shift, "texture_shift")
+    except ValueError as err:
+        parser.error(f"--texture-shift: {err}")
     rows = None if args.rows is None else [r.strip() for r in args.rows.split(",") if r.strip()]
     if rows is not None and [r for r in rows if r not in ROWS]:
         parser.error(f"--rows: unknown rows {[r for r in rows if r not in ROWS]}; expected some of {', '.join(ROWS)}")
@@ -222,7 +236,7 @@ def main(argv=None) -> int:
     except ValueError:
         parser.error(f"--seeds {args.seeds!r}: expected comma-separated integers")
     sweep = Path(args.sweep)
-    out = Path(args.out) if args.out else sweep / "shift_strength"
+    out = Path(args.out) if args.out else sweep / ("shift_strength" + ("" if texture_shift == 1.0 else f"_t{texture_shift:g}"))
     data_root = Path(args.data_root) if args.data_root else out / "data"
 
     runs = find_runs(sweep, rows, seeds)
@@ -241,7 +255,7 @@ def main(argv=None) -> int:
     evals, magnitudes, diffs = {}, {}, []
     bar = tqdm(total=len(runs) * len(scales), desc="shift strength", dynamic_ncols=True)
     for scale in scales:
-        tag = scale_tag(scale)
+        tag = scale_tag(scale, texture_shift)
         magnitudes[tag] = {t: round(_DOMAIN_STYLE[t]["shift"] * scale, 2) for t in TARGETS}
         root = data_root / tag
         datasets = None  # the targets of this scale, written and loaded at its first uncached evaluation
@@ -252,28 +266,33 @@ def main(argv=None) -> int:
             else:
                 if datasets is None:
                     bar.set_postfix_str(f"writing the targets at {tag}")
-                    make_synthetic_benchmark(root, synth["num_train"], synth["num_val"], tuple(synth["size"]), shift_scale=scale)
+                    make_synthetic_benchmark(
+                        root, synth["num_train"], synth["num_val"], tuple(synth["size"]), shift_scale=scale, texture_shift=texture_shift
+                    )
                     datasets = {t: load_benchmark(t, root / t, "val") for t in TARGETS}
                 bar.set_postfix_str(f"{tag} {row} seed {seed}")
                 ev = evaluate_run(folder, datasets, configs[(row, seed)])
                 write_json_atomic(cache, ev, indent=1)
             evals[(tag, row, seed)] = ev
-            if scale == 1.0:
+            if scale == 1.0 and texture_shift == 1.0:
                 sweep_miou = read_run(folder)["miou"]
                 diffs += [abs(ev["miou"][t] - sweep_miou[t]) for t in TARGETS]
             bar.update(1)
     bar.close()
 
-    summary = summarise(evals, scales)
-    md = markdown(summary, scales, magnitudes, sweep)
+    summary = summarise(evals, scales, texture_shift)
+    md = markdown(summary, scales, magnitudes, sweep, texture_shift)
     write_text_atomic(out / "table.md", md)
     n_seeds = len({seed for _, seed, _, _ in runs})
-    chart(summary, scales, out / "shift_strength.png", f"SRHA ablation under a growing regional shift ({sweep.name}, {n_seeds} seeds)")
+    textures = "" if texture_shift == 1.0 else f", texture changes x{texture_shift:g}"
+    title = f"SRHA ablation under a growing regional shift ({sweep.name}, {n_seeds} seeds{textures})"
+    chart(summary, scales, out / "shift_strength.png", title, texture_shift)
     result = {
         "benchmark": "dg_shift_strength",
         "machine": machine(),
         "sweep": str(sweep),
         "scales": scales,
+        "texture_shift": texture_shift,
         "largest_class_shift": magnitudes,
         "runs": [f"{row}/seed{seed}" for row, seed, _, _ in runs],
         "scale1_max_abs_diff_to_sweep": round(max(diffs), 4) if diffs else None,
