@@ -85,7 +85,12 @@ def synthetic_params(config) -> dict:
     """What fixes the synthetic files of a recipe (every run of one sweep must agree on it)."""
     if not config.synthetic_data:
         raise SystemExit("the sweep's recipe does not train on the synthetic benchmark (synthetic_data: false)")
-    return {"num_train": config.synthetic_num_train, "num_val": config.synthetic_num_val, "size": tuple(config.synthetic_size)}
+    return {
+        "num_train": config.synthetic_num_train,
+        "num_val": config.synthetic_num_val,
+        "size": tuple(config.synthetic_size),
+        "class_colour_spread": config.synthetic_class_colour_spread,
+    }
 
 
 def evaluate_run(folder: Path, datasets: dict, config) -> dict:
@@ -267,8 +272,9 @@ def main(argv=None) -> int:
                 if datasets is None:
                     bar.set_postfix_str(f"writing the targets at {tag}")
                     make_synthetic_benchmark(
-                        root, synth["num_train"], synth["num_val"], tuple(synth["size"]), shift_scale=scale, texture_shift=texture_shift
-                    )
+                        root, synth["num_train"], synth["num_val"], tuple(synth["size"]), shift_scale=scale, texture_shift=texture_shift,
+                        class_colour_spread=synth["class_colour_spread"],
+                    )  # fmt: skip
                     datasets = {t: load_benchmark(t, root / t, "val") for t in TARGETS}
                 bar.set_postfix_str(f"{tag} {row} seed {seed}")
                 ev = evaluate_run(folder, datasets, configs[(row, seed)])

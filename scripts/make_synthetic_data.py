@@ -3,7 +3,7 @@
 Synthia-like targets, each in its real on-disk layout and label encoding).
 
     python scripts/make_synthetic_data.py data/synthetic [--num-train 100] [--num-val 20] [--size 384 212] [--seed 0] \
-        [--shift-scale 1] [--texture-shift 1]
+        [--shift-scale 1] [--texture-shift 1] [--class-colour-spread 0]
 
 Deterministic and idempotent: rerunning with the same arguments reuses the existing files.
 """
@@ -40,8 +40,12 @@ def main(argv=None) -> int:
         "--texture-shift", type=float, default=1.0,
         help="multiplies the spread of the targets' per-class texture changes; 1 = the benchmark as shipped, 0 = the source's textures",
     )  # fmt: skip
+    parser.add_argument(
+        "--class-colour-spread", type=float, default=0.0,
+        help="moves each class's colour by its own random offset of up to this length (RGB) in every image; 0 = the benchmark as shipped",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    for flag, name in (("--shift-scale", "shift_scale"), ("--texture-shift", "texture_shift")):
+    for flag, name in (("--shift-scale", "shift_scale"), ("--texture-shift", "texture_shift"), ("--class-colour-spread", "class_colour_spread")):
         try:
             check_shift_scale(getattr(args, name), name)
         except ValueError as err:
@@ -49,7 +53,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     paths = make_synthetic_benchmark(
         args.root, args.num_train, args.num_val, tuple(args.size), args.seed, gtav_layout=args.gtav_layout, progress=True,
-        shift_scale=args.shift_scale, texture_shift=args.texture_shift,
+        shift_scale=args.shift_scale, texture_shift=args.texture_shift, class_colour_spread=args.class_colour_spread,
     )
     print(json.dumps({
         "roots": {k: str(v) for k, v in paths.items()},

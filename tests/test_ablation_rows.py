@@ -127,6 +127,10 @@ def test_the_demo_runs_full_srha_from_the_pretraining_stage():
     assert stage_dir(demo) != stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"lr": 0.01}))
     how = {"num_workers": 0, "eval_batch_size": 2, "synthetic_root": "/elsewhere", "eval_drop_remainder": False}
     assert stage_dir(demo).name == stage_dir(load_config(ROOT / "configs" / "demo.yaml", how)).name
+    # a learning key added later leaves the key of its default as it was (the cache name of the demo's
+    # stage before synthetic_class_colour_spread existed), and changes it when set
+    assert stage_dir(demo).name == "shufflenetv2-gtav-300steps-8635897d0b3d"
+    assert stage_dir(demo) != stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"synthetic_class_colour_spread": 30}))
     with pytest.raises(Exception, match="are alternatives"):
         load_config(ROOT / "configs" / "demo.yaml", parse_overrides(["--backbone_pretrained", "torchvision"]))
 

@@ -263,7 +263,14 @@ def test_texture_shift_on_disk(bench, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-def test_make_synthetic_data_script_refuses_a_bad_texture_shift(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--texture-shift", "inf", "--texture-shift: texture_shift must be a finite number >= 0, got inf"),
+        ("--class-colour-spread", "-1", "--class-colour-spread: class_colour_spread must be a finite number >= 0, got -1.0"),
+    ],
+)
+def test_make_synthetic_data_script_refuses_a_bad_texture_shift_or_spread(tmp_path, capsys, flag, value, message):
     import importlib.util
     from pathlib import Path
 
@@ -272,7 +279,66 @@ def test_make_synthetic_data_script_refuses_a_bad_texture_shift(tmp_path, capsys
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     with pytest.raises(SystemExit) as exit_info:
-        module.main([str(tmp_path / "out"), "--texture-shift", "inf"])
+        module.main([str(tmp_path / "out"), flag, value])
     assert exit_info.value.code == 2
-    assert "--texture-shift: texture_shift must be a finite number >= 0, got inf" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_class_colour_spread_moves_each_class_by_its_own_offset_per_image():
+    """class_colour_spread adds one RGB offset per class and image (of length <= spread before the domain's
+    tone), in every domain, the source included; the kind map and everything else are unchanged."""
+    from srha_hf.data import synthetic_scene as scene
+
+    for domain in ("gtav", "bdd100k"):
+        look = scene.domain_appearance(domain, 0)
+        offsets = []
+        for index in (0, 1):
+            kind, plain = S.render_sample(domain, "train", index, 192, 108)
+            kind_spread, spread = S.render_sample(domain, "train", index, 192, 108, class_colour_spread=30.0)
+            np.testing.assert_array_equal(kind, kind_spread)
+            diff = spread.astype(np.float64) - plain.astype(np.float64)
+            clipped = (plain == 0) | (plain == 255) | (spread == 0) | (spread == 255)
+            per_kind = {}
+            for k in np.unique(kind):  # test-side loop over kinds: one offset per kind (up to uint8 rounding)
+                inside = (kind == k) & ~clipped.any(axis=2)
+                if inside.sum() < 50:
+                    continue
+                d = diff[inside]
+                assert np.abs(d - np.median(d, axis=0)).max() <= 1.0 + 1e-9, (domain, index, k)
+                per_kind[int(k)] = np.median(d, axis=0)
+            bound = 30.0 * look.gain * max(look.sat, 1.0) * np.sqrt(3) + 1.0
+            assert len(per_kind) >= 8 and all(np.linalg.norm(v) <= bound for v in per_kind.values())
+            assert np.mean([np.linalg.norm(v) > 2 for v in per_kind.values()]) > 0.7
+            offsets.append(per_kind)
+        common = set(offsets[0]) & set(offsets[1])
+        assert any(np.linalg.norm(offsets[0][k] - offsets[1][k]) > 5 for k in common)  # another offset in another image
+    with pytest.raises(ValueError, match="class_colour_spread must be a finite number >= 0, got -3"):
+        S.make_synthetic_benchmark("unused", **SMALL, class_colour_spread=-3)
+
+
+def test_class_colour_spread_on_disk_and_from_the_training_config(bench, tmp_path):
+    """The marker records the spread; the training config's synthetic_class_colour_spread reaches the files."""
+    from accelerate import Accelerator
+
+    from srha_hf.training import load_config
+    from srha_hf.training.trainer import resolve_data
+
+    root, _ = bench
+    spread = tmp_path / "spread"
+    S.make_synthetic_benchmark(spread, **SMALL, class_colour_spread=25)
+    assert json.loads((spread / S.MARKER).read_text())["class_colour_spread"] == 25.0
+    for name in S.DOMAINS:
+        a, b = load_benchmark(name, root / name, "val"), load_benchmark(name, spread / name, "val")
+        np.testing.assert_array_equal(np.asarray(a[0]["label"]), np.asarray(b[0]["label"]))
+        assert not np.array_equal(np.asarray(a[0]["image"]), np.asarray(b[0]["image"]))
+    from pathlib import Path
+
+    config = load_config(
+        Path(__file__).resolve().parents[1] / "configs" / "demo.yaml",
+        {"synthetic_root": str(tmp_path / "from_config"), "synthetic_num_train": 4, "synthetic_num_val": 2,
+         "synthetic_size": [96, 54], "synthetic_class_colour_spread": 25},
+    )  # fmt: skip
+    resolve_data(config, Accelerator(cpu=True))
+    marker = json.loads((tmp_path / "from_config" / S.MARKER).read_text())
+    assert marker == {**json.loads((root / S.MARKER).read_text()), "seed": 0, "class_colour_spread": 25.0}

@@ -31,7 +31,9 @@ target mIoU (a domain gap of about 15 points) instead of 49 and 23-27 (`benchmar
 `make_synthetic_benchmark(..., shift_scale=s)` multiplies the targets' per-class colour shifts by `s`
 (1 = the benchmark above; its marker then records `s`): `benchmarks/dg_shift_strength.py` evaluates trained
 models on targets regenerated at growing scales. `texture_shift=t` does the same for the spread of the
-targets' per-class texture changes (0 = the source's textures in every target).
+targets' per-class texture changes (0 = the source's textures in every target). `class_colour_spread=c`
+(default 0) moves every class's colour in every image of every domain by its own random offset of up to
+`c` (RGB), so that a class is no longer one colour (a trial benchmark; `domain_appearance`).
 """
 
 from __future__ import annotations
@@ -222,11 +224,19 @@ def _write_sample(domain: str, out: Path, split: str, i: int, global_index: int,
 
 
 def render_sample(
-    domain: str, split: str, index: int, width: int, height: int, seed: int = 0, shift_scale: float = 1.0, texture_shift: float = 1.0
+    domain: str,
+    split: str,
+    index: int,
+    width: int,
+    height: int,
+    seed: int = 0,
+    shift_scale: float = 1.0,
+    texture_shift: float = 1.0,
+    class_colour_spread: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``(H, W)`` kind map and ``(H, W, 3)`` uint8 image of sample ``index`` of ``split`` ("train" or "val")
     of ``domain``, drawn at ``width`` x ``height``: the sample that `generate_domain` writes (with the same
-    seed, `shift_scale` and `texture_shift`, when that sample has this size; `domain_size` gives it). The kind
+    seed, `shift_scale`, `texture_shift` and `class_colour_spread`, when that sample has this size; `domain_size` gives it). The kind
     map depends on neither: only the colours and textures of the target domains' classes do (`domain_appearance`)."""
     if domain not in _DOMAIN_KEY:
         raise ValueError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
@@ -234,12 +244,13 @@ def render_sample(
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     rng = np.random.default_rng([seed, _DOMAIN_KEY[domain], ("train", "val").index(split), index])
     kind = draw_scene(width, height, rng)
-    return kind, render(kind, domain_appearance(domain, seed, shift_scale, texture_shift), rng)
+    return kind, render(kind, domain_appearance(domain, seed, shift_scale, texture_shift, class_colour_spread), rng)
 
 
 def generate_domain(
     domain: str, out: Path, *, num_train: int, num_val: int, size, seed: int, gtav_layout: str = "presplit", shift_scale: float = 1.0,
     texture_shift: float = 1.0,
+    class_colour_spread: float = 0.0,
 ) -> None:
     """Write one synthetic benchmark into `out` (which must not exist yet or be empty)."""
     paths = {"gtav_layout": gtav_layout, "gtav_split": {}, "mapillary_config": mapillary_config()}
@@ -250,7 +261,7 @@ def generate_domain(
     for split, count in (("train", num_train), ("val", num_val)):
         for i in range(count):
             w, h = domain_size(domain, size, global_index)
-            kind, image = render_sample(domain, split, i, w, h, seed, shift_scale, texture_shift)
+            kind, image = render_sample(domain, split, i, w, h, seed, shift_scale, texture_shift, class_colour_spread)
             _write_sample(domain, out, split, i, global_index, kind, image, paths)
             global_index += 1
     if domain == "gtav":
@@ -260,7 +271,7 @@ def generate_domain(
             (split_dir / f"gtav_split_{split}.txt").write_text("".join(n + "\n" for n in names))
 
 
-def _params(num_train, num_val, size, seed, gtav_layout, shift_scale=1.0, texture_shift=1.0) -> dict:
+def _params(num_train, num_val, size, seed, gtav_layout, shift_scale=1.0, texture_shift=1.0, class_colour_spread=0.0) -> dict:
     params = {
         "version": SYNTHETIC_VERSION,
         "num_train": int(num_train),
@@ -273,6 +284,8 @@ def _params(num_train, num_val, size, seed, gtav_layout, shift_scale=1.0, textur
         params["shift_scale"] = float(shift_scale)
     if texture_shift != 1.0:
         params["texture_shift"] = float(texture_shift)
+    if class_colour_spread != 0.0:
+        params["class_colour_spread"] = float(class_colour_spread)
     return params
 
 
@@ -287,6 +300,7 @@ def make_synthetic_benchmark(
     progress: bool = False,
     shift_scale: float = 1.0,
     texture_shift: float = 1.0,
+    class_colour_spread: float = 0.0,
 ) -> dict:
     """Write the five synthetic benchmarks under `root` (see the module docstring); return their roots.
 
@@ -297,15 +311,17 @@ def make_synthetic_benchmark(
     the other domains keep their benchmark's aspect ratio at the same width (`domain_size`). `shift_scale`
     multiplies the size of the targets' per-class colour shifts and `texture_shift` the spread of their
     per-class texture changes (`domain_appearance`; 1 = the benchmark as shipped, 0 = no such shift), for
-    measuring how a model copes with a growing or shrinking regional shift."""
+    measuring how a model copes with a growing or shrinking regional shift. `class_colour_spread` gives every
+    class a different colour in every image (0 = as shipped)."""
     if gtav_layout not in ("presplit", "flat"):
         raise ValueError(f"gtav_layout must be 'presplit' or 'flat', got {gtav_layout!r}")
     if num_train < 1 or num_val < 1:
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
     shift_scale = check_shift_scale(shift_scale)
     texture_shift = check_shift_scale(texture_shift, "texture_shift")
+    class_colour_spread = check_shift_scale(class_colour_spread, "class_colour_spread")
     root = Path(root).expanduser()
-    params = _params(num_train, num_val, size, seed, gtav_layout, shift_scale, texture_shift)
+    params = _params(num_train, num_val, size, seed, gtav_layout, shift_scale, texture_shift, class_colour_spread)
     result = {d: root / d for d in DOMAINS}
     marker = root / MARKER
     if marker.is_file():
@@ -337,6 +353,7 @@ def make_synthetic_benchmark(
         generate_domain(
             domain, root / domain, num_train=num_train, num_val=num_val, size=size, seed=seed, gtav_layout=gtav_layout, shift_scale=shift_scale,
             texture_shift=texture_shift,
+            class_colour_spread=class_colour_spread,
         )
     write_text_atomic(marker, json.dumps(params))
     (root / PARTIAL).unlink()

@@ -77,9 +77,13 @@ class DomainAppearance:
     offset: float
     cast: np.ndarray
     sat: float
+    # per image, each kind's colour moves by a random RGB offset of up to this length (0: not at all)
+    class_colour_spread: float = 0.0
 
 
-def domain_appearance(domain: str, seed: int = 0, shift_scale: float = 1.0, texture_shift: float = 1.0) -> DomainAppearance:
+def domain_appearance(
+    domain: str, seed: int = 0, shift_scale: float = 1.0, texture_shift: float = 1.0, class_colour_spread: float = 0.0
+) -> DomainAppearance:
     """The per-class appearance of a domain: the source palette shifted per class (a different random
     direction and size for every class: a regional shift), textures rescaled per class, plus a tone.
 
@@ -90,9 +94,16 @@ def domain_appearance(domain: str, seed: int = 0, shift_scale: float = 1.0, text
 
     `texture_shift` likewise multiplies the spread of the per-class texture rescaling (in log space: the
     amplitudes and the stripe frequencies); 0 gives every target the source's textures, so that only the
-    colours and the tone move. The random draws are the same at every value."""
+    colours and the tone move. The random draws are the same at every value.
+
+    `class_colour_spread` (RGB units, every domain, the source included) makes `render` move each kind's
+    colour in every image by its own random offset of length uniform in [0, spread]: objects of one class
+    then differ in colour from image to image, as real cars and buildings do, and a pixel's colour alone no
+    longer names its class (`benchmarks/synthetic_colour_baseline.py`). 0, the benchmark as shipped,
+    leaves every image as it was."""
     shift_scale = check_shift_scale(shift_scale)
     texture_shift = check_shift_scale(texture_shift, "texture_shift")
+    class_colour_spread = check_shift_scale(class_colour_spread, "class_colour_spread")
     if domain not in _DOMAIN_STYLE:
         raise ValueError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
     style = _DOMAIN_STYLE[domain]
@@ -106,7 +117,8 @@ def domain_appearance(domain: str, seed: int = 0, shift_scale: float = 1.0, text
     texture = _BASE_TEXTURE.copy()
     texture[:, :3] *= tex_scale
     texture[:, 3:5] *= np.exp(0.3 * spread * rng.normal(size=(NUM_KINDS, 1))).astype(np.float32)
-    return DomainAppearance(colors, texture, style["gain"], style["offset"], np.asarray(style["cast"], np.float32), style["sat"])
+    cast = np.asarray(style["cast"], np.float32)
+    return DomainAppearance(colors, texture, style["gain"], style["offset"], cast, style["sat"], class_colour_spread)
 
 
 # ---- scene layout --------------------------------------------------------------------------------
@@ -302,6 +314,10 @@ def render(kind: np.ndarray, look: DomainAppearance, rng: np.random.Generator) -
     colors = look.colors * rng.uniform(0.92, 1.08, size=(NUM_KINDS, 1)).astype(np.float32)
     tex = look.texture[kind]  # (H, W, 6)
     fine, coarse = _noise((h, w), 2, rng), _noise((h, w), 12, rng)
+    if look.class_colour_spread > 0:  # drawn after everything else, so that the rest of the image is unchanged
+        direction = rng.normal(size=(NUM_KINDS, 3)).astype(np.float32)
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+        colors = colors + direction * (look.class_colour_spread * rng.uniform(0.0, 1.0, size=(NUM_KINDS, 1))).astype(np.float32)
     shade = (
         tex[..., 0] * fine
         + tex[..., 1] * coarse

@@ -53,6 +53,9 @@ class TrainConfig:
     synthetic_num_train: int = 100
     synthetic_num_val: int = 20
     synthetic_size: List[int] = field(default_factory=lambda: [384, 212])
+    # each class's colour moves by its own random offset of up to this length in every synthetic image
+    # (make_synthetic_benchmark's class_colour_spread; 0 = the benchmark as shipped)
+    synthetic_class_colour_spread: float = 0.0
     crop_size: int = 768
     scale_min: float = 0.5
     scale_max: float = 2.0

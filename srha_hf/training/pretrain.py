@@ -47,12 +47,14 @@ PLAIN_MODEL_KWARGS = {
 LEARNING_KEYS = (
     "source_dataset", "gtav_root", "synthia_root", "cityscapes_root", "bdd100k_root", "mapillary_root",
     "train_split", "gtav_split_file", "size_mismatch", "mixed_precision", "synthetic_data", "synthetic_num_train",
-    "synthetic_num_val", "synthetic_size",
+    "synthetic_num_val", "synthetic_size", "synthetic_class_colour_spread",
     "crop_size", "scale_min", "scale_max", "color_jitter", "gaussian_blur", "blur_p", "blur_rounding",
     "shift_centroid_by_padding", "exact_resize", "class_uniform", "class_uniform_pct", "class_uniform_tile",
     "class_uniform_whole_tiles_only", "backbone", "batch_size", "lr", "decoder_lr", "momentum", "weight_decay",
     "poly_power", "seed",
 )  # fmt: skip
+# Learning keys added after caches existed, with the default at which they leave the cache key as it was.
+OPTIONAL_LEARNING_KEYS = {"synthetic_class_colour_spread": 0.0}
 # What it shares but that only decides how it runs or is evaluated (left out of the cache key).
 RUN_KEYS = ("val_split", "synthetic_root", "centroid_cache_dir", "centroid_num_proc", "num_workers", "mapillary_crop", "eval_drop_remainder",
             "eval_batch_size", "logging_steps")  # fmt: skip
@@ -90,6 +92,9 @@ def stage_key(config) -> str:
     keys, its length, the stage recipe and, for synthetic data, the benchmark version); adding an
     unrelated recipe key later does not invalidate existing caches."""
     fields = {name: getattr(config, name) for name in LEARNING_KEYS}
+    for name, default in OPTIONAL_LEARNING_KEYS.items():  # in the hash only when set, so that older caches stay valid
+        if fields[name] == default:
+            del fields[name]
     fields.update(model_kwargs=_stage_model_kwargs(config), steps=config.pretrain_steps, recipe=STAGE_RECIPE_VERSION)
     if config.synthetic_data:  # the same benchmark wherever it is stored
         for name in BENCHMARK_NAMES:

@@ -82,7 +82,11 @@ def resolve_data(config: TrainConfig, accelerator) -> tuple:
         if accelerator.is_main_process:
             _log(accelerator, f"synthetic benchmark in {config.synthetic_root} (generated on first use, then reused)")
             make_synthetic_benchmark(
-                config.synthetic_root, num_train=config.synthetic_num_train, num_val=config.synthetic_num_val, size=size
+                config.synthetic_root,
+                num_train=config.synthetic_num_train,
+                num_val=config.synthetic_num_val,
+                size=size,
+                class_colour_spread=config.synthetic_class_colour_spread,
             )
         accelerator.wait_for_everyone()
         roots = {name: str(Path(config.synthetic_root) / name) for name in roots}
