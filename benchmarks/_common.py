@@ -25,6 +25,8 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        # the CPU kernels torch picked (e.g. AVX2, AVX512): CPU results can differ in the last digits between them
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
     }
 

@@ -68,7 +68,9 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 def _hardware(accelerator) -> str:
     if accelerator.device.type == "cuda":
         return f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
-    return f"{accelerator.num_processes} CPU process(es) on {os.cpu_count()} cores ({platform.machine()})"
+    # the kernels torch picked (AVX2, AVX512, ...): a CPU run's numbers can differ between them in the last digits
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{accelerator.num_processes} CPU process(es) on {os.cpu_count()} cores ({platform.machine()}, {capability} kernels)"
 
 
 def resolve_data(config: TrainConfig, accelerator) -> tuple:
