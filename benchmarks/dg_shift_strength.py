@@ -255,6 +255,9 @@ def main(argv=None) -> int:
     synth = json.loads(params.pop())
 
     from tqdm.auto import tqdm
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per evaluation would drown this script's own bar
 
     start = time.time()
     evals, magnitudes, diffs = {}, {}, []
