@@ -31,7 +31,7 @@ from _common import machine
 
 from srha_hf.data import load_benchmark
 from srha_hf.data.labels import CLASS_NAMES
-from srha_hf.data.synthetic import DOMAINS, check_shift_scale, make_synthetic_benchmark
+from srha_hf.data.synthetic import DOMAINS, add_appearance_options, appearance_options, make_synthetic_benchmark
 from srha_hf.metrics.mean_iou import scores_from_confusion_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,21 +99,12 @@ def main(argv=None) -> int:
     parser.add_argument("--num-train", type=int, default=100, help="images per split when the benchmark is written (the demo's 100)")
     parser.add_argument("--num-val", type=int, default=20)
     parser.add_argument("--size", type=int, nargs=2, default=(384, 212), metavar=("W", "H"))
-    parser.add_argument("--shift-scale", type=float, default=1.0)
-    parser.add_argument("--texture-shift", type=float, default=1.0)
-    parser.add_argument("--class-colour-spread", type=float, default=0.0)
+    add_appearance_options(parser)
     args = parser.parse_args(argv)
-    for flag, name in (("--shift-scale", "shift_scale"), ("--texture-shift", "texture_shift"), ("--class-colour-spread", "class_colour_spread")):
-        try:
-            check_shift_scale(getattr(args, name), name)
-        except ValueError as err:
-            parser.error(f"{flag}: {err}")
+    appearance = appearance_options(parser, args)
     root = Path(args.root)
     start = time.time()
-    make_synthetic_benchmark(
-        root, args.num_train, args.num_val, tuple(args.size), shift_scale=args.shift_scale, texture_shift=args.texture_shift,
-        class_colour_spread=args.class_colour_spread, progress=True,
-    )  # fmt: skip  # reuses the files when they were made with these arguments
+    make_synthetic_benchmark(root, args.num_train, args.num_val, tuple(args.size), progress=True, **appearance)  # reused when made so
     model = fit(*pixels("gtav", root / "gtav", "train"))
     domains = {}
     for name in DOMAINS:
@@ -132,9 +123,7 @@ def main(argv=None) -> int:
         "benchmark": "synthetic_colour_baseline",
         "machine": machine(),
         "root": str(root),
-        "shift_scale": args.shift_scale,
-        "texture_shift": args.texture_shift,
-        "class_colour_spread": args.class_colour_spread,
+        **appearance,
         "targets_mean": {
             "gaussian_miou": round(float(np.mean([domains[t]["gaussian_miou"] for t in targets])), 2),
             "nearest_mean_miou": round(float(np.mean([domains[t]["nearest_mean_miou"] for t in targets])), 2),

@@ -21,7 +21,7 @@ import _bootstrap  # noqa: E402 - sys.path set-up, see scripts/_bootstrap.py
 
 _bootstrap.set_up()
 
-from srha_hf.data.synthetic import check_shift_scale, make_synthetic_benchmark, synthetic_eval_sizes  # noqa: E402
+from srha_hf.data.synthetic import add_appearance_options, appearance_options, make_synthetic_benchmark, synthetic_eval_sizes  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -32,28 +32,13 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, nargs=2, default=(384, 212), metavar=("W", "H"), help="GTAV image size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gtav-layout", choices=("presplit", "flat"), default="presplit")
-    parser.add_argument(
-        "--shift-scale", type=float, default=1.0,
-        help="multiplies the targets' per-class colour shifts (the regional domain shift); 1 = the benchmark as shipped",
-    )  # fmt: skip
-    parser.add_argument(
-        "--texture-shift", type=float, default=1.0,
-        help="multiplies the spread of the targets' per-class texture changes; 1 = the benchmark as shipped, 0 = the source's textures",
-    )  # fmt: skip
-    parser.add_argument(
-        "--class-colour-spread", type=float, default=0.0,
-        help="moves each class's colour by its own random offset of up to this length (RGB) in every image; 0 = the benchmark as shipped",
-    )  # fmt: skip
+    add_appearance_options(parser)
     args = parser.parse_args(argv)
-    for flag, name in (("--shift-scale", "shift_scale"), ("--texture-shift", "texture_shift"), ("--class-colour-spread", "class_colour_spread")):
-        try:
-            check_shift_scale(getattr(args, name), name)
-        except ValueError as err:
-            parser.error(f"{flag}: {err}")
+    appearance = appearance_options(parser, args)
     start = time.perf_counter()
     paths = make_synthetic_benchmark(
         args.root, args.num_train, args.num_val, tuple(args.size), args.seed, gtav_layout=args.gtav_layout, progress=True,
-        shift_scale=args.shift_scale, texture_shift=args.texture_shift, class_colour_spread=args.class_colour_spread,
+        **appearance,
     )
     print(json.dumps({
         "roots": {k: str(v) for k, v in paths.items()},

@@ -1,26 +1,14 @@
 """benchmarks/synthetic_colour_baseline.py: the per-class Gaussian fit and its predictions against plain
 loops over classes and pixels, an absent class never predicted, uint8 labels counted without overflow."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_modules import load_benchmark_module
 
 
 @pytest.fixture(scope="module")
 def colour():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("synthetic_colour_baseline", ROOT / "benchmarks" / "synthetic_colour_baseline.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+    return load_benchmark_module("synthetic_colour_baseline")
 
 
 def test_fit_and_predict_equal_plain_loops(colour):

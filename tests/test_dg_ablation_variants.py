@@ -1,26 +1,15 @@
 """benchmarks/dg_ablation.py's recipe variants: --set / --model-set reach the training command, need a
 --variant name, and a run folder refuses results made with other overrides."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmark_modules import load_benchmark_module
 
 
 @pytest.fixture(scope="module")
 def dg():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # its `from _common import machine`
-    try:
-        spec = importlib.util.spec_from_file_location("dg_ablation", ROOT / "benchmarks" / "dg_ablation.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+    return load_benchmark_module("dg_ablation")
 
 
 def options(cmd):

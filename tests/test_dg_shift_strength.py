@@ -1,32 +1,22 @@
 """benchmarks/dg_shift_strength.py on a tiny fake sweep: every run evaluated at every scale, the paired
 differences to plain, the cache, the texture-shift variant and its folders, bad arguments named."""
 
-import importlib.util
 import json
 import statistics
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from benchmark_modules import load_benchmark_module
 
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY_DATA = {"synthetic_num_train": 1, "synthetic_num_val": 1, "synthetic_size": [64, 36]}
 TARGETS = ("cityscapes", "bdd100k", "mapillary", "synthia")
 
 
 @pytest.fixture(scope="module")
 def shift():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # its `from _common import machine`, `from dg_ablation import ...`
-    try:
-        spec = importlib.util.spec_from_file_location("dg_shift_strength", ROOT / "benchmarks" / "dg_shift_strength.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return module
+    return load_benchmark_module("dg_shift_strength")
 
 
 @pytest.fixture(scope="module")

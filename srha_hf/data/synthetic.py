@@ -67,6 +67,31 @@ from .synthetic_scene import (  # noqa: F401 - re-exported: the scene is part of
 
 SYNTHETIC_VERSION = 3
 MARKER = ".srha_synthetic.json"
+
+# The appearance knobs of make_synthetic_benchmark as command-line options: (keyword, default, help).
+APPEARANCE_OPTIONS = (
+    ("shift_scale", 1.0, "multiplies the targets' per-class colour shifts (the regional domain shift); 1 = the benchmark as shipped"),
+    ("texture_shift", 1.0, "multiplies the spread of the targets' per-class texture changes; 1 = as shipped, 0 = the source's textures"),
+    ("class_colour_spread", 0.0, "moves each class's colour by its own random offset of up to this length (RGB) in every image; 0 = as shipped"),
+)
+
+
+def add_appearance_options(parser) -> None:
+    """Add ``--shift-scale``, ``--texture-shift`` and ``--class-colour-spread`` to an argparse parser."""
+    for name, default, text in APPEARANCE_OPTIONS:
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=default, help=text)
+
+
+def appearance_options(parser, args) -> dict:
+    """The appearance options of parsed ``args`` as make_synthetic_benchmark's keyword arguments; a bad value
+    ends the command through ``parser.error`` naming the flag."""
+    values = {}
+    for name, _, _ in APPEARANCE_OPTIONS:
+        try:
+            values[name] = check_shift_scale(getattr(args, name), name)
+        except ValueError as err:
+            parser.error(f"--{name.replace('_', '-')}: {err}")
+    return values
 PARTIAL = ".srha_synthetic_partial"
 assert sorted(DOMAINS) == sorted(L.BENCHMARK_NAMES)
 
