@@ -1,9 +1,10 @@
 """Why prediction consistency collapses training on the synthetic benchmark: CE on each half of the
 SRM-doubled batch, the PC term, and the gradient norms of CE and PC over the decode head, for three
 students of one seed of a ``dg_ablation.py`` sweep: at the start of SRHA training (the pretraining
-stage's backbone, random head), after the plain row, and after the full-SRHA row.
+stage's backbone, random head), and after each row of ``--rows`` (default: plain and full; any row whose
+run is in the sweep, e.g. ``plain,srm,srm_hac,full``, to see how well SRM's rearranged half is fitted).
 
-Usage: python benchmarks/pc_probe.py [--sweep outputs/dg_ablation/demo-pretrained] [--seed 304] [--batches 3]
+Usage: python benchmarks/pc_probe.py [--sweep outputs/dg_ablation/demo-pretrained] [--seed 304] [--batches 3] [--rows plain,full]
 Prints JSON (means over the batches).
 """
 
@@ -50,9 +51,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep", default=str(ROOT / "outputs" / "dg_ablation" / "demo-pretrained"))
     parser.add_argument("--seed", type=int, default=304)
     parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--rows", default="plain,full", help="comma-separated rows of the sweep to probe (full is always read: its stage file)")
     args = parser.parse_args(argv)
     sweep = Path(args.sweep)
-    models = {row: sweep / row / f"seed{args.seed}" / "model" for row in ("plain", "full")}
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    models = {row: sweep / row / f"seed{args.seed}" / "model" for row in dict.fromkeys([*rows, "full"])}
     missing = [str(p) for p in models.values() if not (p / "model.safetensors").is_file()]
     if missing:
         raise SystemExit(f"run the sweep first (benchmarks/dg_ablation.py): missing {', '.join(missing)}")
@@ -75,9 +78,10 @@ def main(argv=None) -> int:
         "machine": machine(),
         "seed": args.seed,
         "start of SRHA (stage backbone, random head)": probe(SRHAForSemanticSegmentation(mc), batches, mc.pc_weight),
-        "after the plain row": probe(SRHAForSemanticSegmentation.from_pretrained(models["plain"]), batches, mc.pc_weight),
-        "after the full-SRHA row": probe(SRHAForSemanticSegmentation.from_pretrained(models["full"]), batches, mc.pc_weight),
     }
+    for row in rows:
+        name = "full-SRHA" if row == "full" else row
+        result[f"after the {name} row"] = probe(SRHAForSemanticSegmentation.from_pretrained(models[row]), batches, mc.pc_weight)
     print(json.dumps(result, indent=1))
     return 0
 
