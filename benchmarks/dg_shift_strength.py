@@ -49,9 +49,14 @@ from srha_hf.training.config import ConfigError, load_config
 from srha_hf.training.results import plain_results
 
 
+def texture_tag(texture_shift: float) -> str:
+    """``""`` at the benchmark's own textures (1), else ``_t<T>``: the suffix of every folder of a texture shift."""
+    return "" if texture_shift == 1.0 else f"_t{texture_shift:g}"
+
+
 def scale_tag(scale: float, texture_shift: float = 1.0) -> str:
     """``1.8`` -> ``x1.8``; ``2.0`` -> ``x2``; ``(1.8, 0)`` -> ``x1.8_t0``: the folder name of one scale."""
-    return f"x{scale:g}" + ("" if texture_shift == 1.0 else f"_t{texture_shift:g}")
+    return f"x{scale:g}" + texture_tag(texture_shift)
 
 
 def find_runs(sweep: Path, rows=None, seeds=None) -> list:
@@ -241,7 +246,7 @@ def main(argv=None) -> int:
     except ValueError:
         parser.error(f"--seeds {args.seeds!r}: expected comma-separated integers")
     sweep = Path(args.sweep)
-    out = Path(args.out) if args.out else sweep / ("shift_strength" + ("" if texture_shift == 1.0 else f"_t{texture_shift:g}"))
+    out = Path(args.out) if args.out else sweep / ("shift_strength" + texture_tag(texture_shift))
     data_root = Path(args.data_root) if args.data_root else out / "data"
 
     runs = find_runs(sweep, rows, seeds)

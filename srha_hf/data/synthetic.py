@@ -67,6 +67,8 @@ from .synthetic_scene import (  # noqa: F401 - re-exported: the scene is part of
 
 SYNTHETIC_VERSION = 3
 MARKER = ".srha_synthetic.json"
+PARTIAL = ".srha_synthetic_partial"
+assert sorted(DOMAINS) == sorted(L.BENCHMARK_NAMES)
 
 # The appearance knobs of make_synthetic_benchmark as command-line options: (keyword, default, help).
 APPEARANCE_OPTIONS = (
@@ -92,8 +94,7 @@ def appearance_options(parser, args) -> dict:
         except ValueError as err:
             parser.error(f"--{name.replace('_', '-')}: {err}")
     return values
-PARTIAL = ".srha_synthetic_partial"
-assert sorted(DOMAINS) == sorted(L.BENCHMARK_NAMES)
+
 
 # Native ids of every kind, per dataset (each then decoded by that dataset's table in labels.py).
 _CITYSCAPES_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
@@ -261,8 +262,8 @@ def render_sample(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``(H, W)`` kind map and ``(H, W, 3)`` uint8 image of sample ``index`` of ``split`` ("train" or "val")
     of ``domain``, drawn at ``width`` x ``height``: the sample that `generate_domain` writes (with the same
-    seed, `shift_scale`, `texture_shift` and `class_colour_spread`, when that sample has this size; `domain_size` gives it). The kind
-    map depends on neither: only the colours and textures of the target domains' classes do (`domain_appearance`)."""
+    seed, `shift_scale`, `texture_shift` and `class_colour_spread`, when that sample has this size; `domain_size`
+    gives it). The kind map depends on none of these three: only the colours and textures do (`domain_appearance`)."""
     if domain not in _DOMAIN_KEY:
         raise ValueError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
     if split not in ("train", "val"):
@@ -273,7 +274,15 @@ def render_sample(
 
 
 def generate_domain(
-    domain: str, out: Path, *, num_train: int, num_val: int, size, seed: int, gtav_layout: str = "presplit", shift_scale: float = 1.0,
+    domain: str,
+    out: Path,
+    *,
+    num_train: int,
+    num_val: int,
+    size,
+    seed: int,
+    gtav_layout: str = "presplit",
+    shift_scale: float = 1.0,
     texture_shift: float = 1.0,
     class_colour_spread: float = 0.0,
 ) -> None:
@@ -296,7 +305,7 @@ def generate_domain(
             (split_dir / f"gtav_split_{split}.txt").write_text("".join(n + "\n" for n in names))
 
 
-def _params(num_train, num_val, size, seed, gtav_layout, shift_scale=1.0, texture_shift=1.0, class_colour_spread=0.0) -> dict:
+def _params(num_train, num_val, size, seed, gtav_layout, appearance: dict) -> dict:
     params = {
         "version": SYNTHETIC_VERSION,
         "num_train": int(num_train),
@@ -305,12 +314,9 @@ def _params(num_train, num_val, size, seed, gtav_layout, shift_scale=1.0, textur
         "seed": int(seed),
         "gtav_layout": gtav_layout,
     }
-    if shift_scale != 1.0:  # recorded only when it differs, so that the markers of existing caches stay valid
-        params["shift_scale"] = float(shift_scale)
-    if texture_shift != 1.0:
-        params["texture_shift"] = float(texture_shift)
-    if class_colour_spread != 0.0:
-        params["class_colour_spread"] = float(class_colour_spread)
+    for name, default, _ in APPEARANCE_OPTIONS:  # recorded only when not the default: existing caches' markers stay valid
+        if appearance[name] != default:
+            params[name] = float(appearance[name])
     return params
 
 
@@ -342,11 +348,10 @@ def make_synthetic_benchmark(
         raise ValueError(f"gtav_layout must be 'presplit' or 'flat', got {gtav_layout!r}")
     if num_train < 1 or num_val < 1:
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
-    shift_scale = check_shift_scale(shift_scale)
-    texture_shift = check_shift_scale(texture_shift, "texture_shift")
-    class_colour_spread = check_shift_scale(class_colour_spread, "class_colour_spread")
+    given = {"shift_scale": shift_scale, "texture_shift": texture_shift, "class_colour_spread": class_colour_spread}
+    appearance = {name: check_shift_scale(value, name) for name, value in given.items()}
     root = Path(root).expanduser()
-    params = _params(num_train, num_val, size, seed, gtav_layout, shift_scale, texture_shift, class_colour_spread)
+    params = _params(num_train, num_val, size, seed, gtav_layout, appearance)
     result = {d: root / d for d in DOMAINS}
     marker = root / MARKER
     if marker.is_file():
@@ -375,11 +380,7 @@ def make_synthetic_benchmark(
 
         domains = tqdm(DOMAINS, desc="synthetic benchmark")
     for domain in domains:
-        generate_domain(
-            domain, root / domain, num_train=num_train, num_val=num_val, size=size, seed=seed, gtav_layout=gtav_layout, shift_scale=shift_scale,
-            texture_shift=texture_shift,
-            class_colour_spread=class_colour_spread,
-        )
+        generate_domain(domain, root / domain, num_train=num_train, num_val=num_val, size=size, seed=seed, gtav_layout=gtav_layout, **appearance)
     write_text_atomic(marker, json.dumps(params))
     (root / PARTIAL).unlink()
     return result
