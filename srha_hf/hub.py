@@ -107,7 +107,8 @@ def training_card_fields(config, model_config, *, num_processes: int, hardware: 
     """The "Training" fields of a trained model's card, from the run's config (a ``TrainConfig``) and
     the model's ``SRHAConfig``."""
     if config.pretrain_steps:
-        backbone_init = f"pretraining stage ({config.pretrain_steps} plain steps on the source; {model_config.backbone_pretrained_source})"
+        data = "a generic synthetic corpus" if getattr(config, "pretrain_data", "source") == "generic" else "the source"
+        backbone_init = f"pretraining stage ({config.pretrain_steps} plain steps on {data}; {model_config.backbone_pretrained_source})"
     else:
         backbone_init = model_config.backbone_pretrained_source or "random (no ImageNet weights)"
     return {

@@ -135,6 +135,24 @@ def test_the_demo_runs_full_srha_from_the_pretraining_stage():
         load_config(ROOT / "configs" / "demo.yaml", parse_overrides(["--backbone_pretrained", "torchvision"]))
 
 
+def test_a_generic_stage_trains_on_its_own_corpus():
+    """pretrain_data: generic: the stage trains and validates on <synthetic_root>/generic (GTAV format, random
+    look per image), the run itself still on its source; another cache key; bad values are refused by name."""
+    from srha_hf.training.config import ConfigError
+
+    demo = load_config(ROOT / "configs" / "demo.yaml")
+    generic = load_config(ROOT / "configs" / "demo.yaml", {"pretrain_data": "generic", "synthetic_root": "/data/synth"})
+    stage = stage_config(generic)
+    assert (stage.source_dataset, stage.val_datasets, stage.synthetic_random_look) == ("gtav", ["gtav"], True)
+    assert Path(stage.synthetic_root) == Path("/data/synth/generic") and not stage_config(demo).synthetic_random_look
+    assert (generic.source_dataset, generic.synthetic_root, generic.synthetic_random_look) == ("gtav", "/data/synth", False)
+    assert stage_dir(generic).parent == Path("/data/synth/pretrained") and stage_dir(generic).name != stage_dir(demo).name
+    with pytest.raises(ConfigError, match="pretrain_data must be 'source' or 'generic', got 'imagenet'"):
+        load_config(ROOT / "configs" / "demo.yaml", {"pretrain_data": "imagenet"})
+    with pytest.raises(ConfigError, match="pretrain_data: generic trains the stage on a synthetic corpus: it needs synthetic_data: true"):
+        load_config(ROOT / "configs" / "demo.yaml", {"pretrain_data": "generic", "synthetic_data": False})
+
+
 @pytest.mark.slow  # a subprocess / torchrun test
 def test_pretraining_stage_initialises_student_and_teacher(synthetic_root, tmp_path):
 

@@ -19,6 +19,18 @@ def bench(tmp_path_factory):
     return root, S.make_synthetic_benchmark(root, **SMALL)
 
 
+def make_synthetic_data_script():
+    """``scripts/make_synthetic_data.py`` as a fresh module."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic_data.py"
+    spec = importlib.util.spec_from_file_location("make_synthetic_data", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def digest(root):
     h = hashlib.sha1()
     for p in sorted(root.rglob("*")):
@@ -149,13 +161,7 @@ def test_targets_shift_each_class_differently(bench):
 
 
 def test_make_synthetic_data_script(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic_data.py"
-    spec = importlib.util.spec_from_file_location("make_synthetic_data", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = make_synthetic_data_script()
     assert module.main([str(tmp_path), "--num-train", "1", "--num-val", "1", "--size", "64", "36"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["roots"]["gtav"] == str(tmp_path / "gtav") and out["eval_transform_kwargs"]["gtav_size"] == [64, 36]
@@ -208,13 +214,7 @@ def test_shift_scale_on_disk(bench, tmp_path):
 
 
 def test_make_synthetic_data_script_refuses_a_bad_shift_scale(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic_data.py"
-    spec = importlib.util.spec_from_file_location("make_synthetic_data_bad", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = make_synthetic_data_script()
     with pytest.raises(SystemExit) as exit_info:
         module.main([str(tmp_path / "out"), "--shift-scale", "-2"])
     assert exit_info.value.code == 2
@@ -273,13 +273,7 @@ def test_texture_shift_on_disk(bench, tmp_path):
     ],
 )
 def test_make_synthetic_data_script_refuses_a_bad_texture_shift_or_spread(tmp_path, capsys, flag, value, message):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic_data.py"
-    spec = importlib.util.spec_from_file_location("make_synthetic_data_bad_texture", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = make_synthetic_data_script()
     with pytest.raises(SystemExit) as exit_info:
         module.main([str(tmp_path / "out"), flag, value])
     assert exit_info.value.code == 2
@@ -344,3 +338,61 @@ def test_class_colour_spread_on_disk_and_from_the_training_config(bench, tmp_pat
     resolve_data(config, Accelerator(cpu=True))
     marker = json.loads((tmp_path / "from_config" / S.MARKER).read_text())
     assert marker == {**json.loads((root / S.MARKER).read_text()), "seed": 0, "class_colour_spread": 25.0}
+
+
+def test_random_look_draws_other_scenes_with_a_look_of_their_own_per_image():
+    """A generic corpus (random_look): other scenes than the benchmark's, each image painted afresh, so that a
+    kind's colour varies from image to image far more than the benchmark's +-8 % brightness; deterministic."""
+    kinds, colours = [], {False: [], True: []}
+    for random_look in (False, True):
+        for index in range(6):
+            kind, image = S.render_sample("gtav", "train", index, 192, 108, random_look=random_look)
+            kinds.append(kind)
+            colours[random_look].append([np.median(image[kind == k], axis=0) for k in (0, 10)])  # road, sky
+    for index in range(6):
+        assert not np.array_equal(kinds[index], kinds[6 + index])  # another scene
+    spread = {look: np.asarray(c, np.float64).std(axis=0).max() for look, c in colours.items()}
+    assert spread[False] < 12 and spread[True] > 35, spread
+    again = S.render_sample("gtav", "train", 3, 192, 108, random_look=True)
+    np.testing.assert_array_equal(again[1], S.render_sample("gtav", "train", 3, 192, 108, random_look=True)[1])
+    with pytest.raises(ValueError, match="no domain shift: shift_scale and texture_shift must be 1, got 2.0"):
+        S.render_sample("bdd100k", "val", 0, 96, 54, shift_scale=2.0, random_look=True)
+
+
+def test_random_look_on_disk_and_from_the_training_config(bench, tmp_path):
+    """The corpus is written in the same real formats, its marker says random_look, the benchmark's own files
+    are other images; the training config's synthetic_random_look reaches the files."""
+    from pathlib import Path
+
+    from accelerate import Accelerator
+
+    from srha_hf.training import load_config
+    from srha_hf.training.trainer import resolve_data
+
+    root, _ = bench
+    corpus = tmp_path / "generic"
+    S.make_synthetic_benchmark(corpus, **SMALL, random_look=True)
+    assert json.loads((corpus / S.MARKER).read_text()) == {**json.loads((root / S.MARKER).read_text()), "random_look": True}
+    for name in S.DOMAINS:
+        a, b = load_benchmark(name, root / name, "train"), load_benchmark(name, corpus / name, "train")
+        assert len(a) == len(b) and not np.array_equal(np.asarray(a[0]["label"]), np.asarray(b[0]["label"]))
+    with pytest.raises(ValueError, match="random_look writes a generic corpus with no domain shift"):
+        S.make_synthetic_benchmark(tmp_path / "bad", **SMALL, random_look=True, texture_shift=0)
+    config = load_config(
+        Path(__file__).resolve().parents[1] / "configs" / "demo.yaml",
+        {"synthetic_root": str(tmp_path / "from_config"), "synthetic_num_train": 4, "synthetic_num_val": 2,
+         "synthetic_size": [96, 54], "synthetic_random_look": True},
+    )  # fmt: skip
+    resolve_data(config, Accelerator(cpu=True))
+    assert json.loads((tmp_path / "from_config" / S.MARKER).read_text())["random_look"] is True
+
+
+def test_make_synthetic_data_script_writes_a_generic_corpus(tmp_path, capsys):
+    module = make_synthetic_data_script()
+    assert module.main([str(tmp_path / "corpus"), "--num-train", "1", "--num-val", "1", "--size", "64", "36", "--random-look"]) == 0
+    assert json.loads((tmp_path / "corpus" / S.MARKER).read_text())["random_look"] is True
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([str(tmp_path / "out"), "--random-look", "--shift-scale", "2"])
+    assert exit_info.value.code == 2 and "--random-look: a generic corpus has no domain shift" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -62,6 +62,7 @@ from .synthetic_scene import (  # noqa: F401 - re-exported: the scene is part of
     check_shift_scale,
     domain_appearance,
     draw_scene,
+    random_appearance,
     render,
 )
 
@@ -259,16 +260,30 @@ def render_sample(
     shift_scale: float = 1.0,
     texture_shift: float = 1.0,
     class_colour_spread: float = 0.0,
+    random_look: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``(H, W)`` kind map and ``(H, W, 3)`` uint8 image of sample ``index`` of ``split`` ("train" or "val")
     of ``domain``, drawn at ``width`` x ``height``: the sample that `generate_domain` writes (with the same
     seed, `shift_scale`, `texture_shift` and `class_colour_spread`, when that sample has this size; `domain_size`
-    gives it). The kind map depends on none of these three: only the colours and textures do (`domain_appearance`)."""
+    gives it). The kind map depends on none of these three: only the colours and textures do (`domain_appearance`).
+
+    ``random_look=True`` draws the sample of a *generic* corpus instead: another scene (its own random
+    stream) painted with a look of its own (`random_appearance`), for the pretraining stage's stand-in for
+    ImageNet; ``shift_scale`` and ``texture_shift`` must then be 1 (they shape the domains' looks)."""
     if domain not in _DOMAIN_KEY:
         raise ValueError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    rng = np.random.default_rng([seed, _DOMAIN_KEY[domain], ("train", "val").index(split), index])
+    key = [seed, _DOMAIN_KEY[domain], ("train", "val").index(split), index]
+    if random_look:
+        if shift_scale != 1.0 or texture_shift != 1.0:
+            raise ValueError(
+                f"a generic corpus (random_look) has no domain shift: shift_scale and texture_shift must be 1, got {shift_scale}, {texture_shift}"
+            )
+        rng = np.random.default_rng(key + [1])  # other scenes than the benchmark's
+        kind = draw_scene(width, height, rng)
+        return kind, render(kind, random_appearance(rng, class_colour_spread), rng)
+    rng = np.random.default_rng(key)
     kind = draw_scene(width, height, rng)
     return kind, render(kind, domain_appearance(domain, seed, shift_scale, texture_shift, class_colour_spread), rng)
 
@@ -285,6 +300,7 @@ def generate_domain(
     shift_scale: float = 1.0,
     texture_shift: float = 1.0,
     class_colour_spread: float = 0.0,
+    random_look: bool = False,
 ) -> None:
     """Write one synthetic benchmark into `out` (which must not exist yet or be empty)."""
     paths = {"gtav_layout": gtav_layout, "gtav_split": {}, "mapillary_config": mapillary_config()}
@@ -295,7 +311,7 @@ def generate_domain(
     for split, count in (("train", num_train), ("val", num_val)):
         for i in range(count):
             w, h = domain_size(domain, size, global_index)
-            kind, image = render_sample(domain, split, i, w, h, seed, shift_scale, texture_shift, class_colour_spread)
+            kind, image = render_sample(domain, split, i, w, h, seed, shift_scale, texture_shift, class_colour_spread, random_look)
             _write_sample(domain, out, split, i, global_index, kind, image, paths)
             global_index += 1
     if domain == "gtav":
@@ -305,7 +321,7 @@ def generate_domain(
             (split_dir / f"gtav_split_{split}.txt").write_text("".join(n + "\n" for n in names))
 
 
-def _params(num_train, num_val, size, seed, gtav_layout, appearance: dict) -> dict:
+def _params(num_train, num_val, size, seed, gtav_layout, appearance: dict, random_look: bool = False) -> dict:
     params = {
         "version": SYNTHETIC_VERSION,
         "num_train": int(num_train),
@@ -317,6 +333,8 @@ def _params(num_train, num_val, size, seed, gtav_layout, appearance: dict) -> di
     for name, default, _ in APPEARANCE_OPTIONS:  # recorded only when not the default: existing caches' markers stay valid
         if appearance[name] != default:
             params[name] = float(appearance[name])
+    if random_look:
+        params["random_look"] = True
     return params
 
 
@@ -332,6 +350,7 @@ def make_synthetic_benchmark(
     shift_scale: float = 1.0,
     texture_shift: float = 1.0,
     class_colour_spread: float = 0.0,
+    random_look: bool = False,
 ) -> dict:
     """Write the five synthetic benchmarks under `root` (see the module docstring); return their roots.
 
@@ -343,15 +362,21 @@ def make_synthetic_benchmark(
     multiplies the size of the targets' per-class colour shifts and `texture_shift` the spread of their
     per-class texture changes (`domain_appearance`; 1 = the benchmark as shipped, 0 = no such shift), for
     measuring how a model copes with a growing or shrinking regional shift. `class_colour_spread` gives every
-    class a different colour in every image (0 = as shipped)."""
+    class a different colour in every image (0 = as shipped). `random_look=True` writes a *generic corpus*
+    in the same five formats instead: other scenes, each image painted with a random look of its own
+    (`random_appearance`), so that no domain and no colour is shared with the benchmark; the pretraining
+    stage trains on its GTAV-format part with `pretrain_data: generic`."""
     if gtav_layout not in ("presplit", "flat"):
         raise ValueError(f"gtav_layout must be 'presplit' or 'flat', got {gtav_layout!r}")
     if num_train < 1 or num_val < 1:
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
     given = {"shift_scale": shift_scale, "texture_shift": texture_shift, "class_colour_spread": class_colour_spread}
     appearance = {name: check_shift_scale(value, name) for name, value in given.items()}
+    random_look = bool(random_look)
+    if random_look and (appearance["shift_scale"] != 1.0 or appearance["texture_shift"] != 1.0):
+        raise ValueError("random_look writes a generic corpus with no domain shift: leave shift_scale and texture_shift at 1")
     root = Path(root).expanduser()
-    params = _params(num_train, num_val, size, seed, gtav_layout, appearance)
+    params = _params(num_train, num_val, size, seed, gtav_layout, appearance, random_look)
     result = {d: root / d for d in DOMAINS}
     marker = root / MARKER
     if marker.is_file():
@@ -380,7 +405,10 @@ def make_synthetic_benchmark(
 
         domains = tqdm(DOMAINS, desc="synthetic benchmark")
     for domain in domains:
-        generate_domain(domain, root / domain, num_train=num_train, num_val=num_val, size=size, seed=seed, gtav_layout=gtav_layout, **appearance)
+        generate_domain(
+            domain, root / domain, num_train=num_train, num_val=num_val, size=size, seed=seed, gtav_layout=gtav_layout,
+            random_look=random_look, **appearance,
+        )  # fmt: skip
     write_text_atomic(marker, json.dumps(params))
     (root / PARTIAL).unlink()
     return result

@@ -121,6 +121,22 @@ def domain_appearance(
     return DomainAppearance(colors, texture, style["gain"], style["offset"], cast, style["sat"], class_colour_spread)
 
 
+def random_appearance(rng: np.random.Generator, class_colour_spread: float = 0.0) -> DomainAppearance:
+    """A look drawn afresh for one image of a *generic* corpus (``make_synthetic_benchmark(...,
+    random_appearance=True)``, the pretraining stage's ``pretrain_data: generic``): every kind gets an
+    independent colour, uniform in [10, 245] per channel, so that no colour names a class; its textures keep
+    their type (noise, stripes, gradient) with the amplitudes and stripe frequencies rescaled at random as
+    in the most shifted target (spread 1.0); and the image gets a random tone. It belongs to no domain of
+    the benchmark: neither the source's palette nor any target's shifted one."""
+    colors = rng.uniform(10.0, 245.0, size=(NUM_KINDS, 3)).astype(np.float32)
+    texture = _BASE_TEXTURE.copy()
+    texture[:, :3] *= np.exp(rng.normal(size=(NUM_KINDS, 1))).astype(np.float32)
+    texture[:, 3:5] *= np.exp(0.3 * rng.normal(size=(NUM_KINDS, 1))).astype(np.float32)
+    gain, offset, sat = float(rng.uniform(0.7, 1.1)), float(rng.uniform(-8.0, 8.0)), float(rng.uniform(0.7, 1.3))
+    cast = rng.uniform(-12.0, 12.0, size=3).astype(np.float32)
+    return DomainAppearance(colors, texture, gain, offset, cast, sat, check_shift_scale(class_colour_spread, "class_colour_spread"))
+
+
 # ---- scene layout --------------------------------------------------------------------------------
 
 

@@ -56,6 +56,9 @@ class TrainConfig:
     # each class's colour moves by its own random offset of up to this length in every synthetic image
     # (make_synthetic_benchmark's class_colour_spread; 0 = the benchmark as shipped)
     synthetic_class_colour_spread: float = 0.0
+    # a generic corpus instead of the benchmark: other scenes, each image with a random look of its own
+    # (make_synthetic_benchmark's random_look; what the stage of pretrain_data: generic trains on)
+    synthetic_random_look: bool = False
     crop_size: int = 768
     scale_min: float = 0.5
     scale_max: float = 2.0
@@ -81,6 +84,10 @@ class TrainConfig:
     # of this many steps on the source train split, whose backbone initialises student and teacher.
     pretrain_steps: int = 0  # 0: off
     pretrain_dir: Optional[str] = None  # cache; default <synthetic_root>/pretrained or <output_dir>/pretrain
+    # what the stage trains on: "source" (the source's train split) or, with synthetic_data, "generic" (a
+    # generic corpus of other synthetic scenes with a random look in every image, under <synthetic_root>/generic:
+    # a backbone that has seen neither the source's colours nor the targets', as ImageNet weights have not)
+    pretrain_data: str = "source"
     model_kwargs: Dict[str, Any] = field(default_factory=dict)  # any other SRHAConfig key
 
     # --- optimisation (docs/method.md §5.1)
@@ -157,6 +164,10 @@ class TrainConfig:
             raise ConfigError(f"centroid_num_proc must be an integer >= 1 or null (every usable core), got {self.centroid_num_proc!r}") from None
         if self.pc_warmup_steps < 0:
             raise ConfigError(f"pc_warmup_steps must be >= 0 (0 = PC at full weight from step 0), got {self.pc_warmup_steps}")
+        if self.pretrain_data not in ("source", "generic"):
+            raise ConfigError(f"pretrain_data must be 'source' or 'generic', got {self.pretrain_data!r}")
+        if self.pretrain_data == "generic" and not self.synthetic_data:
+            raise ConfigError("pretrain_data: generic trains the stage on a synthetic corpus: it needs synthetic_data: true")
         if self.pretrain_steps < 0:
             raise ConfigError(f"pretrain_steps must be >= 0 (0 = off), got {self.pretrain_steps}")
         if self.pretrain_steps > 0 and self.backbone_pretrained:

@@ -47,14 +47,15 @@ PLAIN_MODEL_KWARGS = {
 LEARNING_KEYS = (
     "source_dataset", "gtav_root", "synthia_root", "cityscapes_root", "bdd100k_root", "mapillary_root",
     "train_split", "gtav_split_file", "size_mismatch", "mixed_precision", "synthetic_data", "synthetic_num_train",
-    "synthetic_num_val", "synthetic_size", "synthetic_class_colour_spread",
+    "synthetic_num_val", "synthetic_size", "synthetic_class_colour_spread", "synthetic_random_look",
     "crop_size", "scale_min", "scale_max", "color_jitter", "gaussian_blur", "blur_p", "blur_rounding",
     "shift_centroid_by_padding", "exact_resize", "class_uniform", "class_uniform_pct", "class_uniform_tile",
     "class_uniform_whole_tiles_only", "backbone", "batch_size", "lr", "decoder_lr", "momentum", "weight_decay",
     "poly_power", "seed",
 )  # fmt: skip
 # Learning keys added after caches existed, with the default at which they leave the cache key as it was.
-OPTIONAL_LEARNING_KEYS = {"synthetic_class_colour_spread": 0.0}
+OPTIONAL_LEARNING_KEYS = {"synthetic_class_colour_spread": 0.0, "synthetic_random_look": False, "pretrain_data": "source"}
+GENERIC_FOLDER = "generic"  # pretrain_data: generic: the corpus is <synthetic_root>/generic
 # What it shares but that only decides how it runs or is evaluated (left out of the cache key).
 RUN_KEYS = ("val_split", "synthetic_root", "centroid_cache_dir", "centroid_num_proc", "num_workers", "mapillary_crop", "eval_drop_remainder",
             "eval_batch_size", "logging_steps")  # fmt: skip
@@ -71,9 +72,11 @@ def _stage_model_kwargs(config) -> dict:
 def stage_config(config):
     """The :class:`TrainConfig` of the plain pretraining stage of ``config`` (which has ``pretrain_steps > 0``)."""
     shared = {name: getattr(config, name) for name in LEARNING_KEYS + RUN_KEYS}
+    if config.pretrain_data == "generic":  # the generic corpus's GTAV-format part instead of the source
+        shared.update(source_dataset="gtav", synthetic_root=str(Path(config.synthetic_root) / GENERIC_FOLDER), synthetic_random_look=True)
     return type(config)(
         **shared,
-        val_datasets=[config.source_dataset],
+        val_datasets=[shared["source_dataset"]],
         backbone_pretrained=None,
         model_kwargs=_stage_model_kwargs(config),
         max_iter=config.pretrain_steps,
@@ -92,6 +95,7 @@ def stage_key(config) -> str:
     keys, its length, the stage recipe and, for synthetic data, the benchmark version); adding an
     unrelated recipe key later does not invalidate existing caches."""
     fields = {name: getattr(config, name) for name in LEARNING_KEYS}
+    fields["pretrain_data"] = config.pretrain_data
     for name, default in OPTIONAL_LEARNING_KEYS.items():  # in the hash only when set, so that older caches stay valid
         if fields[name] == default:
             del fields[name]
@@ -151,20 +155,22 @@ def ensure_pretrained_backbone(config, train: Callable[..., dict], log=print) ->
         log(f"pretraining stage: reusing {folder / BACKBONE_FILE} (source val mIoU {info['source_val_miou']:.2f})")
         return folder / BACKBONE_FILE
     stage = dataclasses.replace(stage_config(config), output_dir=str(folder / "run"))
-    log(
-        f"pretraining stage (the offline stand-in for ImageNet weights): plain DeepLabV3+ on "
-        f"{config.source_dataset} {config.train_split} for {config.pretrain_steps} steps, cached in {folder}"
-    )
+    data = f"{config.source_dataset} {config.train_split}"
+    if config.pretrain_data == "generic":
+        data = f"the generic corpus in {stage.synthetic_root} (other scenes, a random look per image)"
+    log(f"pretraining stage (the offline stand-in for ImageNet weights): plain DeepLabV3+ on {data} for {config.pretrain_steps} steps, "
+        f"cached in {folder}")  # fmt: skip
     outcome = train(stage, recipe="pretrain")
     if outcome["status"] != "completed":
         raise RuntimeError(f"the pretraining stage stopped at step {outcome['step']}: run again to resume it")
     state.wait_for_everyone()
     if state.is_main_process:
         count = extract_backbone(Path(outcome["model_dir"]), folder / BACKBONE_FILE)
-        result = outcome["results"][config.source_dataset]
+        result = outcome["results"][stage.source_dataset]
         info = {
             "backbone": config.backbone,
             "source_dataset": config.source_dataset,
+            "pretrain_data": config.pretrain_data,
             "steps": config.pretrain_steps,
             "key": stage_key(config),
             "tensors": count,

@@ -89,6 +89,7 @@ def resolve_data(config: TrainConfig, accelerator) -> tuple:
                 num_val=config.synthetic_num_val,
                 size=size,
                 class_colour_spread=config.synthetic_class_colour_spread,
+                random_look=config.synthetic_random_look,
             )
         accelerator.wait_for_everyone()
         roots = {name: str(Path(config.synthetic_root) / name) for name in roots}
