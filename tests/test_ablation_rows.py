@@ -189,6 +189,26 @@ def test_pretraining_stage_initialises_student_and_teacher(synthetic_root, tmp_p
     assert "pretraining stage: reusing" in again.stdout and len(list(cache.iterdir())) == 1
 
 
+@pytest.mark.slow  # a subprocess test
+def test_a_generic_stage_is_trained_on_the_corpus_it_writes(tmp_path):
+    """pretrain_data: generic end to end: the corpus is written under <synthetic_root>/generic with a random look,
+    the stage trains and validates on it, and the run itself trains on the benchmark."""
+    from srha_hf.data.synthetic import MARKER, make_synthetic_benchmark
+
+    root = tmp_path / "synthetic"
+    make_synthetic_benchmark(root, num_train=8, num_val=3, size=(160, 88))
+    args = run_args(root, tmp_path / "run", "--max_iter", "1", "--checkpointing_steps", "0", "--val_datasets", "cityscapes")
+    out = launch(args + ["--pretrain_steps", "1", "--pretrain_data", "generic"])
+    corpus = json.loads((root / "generic" / MARKER).read_text())
+    assert corpus["random_look"] is True and corpus["num_train"] == 8 and corpus["size"] == [160, 88]
+    (folder,) = (root / "pretrained").iterdir()
+    stage = json.loads((folder / STAGE_FILE).read_text())
+    assert stage["pretrain_data"] == "generic" and stage["settings"]["synthetic_root"] == str(root / "generic")
+    assert "plain DeepLabV3+ on the generic corpus" in out.stdout
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "pretraining stage (1 plain steps on a generic synthetic corpus" in card
+
+
 def test_backbone_file_loads_like_an_imagenet_file(tmp_path):
     """The stage's file (staged keys, safetensors) goes through the same loader as ImageNet weights."""
     donor = SRHAForSemanticSegmentation(tiny(freeze_layer0=False))
