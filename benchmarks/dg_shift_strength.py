@@ -95,6 +95,7 @@ def synthetic_params(config) -> dict:
         "num_val": config.synthetic_num_val,
         "size": tuple(config.synthetic_size),
         "class_colour_spread": config.synthetic_class_colour_spread,
+        "class_pattern": config.synthetic_class_pattern,
     }
 
 
@@ -281,7 +282,7 @@ def main(argv=None) -> int:
                     bar.set_postfix_str(f"writing the targets at {tag}")
                     make_synthetic_benchmark(
                         root, synth["num_train"], synth["num_val"], tuple(synth["size"]), shift_scale=scale, texture_shift=texture_shift,
-                        class_colour_spread=synth["class_colour_spread"],
+                        class_colour_spread=synth["class_colour_spread"], class_pattern=synth["class_pattern"],
                     )  # fmt: skip
                     datasets = {t: load_benchmark(t, root / t, "val") for t in TARGETS}
                 bar.set_postfix_str(f"{tag} {row} seed {seed}")

@@ -131,6 +131,7 @@ def test_the_demo_runs_full_srha_from_the_pretraining_stage():
     # stage before synthetic_class_colour_spread existed), and changes it when set
     assert stage_dir(demo).name == "shufflenetv2-gtav-300steps-8635897d0b3d"
     assert stage_dir(demo) != stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"synthetic_class_colour_spread": 30}))
+    assert stage_dir(demo) != stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"synthetic_class_pattern": 25}))
     with pytest.raises(Exception, match="are alternatives"):
         load_config(ROOT / "configs" / "demo.yaml", parse_overrides(["--backbone_pretrained", "torchvision"]))
 

@@ -396,3 +396,82 @@ def test_make_synthetic_data_script_writes_a_generic_corpus(tmp_path, capsys):
         module.main([str(tmp_path / "out"), "--random-look", "--shift-scale", "2"])
     assert exit_info.value.code == 2 and "--random-look: a generic corpus has no domain shift" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_class_patterns_against_a_plain_loop():
+    """class_patterns: every pixel of train class k carries sin(2 pi (x cos a_k + y sin a_k) / (p_k W)) (bicycle:
+    the sign of that times the sign of the crossed grating), every other kind 0; the angles and periods are
+    the module's tables, each (angle, period) pair used by one class only."""
+    from srha_hf.data import synthetic_scene as scene
+
+    rng = np.random.default_rng(5)
+    kind = rng.integers(0, scene.NUM_KINDS, size=(9, 61)).astype(np.uint8)
+    kind[0, :3] = (18, 7, scene.LANE_MARKING)
+    got = scene.class_patterns(kind)
+    h, w = kind.shape
+    for y in range(h):  # test-side loop over pixels, from the formula
+        for x in range(w):
+            k = int(kind[y, x])
+            if k >= 19:
+                assert got[y, x] == 0.0
+                continue
+            a, p = float(scene._PATTERN_ANGLE[k]), float(scene._PATTERN_PERIOD[k]) * w
+            wave = np.sin(2 * np.pi * (x * np.cos(a) + y * np.sin(a)) / p)
+            if k == 18:
+                cross = np.sin(2 * np.pi * (y * np.cos(a) - x * np.sin(a)) / p)
+                if min(abs(wave), abs(cross)) < 1e-3:  # on a zero crossing the sign is float32 rounding
+                    continue
+                wave = np.sign(wave) * np.sign(cross)
+            assert abs(got[y, x] - wave) < 1e-4, (y, x, k)
+    pairs = {(round(float(a), 4), round(float(p), 4)) for a, p in zip(scene._PATTERN_ANGLE[:18], scene._PATTERN_PERIOD[:18])}
+    assert len(pairs) == 18
+
+
+def test_class_pattern_adds_the_same_grating_in_every_domain():
+    """class_pattern adds amplitude x class_patterns(kind) to the shading before the domain's tone, draws
+    nothing (the kind map and every other pixel value stay), and is the same content in the source and the
+    targets; 0 leaves the image byte for byte; a negative amplitude is refused by name."""
+    from srha_hf.data import synthetic_scene as scene
+
+    for domain in ("gtav", "mapillary"):
+        look = scene.domain_appearance(domain, 0)
+        kind, plain = S.render_sample(domain, "train", 1, 192, 108)
+        kind_p, patterned = S.render_sample(domain, "train", 1, 192, 108, class_pattern=20.0)
+        _, zero = S.render_sample(domain, "train", 1, 192, 108, class_pattern=0.0)
+        np.testing.assert_array_equal(kind, kind_p)
+        np.testing.assert_array_equal(plain, zero)
+        diff = patterned.astype(np.float64) - plain.astype(np.float64)
+        clipped = ((plain == 0) | (plain == 255) | (patterned == 0) | (patterned == 255)).any(axis=2)
+        expected = 20.0 * look.gain * scene.class_patterns(kind)  # grey added to all channels: saturation keeps it
+        inside = ~clipped
+        assert np.abs(diff[inside] - expected[inside][:, None]).max() <= 1.0 + 1e-6, domain
+        assert np.abs(expected[inside]).mean() > 5
+    with pytest.raises(ValueError, match="class_pattern must be a finite number >= 0, got -2"):
+        S.make_synthetic_benchmark("unused", **SMALL, class_pattern=-2)
+
+
+def test_class_pattern_on_disk_and_from_the_training_config(bench, tmp_path):
+    """The marker records the amplitude; the training config's synthetic_class_pattern reaches the files; the
+    labels are those of the benchmark without patterns."""
+    from pathlib import Path
+
+    from accelerate import Accelerator
+
+    from srha_hf.training import load_config
+    from srha_hf.training.trainer import resolve_data
+
+    root, _ = bench
+    config = load_config(
+        Path(__file__).resolve().parents[1] / "configs" / "demo.yaml",
+        {"synthetic_root": str(tmp_path / "pattern"), "synthetic_num_train": 4, "synthetic_num_val": 2,
+         "synthetic_size": [96, 54], "synthetic_class_pattern": 15},
+    )  # fmt: skip
+    resolve_data(config, Accelerator(cpu=True))
+    marker = json.loads((tmp_path / "pattern" / S.MARKER).read_text())
+    assert marker == {**json.loads((root / S.MARKER).read_text()), "seed": 0, "class_pattern": 15.0}
+    plain = tmp_path / "plain"
+    S.make_synthetic_benchmark(plain, **{**SMALL, "seed": 0})  # the same scenes (the benchmark's seed is 0 there)
+    for name in S.DOMAINS:
+        a, b = load_benchmark(name, plain / name, "val"), load_benchmark(name, tmp_path / "pattern" / name, "val")
+        np.testing.assert_array_equal(np.asarray(a[0]["label"]), np.asarray(b[0]["label"]))
+        assert not np.array_equal(np.asarray(a[0]["image"]), np.asarray(b[0]["image"]))

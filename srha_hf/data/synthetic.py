@@ -76,6 +76,7 @@ APPEARANCE_OPTIONS = (
     ("shift_scale", 1.0, "multiplies the targets' per-class colour shifts (the regional domain shift); 1 = the benchmark as shipped"),
     ("texture_shift", 1.0, "multiplies the spread of the targets' per-class texture changes; 1 = as shipped, 0 = the source's textures"),
     ("class_colour_spread", 0.0, "moves each class's colour by its own random offset of up to this length (RGB) in every image; 0 = as shipped"),
+    ("class_pattern", 0.0, "amplitude (grey levels) of a grating of each class's own orientation and period, alike in every domain; 0 = as shipped"),
 )
 
 
@@ -261,6 +262,7 @@ def render_sample(
     texture_shift: float = 1.0,
     class_colour_spread: float = 0.0,
     random_look: bool = False,
+    class_pattern: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``(H, W)`` kind map and ``(H, W, 3)`` uint8 image of sample ``index`` of ``split`` ("train" or "val")
     of ``domain``, drawn at ``width`` x ``height``: the sample that `generate_domain` writes (with the same
@@ -282,10 +284,10 @@ def render_sample(
             )
         rng = np.random.default_rng(key + [1])  # other scenes than the benchmark's
         kind = draw_scene(width, height, rng)
-        return kind, render(kind, random_appearance(rng, class_colour_spread), rng)
+        return kind, render(kind, random_appearance(rng, class_colour_spread, class_pattern), rng)
     rng = np.random.default_rng(key)
     kind = draw_scene(width, height, rng)
-    return kind, render(kind, domain_appearance(domain, seed, shift_scale, texture_shift, class_colour_spread), rng)
+    return kind, render(kind, domain_appearance(domain, seed, shift_scale, texture_shift, class_colour_spread, class_pattern), rng)
 
 
 def generate_domain(
@@ -301,6 +303,7 @@ def generate_domain(
     texture_shift: float = 1.0,
     class_colour_spread: float = 0.0,
     random_look: bool = False,
+    class_pattern: float = 0.0,
 ) -> None:
     """Write one synthetic benchmark into `out` (which must not exist yet or be empty)."""
     paths = {"gtav_layout": gtav_layout, "gtav_split": {}, "mapillary_config": mapillary_config()}
@@ -311,7 +314,9 @@ def generate_domain(
     for split, count in (("train", num_train), ("val", num_val)):
         for i in range(count):
             w, h = domain_size(domain, size, global_index)
-            kind, image = render_sample(domain, split, i, w, h, seed, shift_scale, texture_shift, class_colour_spread, random_look)
+            kind, image = render_sample(
+                domain, split, i, w, h, seed, shift_scale, texture_shift, class_colour_spread, random_look, class_pattern
+            )  # fmt: skip
             _write_sample(domain, out, split, i, global_index, kind, image, paths)
             global_index += 1
     if domain == "gtav":
@@ -351,6 +356,7 @@ def make_synthetic_benchmark(
     texture_shift: float = 1.0,
     class_colour_spread: float = 0.0,
     random_look: bool = False,
+    class_pattern: float = 0.0,
 ) -> dict:
     """Write the five synthetic benchmarks under `root` (see the module docstring); return their roots.
 
@@ -370,7 +376,7 @@ def make_synthetic_benchmark(
         raise ValueError(f"gtav_layout must be 'presplit' or 'flat', got {gtav_layout!r}")
     if num_train < 1 or num_val < 1:
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
-    given = {"shift_scale": shift_scale, "texture_shift": texture_shift, "class_colour_spread": class_colour_spread}
+    given = {"shift_scale": shift_scale, "texture_shift": texture_shift, "class_colour_spread": class_colour_spread, "class_pattern": class_pattern}
     appearance = {name: check_shift_scale(value, name) for name, value in given.items()}
     random_look = bool(random_look)
     if random_look and (appearance["shift_scale"] != 1.0 or appearance["texture_shift"] != 1.0):

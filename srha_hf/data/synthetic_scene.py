@@ -57,6 +57,14 @@ _DOMAIN_STYLE = {
 }
 _DOMAIN_KEY = {name: i for i, name in enumerate(DOMAINS)}
 
+# Class patterns (`class_pattern`): each of the 19 classes gets a grating of its own orientation and
+# period, drawn in the same way in every domain (content that a change of colour statistics leaves in
+# place, as the outlines and parts of real objects are). Orientations 0-150 degrees in steps of 30, periods
+# 1/48, 1/32 and 1/21 of the image width (8, 12 and 18 px at 384 px: coarse enough to survive layer0's
+# stride 4); class 18 (bicycle) gets a check (two crossed gratings). The other kinds have none.
+_PATTERN_ANGLE = np.deg2rad(np.array([30.0 * (k % 6) for k in range(19)], dtype=np.float32))
+_PATTERN_PERIOD = np.array([(1 / 48, 1 / 32, 1 / 21)[(k // 6) % 3] for k in range(19)], dtype=np.float32)
+
 
 def check_shift_scale(shift_scale, name: str = "shift_scale") -> float:
     """`shift_scale` as a float, or a ValueError naming it (as `name`) unless it is a finite number >= 0."""
@@ -79,10 +87,17 @@ class DomainAppearance:
     sat: float
     # per image, each kind's colour moves by a random RGB offset of up to this length (0: not at all)
     class_colour_spread: float = 0.0
+    # amplitude (grey levels) of each class's own grating, the same in every domain (0: none)
+    class_pattern: float = 0.0
 
 
 def domain_appearance(
-    domain: str, seed: int = 0, shift_scale: float = 1.0, texture_shift: float = 1.0, class_colour_spread: float = 0.0
+    domain: str,
+    seed: int = 0,
+    shift_scale: float = 1.0,
+    texture_shift: float = 1.0,
+    class_colour_spread: float = 0.0,
+    class_pattern: float = 0.0,
 ) -> DomainAppearance:
     """The per-class appearance of a domain: the source palette shifted per class (a different random
     direction and size for every class: a regional shift), textures rescaled per class, plus a tone.
@@ -100,10 +115,15 @@ def domain_appearance(
     colour in every image by its own random offset of length uniform in [0, spread]: objects of one class
     then differ in colour from image to image, as real cars and buildings do, and a pixel's colour alone no
     longer names its class (`benchmarks/synthetic_colour_baseline.py`). 0, the benchmark as shipped,
-    leaves every image as it was."""
+    leaves every image as it was.
+
+    `class_pattern` (grey levels, every domain alike) adds to every pixel of each of the 19 classes a
+    grating of that class's own orientation and period (`class_patterns`): content that survives a change of
+    a region's colour statistics, such as SRM's. 0, as shipped, adds nothing and draws nothing."""
     shift_scale = check_shift_scale(shift_scale)
     texture_shift = check_shift_scale(texture_shift, "texture_shift")
     class_colour_spread = check_shift_scale(class_colour_spread, "class_colour_spread")
+    class_pattern = check_shift_scale(class_pattern, "class_pattern")
     if domain not in _DOMAIN_STYLE:
         raise ValueError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
     style = _DOMAIN_STYLE[domain]
@@ -118,10 +138,10 @@ def domain_appearance(
     texture[:, :3] *= tex_scale
     texture[:, 3:5] *= np.exp(0.3 * spread * rng.normal(size=(NUM_KINDS, 1))).astype(np.float32)
     cast = np.asarray(style["cast"], np.float32)
-    return DomainAppearance(colors, texture, style["gain"], style["offset"], cast, style["sat"], class_colour_spread)
+    return DomainAppearance(colors, texture, style["gain"], style["offset"], cast, style["sat"], class_colour_spread, class_pattern)
 
 
-def random_appearance(rng: np.random.Generator, class_colour_spread: float = 0.0) -> DomainAppearance:
+def random_appearance(rng: np.random.Generator, class_colour_spread: float = 0.0, class_pattern: float = 0.0) -> DomainAppearance:
     """A look drawn afresh for one image of a *generic* corpus (``make_synthetic_benchmark(...,
     random_appearance=True)``, the pretraining stage's ``pretrain_data: generic``): every kind gets an
     independent colour, uniform in [10, 245] per channel, so that no colour names a class; its textures keep
@@ -134,7 +154,8 @@ def random_appearance(rng: np.random.Generator, class_colour_spread: float = 0.0
     texture[:, 3:5] *= np.exp(0.3 * rng.normal(size=(NUM_KINDS, 1))).astype(np.float32)
     gain, offset, sat = float(rng.uniform(0.7, 1.1)), float(rng.uniform(-8.0, 8.0)), float(rng.uniform(0.7, 1.3))
     cast = rng.uniform(-12.0, 12.0, size=3).astype(np.float32)
-    return DomainAppearance(colors, texture, gain, offset, cast, sat, check_shift_scale(class_colour_spread, "class_colour_spread"))
+    spread = check_shift_scale(class_colour_spread, "class_colour_spread")
+    return DomainAppearance(colors, texture, gain, offset, cast, sat, spread, check_shift_scale(class_pattern, "class_pattern"))
 
 
 # ---- scene layout --------------------------------------------------------------------------------
@@ -323,6 +344,22 @@ def _noise(shape, cells, rng):
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def class_patterns(kind: np.ndarray) -> np.ndarray:
+    """(H, W) float32 in [-1, 1]: every pixel of a train class carries its class's grating (`_PATTERN_ANGLE`,
+    `_PATTERN_PERIOD`; bicycle a check), every other kind 0. A function of the kind map alone."""
+    h, w = kind.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    labelled = kind < 19
+    k = np.where(labelled, kind, 0)
+    angle, period = _PATTERN_ANGLE[k], _PATTERN_PERIOD[k] * w
+    phase = 2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period
+    wave = np.sin(phase)
+    check = k == 18  # bicycle: the sign of the grating times that of the crossed one
+    crossed = np.sin(2 * np.pi * (yy * np.cos(angle) - xx * np.sin(angle)) / period)
+    wave[check] = np.sign(wave[check]) * np.sign(crossed[check])
+    return np.where(labelled, wave, 0.0).astype(np.float32)
+
+
 def render(kind: np.ndarray, look: DomainAppearance, rng: np.random.Generator) -> np.ndarray:
     """(H, W, 3) uint8 image of a kind map: per-kind colour and textures gathered through tables."""
     h, w = kind.shape
@@ -340,6 +377,8 @@ def render(kind: np.ndarray, look: DomainAppearance, rng: np.random.Generator) -
         + tex[..., 2] * np.sin(2 * np.pi * (xx * tex[..., 3] + yy * tex[..., 4]))
         + tex[..., 5] * (yy / h - 0.5)
     )
+    if look.class_pattern > 0:  # no random draw: every other value of the image stays as it was
+        shade = shade + look.class_pattern * class_patterns(kind)
     image = colors[kind] + shade[..., None]
     gray = image.mean(axis=2, keepdims=True)
     image = gray + (image - gray) * look.sat

@@ -56,6 +56,9 @@ class TrainConfig:
     # each class's colour moves by its own random offset of up to this length in every synthetic image
     # (make_synthetic_benchmark's class_colour_spread; 0 = the benchmark as shipped)
     synthetic_class_colour_spread: float = 0.0
+    # amplitude of a grating of each class's own orientation and period in every synthetic image, alike in
+    # every domain (make_synthetic_benchmark's class_pattern; 0 = the benchmark as shipped)
+    synthetic_class_pattern: float = 0.0
     # a generic corpus instead of the benchmark: other scenes, each image with a random look of its own
     # (make_synthetic_benchmark's random_look; what the stage of pretrain_data: generic trains on)
     synthetic_random_look: bool = False

@@ -47,14 +47,16 @@ PLAIN_MODEL_KWARGS = {
 LEARNING_KEYS = (
     "source_dataset", "gtav_root", "synthia_root", "cityscapes_root", "bdd100k_root", "mapillary_root",
     "train_split", "gtav_split_file", "size_mismatch", "mixed_precision", "synthetic_data", "synthetic_num_train",
-    "synthetic_num_val", "synthetic_size", "synthetic_class_colour_spread", "synthetic_random_look",
+    "synthetic_num_val", "synthetic_size", "synthetic_class_colour_spread", "synthetic_class_pattern", "synthetic_random_look",
     "crop_size", "scale_min", "scale_max", "color_jitter", "gaussian_blur", "blur_p", "blur_rounding",
     "shift_centroid_by_padding", "exact_resize", "class_uniform", "class_uniform_pct", "class_uniform_tile",
     "class_uniform_whole_tiles_only", "backbone", "batch_size", "lr", "decoder_lr", "momentum", "weight_decay",
     "poly_power", "seed",
 )  # fmt: skip
 # Learning keys added after caches existed, with the default at which they leave the cache key as it was.
-OPTIONAL_LEARNING_KEYS = {"synthetic_class_colour_spread": 0.0, "synthetic_random_look": False, "pretrain_data": "source"}
+OPTIONAL_LEARNING_KEYS = {
+    "synthetic_class_colour_spread": 0.0, "synthetic_class_pattern": 0.0, "synthetic_random_look": False, "pretrain_data": "source",
+}  # fmt: skip
 GENERIC_FOLDER = "generic"  # pretrain_data: generic: the corpus is <synthetic_root>/generic
 # What it shares but that only decides how it runs or is evaluated (left out of the cache key).
 RUN_KEYS = ("val_split", "synthetic_root", "centroid_cache_dir", "centroid_num_proc", "num_workers", "mapillary_crop", "eval_drop_remainder",

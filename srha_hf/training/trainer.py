@@ -89,6 +89,7 @@ def resolve_data(config: TrainConfig, accelerator) -> tuple:
                 num_val=config.synthetic_num_val,
                 size=size,
                 class_colour_spread=config.synthetic_class_colour_spread,
+                class_pattern=config.synthetic_class_pattern,
                 random_look=config.synthetic_random_look,
             )
         accelerator.wait_for_everyone()
