@@ -1,0 +1,43 @@
+"""benchmarks/bn_probe.py: the BN re-estimate is a cumulative average of each layer's batch statistics over
+original images, leaves layer0 alone, and a sweep without the run is refused by name."""
+
+import pytest
+import torch
+from benchmark_modules import load_benchmark_module
+
+from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
+
+
+def test_reestimate_bn_averages_each_layers_batch_statistics():
+    probe = load_benchmark_module("bn_probe")
+    torch.manual_seed(0)
+    model = SRHAForSemanticSegmentation(SRHAConfig(backbone="shufflenetv2"))
+    layer0 = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("layer0")}
+    names = ["layer2.0.branch1.1", "bot_aspp.1"]  # one in the backbone, one in the head
+    seen = {name: [] for name in names}
+    modules = dict(model.named_modules())
+    hooks = [modules[n].register_forward_pre_hook(lambda m, inp, n=n: seen[n].append(inp[0].detach().clone())) for n in names]
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randn(2, 3, 64, 64, generator=gen) * (1 + b) for b in range(3)]
+    count = probe.reestimate_bn(model, batches)
+    for h in hooks:
+        h.remove()
+    assert count == sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and not n.startswith("layer0") for n, m in model.named_modules())
+    assert not model.training
+    for name in names:
+        bn = modules[name]
+        means = [x.transpose(0, 1).flatten(1).mean(1) for x in seen[name]]  # per batch, per channel (a plain average)
+        variances = [x.transpose(0, 1).flatten(1).var(1, unbiased=True) for x in seen[name]]
+        assert len(means) == 3
+        torch.testing.assert_close(bn.running_mean, sum(means) / 3, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(bn.running_var, sum(variances) / 3, rtol=1e-4, atol=1e-5)
+        assert int(bn.num_batches_tracked) == 3
+    for key, value in model.state_dict().items():
+        if key.startswith("layer0"):
+            assert torch.equal(value, layer0[key]), key
+
+
+def test_a_sweep_without_the_run_is_refused(tmp_path):
+    probe = load_benchmark_module("bn_probe")
+    with pytest.raises(SystemExit, match=r"run the sweep first .*srm[/\\]seed305"):
+        probe.main([str(tmp_path), "--seed", "305", "--rows", "srm"])
