@@ -34,6 +34,9 @@ models on targets regenerated at growing scales. `texture_shift=t` does the same
 targets' per-class texture changes (0 = the source's textures in every target). `class_colour_spread=c`
 (default 0) moves every class's colour in every image of every domain by its own random offset of up to
 `c` (RGB), so that a class is no longer one colour (a trial benchmark; `domain_appearance`).
+`class_pattern=a` (default 0) adds to every pixel of each train class a grating of that class's own
+orientation and period with amplitude `a` grey levels, the same in every domain (`class_patterns`): content
+that survives SRM's change of a region's statistics (a trial benchmark).
 """
 
 from __future__ import annotations
@@ -266,8 +269,9 @@ def render_sample(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``(H, W)`` kind map and ``(H, W, 3)`` uint8 image of sample ``index`` of ``split`` ("train" or "val")
     of ``domain``, drawn at ``width`` x ``height``: the sample that `generate_domain` writes (with the same
-    seed, `shift_scale`, `texture_shift` and `class_colour_spread`, when that sample has this size; `domain_size`
-    gives it). The kind map depends on none of these three: only the colours and textures do (`domain_appearance`).
+    seed and appearance options, when that sample has this size; `domain_size` gives it). The kind map depends
+    on none of the appearance options (`shift_scale`, `texture_shift`, `class_colour_spread`, `class_pattern`):
+    only the colours and textures do (`domain_appearance`).
 
     ``random_look=True`` draws the sample of a *generic* corpus instead: another scene (its own random
     stream) painted with a look of its own (`random_appearance`), for the pretraining stage's stand-in for
@@ -368,7 +372,8 @@ def make_synthetic_benchmark(
     multiplies the size of the targets' per-class colour shifts and `texture_shift` the spread of their
     per-class texture changes (`domain_appearance`; 1 = the benchmark as shipped, 0 = no such shift), for
     measuring how a model copes with a growing or shrinking regional shift. `class_colour_spread` gives every
-    class a different colour in every image (0 = as shipped). `random_look=True` writes a *generic corpus*
+    class a different colour in every image (0 = as shipped), and `class_pattern` every class a grating of its
+own in every domain (0 = as shipped). `random_look=True` writes a *generic corpus*
     in the same five formats instead: other scenes, each image painted with a random look of its own
     (`random_appearance`), so that no domain and no colour is shared with the benchmark; the pretraining
     stage trains on its GTAV-format part with `pretrain_data: generic`."""
