@@ -1,8 +1,9 @@
 """Why prediction consistency collapses training on the synthetic benchmark: CE on each half of the
 SRM-doubled batch, the PC term, and the gradient norms of CE and PC over the decode head, for three
-students of one seed of a ``dg_ablation.py`` sweep: at the start of SRHA training (the pretraining
-stage's backbone, random head), and after each row of ``--rows`` (default: plain and full; any row whose
-run is in the sweep, e.g. ``plain,srm,srm_hac,full``, to see how well SRM's rearranged half is fitted).
+students of one seed of a ``dg_ablation.py`` sweep (on batches of that sweep's own source and recipe): at
+the start of SRHA training (the pretraining stage's backbone, random head), and after each row of
+``--rows`` (default: plain and full; any row whose run is in the sweep, e.g. ``plain,srm,srm_hac,full``, to
+see how well SRM's rearranged half is fitted).
 
 Usage: python benchmarks/pc_probe.py [--sweep outputs/dg_ablation/demo-pretrained] [--seed 304] [--batches 3] [--rows plain,full]
 Prints JSON (means over the batches).
@@ -46,6 +47,13 @@ def probe(student, batches, pc_weight):
     return {k: round(v, 4) for k, v in sums.items()}
 
 
+def recipe(run: Path, seed: int):
+    """The training config of the sweep's ``run`` folder (its ``train_config.yaml``: a variant's benchmark and
+    recipe), or the demo recipe at ``seed`` for a run folder written before that file existed."""
+    saved = run / "train_config.yaml"
+    return load_config(saved) if saved.is_file() else load_config(ROOT / "configs" / "demo.yaml", {"seed": seed})
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sweep", default=str(ROOT / "outputs" / "dg_ablation" / "demo-pretrained"))
@@ -65,7 +73,7 @@ def main(argv=None) -> int:
         stage_file = str(ROOT / stage_file)
     if not stage_file or not Path(stage_file).is_file():
         raise SystemExit(f"{models['full']}/config.json names no existing pretraining-stage file ({stage_file!r})")
-    config = load_config(ROOT / "configs" / "demo.yaml", {"seed": args.seed})
+    config = recipe(models["full"].parent, args.seed)
     torch.manual_seed(args.seed)
     source = load_benchmark(config.source_dataset, Path(config.synthetic_root) / config.source_dataset, config.train_split)
     transform = build_train_transform(crop_size=config.crop_size, scale_range=(config.scale_min, config.scale_max))

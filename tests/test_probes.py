@@ -1,5 +1,8 @@
-"""benchmarks/bn_probe.py: the BN re-estimate is a cumulative average of each layer's batch statistics over
-original images, leaves layer0 alone, and a sweep without the run is refused by name."""
+"""The probes of benchmarks/: bn_probe.py's BN re-estimate is a cumulative average of each layer's batch
+statistics over original images and leaves layer0 alone, a sweep without the run is refused by name;
+pc_probe.py reads the sweep's own recipe (a variant's benchmark), not the demo's."""
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,3 +44,18 @@ def test_a_sweep_without_the_run_is_refused(tmp_path):
     probe = load_benchmark_module("bn_probe")
     with pytest.raises(SystemExit, match=r"run the sweep first .*srm[/\\]seed305"):
         probe.main([str(tmp_path), "--seed", "305", "--rows", "srm"])
+
+
+def test_pc_probe_reads_the_sweeps_own_recipe(tmp_path):
+    from srha_hf.training import load_config
+    from srha_hf.training.config import save_config
+
+    probe = load_benchmark_module("pc_probe")
+    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    run = tmp_path / "full" / "seed305"
+    run.mkdir(parents=True)
+    assert probe.recipe(run, 305) == load_config(demo, {"seed": 305})  # a run folder from before train_config.yaml
+    variant = load_config(demo, {"seed": 305, "synthetic_root": "outputs/synthetic_pat25", "synthetic_class_pattern": 25})
+    save_config(variant, run / "train_config.yaml")
+    got = probe.recipe(run, 305)
+    assert (got.synthetic_root, got.synthetic_class_pattern, got.seed) == ("outputs/synthetic_pat25", 25, 305)
