@@ -22,22 +22,15 @@ from pathlib import Path
 import torch
 from _common import machine
 from dg_ablation import SOURCE, TARGETS
+from dg_shift_strength import evaluate_as_trained
 
-from srha_hf import SRHAForSemanticSegmentation, evaluate_model
+from srha_hf import SRHAForSemanticSegmentation
 from srha_hf.data import SRHATrainDataset, build_train_transform, load_benchmark
-from srha_hf.data.synthetic import synthetic_eval_sizes
 from srha_hf.training import load_config
 
 
 def evaluate(model, datasets, config) -> dict:
-    results = evaluate_model(
-        model,
-        datasets,
-        batch_size=config.eval_batch_size,
-        mapillary_crop=config.mapillary_crop,
-        eval_sizes=synthetic_eval_sizes(tuple(config.synthetic_size)),
-        progress=False,
-    )
+    results = evaluate_as_trained(model, datasets, config)
     miou = {name: round(results[name]["mean_iou"] * 100, 2) for name in datasets}
     miou["targets_mean"] = round(statistics.fmean(miou[t] for t in TARGETS), 2)
     return miou

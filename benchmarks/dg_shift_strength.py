@@ -99,13 +99,12 @@ def synthetic_params(config) -> dict:
     }
 
 
-def evaluate_run(folder: Path, datasets: dict, config) -> dict:
-    """mIoU (%) per target and per class of ``folder/model`` on ``datasets`` (``{target: val split}``),
-    evaluated as the training script's final evaluation is."""
-    from srha_hf import SRHAForSemanticSegmentation, evaluate_model
+def evaluate_as_trained(model, datasets: dict, config) -> dict:
+    """``evaluate_model`` of ``model`` on ``datasets`` (``{name: val split}`` of the synthetic benchmark) with
+    the settings of training config ``config``, as the training script's final evaluation runs it."""
+    from srha_hf import evaluate_model
 
-    model = SRHAForSemanticSegmentation.from_pretrained(str(folder / "model"))
-    results = evaluate_model(
+    return evaluate_model(
         model,
         datasets,
         batch_size=config.eval_batch_size,
@@ -115,7 +114,15 @@ def evaluate_run(folder: Path, datasets: dict, config) -> dict:
         max_images=config.eval_max_images,
         drop_remainder=config.eval_drop_remainder,
     )
-    clean = plain_results(results)  # NaN (a class absent from labels and predictions) as null
+
+
+def evaluate_run(folder: Path, datasets: dict, config) -> dict:
+    """mIoU (%) per target and per class of ``folder/model`` on ``datasets`` (``{target: val split}``),
+    evaluated as the training script's final evaluation is."""
+    from srha_hf import SRHAForSemanticSegmentation
+
+    model = SRHAForSemanticSegmentation.from_pretrained(str(folder / "model"))
+    clean = plain_results(evaluate_as_trained(model, datasets, config))  # NaN (a class absent from labels and predictions) as null
     return {
         "miou": {t: clean[t]["mean_iou"] * 100 for t in TARGETS},
         "per_class_iou": {t: {k: None if v is None else v * 100 for k, v in clean[t]["per_category_iou"].items()} for t in TARGETS},

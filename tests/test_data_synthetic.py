@@ -313,13 +313,23 @@ def test_class_colour_spread_moves_each_class_by_its_own_offset_per_image():
         S.make_synthetic_benchmark("unused", **SMALL, class_colour_spread=-3)
 
 
-def test_class_colour_spread_on_disk_and_from_the_training_config(bench, tmp_path):
-    """The marker records the spread; the training config's synthetic_class_colour_spread reaches the files."""
+def written_from_the_training_config(folder, **keys) -> dict:
+    """Resolve the data of the demo recipe with a small synthetic benchmark under ``folder`` and the training-config
+    ``keys``, as a training run does (which writes the benchmark); return the benchmark's marker."""
+    from pathlib import Path
+
     from accelerate import Accelerator
 
     from srha_hf.training import load_config
     from srha_hf.training.trainer import resolve_data
 
+    small = {"synthetic_root": str(folder), "synthetic_num_train": 4, "synthetic_num_val": 2, "synthetic_size": [96, 54]}
+    resolve_data(load_config(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml", {**small, **keys}), Accelerator(cpu=True))
+    return json.loads((Path(folder) / S.MARKER).read_text())
+
+
+def test_class_colour_spread_on_disk_and_from_the_training_config(bench, tmp_path):
+    """The marker records the spread; the training config's synthetic_class_colour_spread reaches the files."""
     root, _ = bench
     spread = tmp_path / "spread"
     S.make_synthetic_benchmark(spread, **SMALL, class_colour_spread=25)
@@ -328,15 +338,7 @@ def test_class_colour_spread_on_disk_and_from_the_training_config(bench, tmp_pat
         a, b = load_benchmark(name, root / name, "val"), load_benchmark(name, spread / name, "val")
         np.testing.assert_array_equal(np.asarray(a[0]["label"]), np.asarray(b[0]["label"]))
         assert not np.array_equal(np.asarray(a[0]["image"]), np.asarray(b[0]["image"]))
-    from pathlib import Path
-
-    config = load_config(
-        Path(__file__).resolve().parents[1] / "configs" / "demo.yaml",
-        {"synthetic_root": str(tmp_path / "from_config"), "synthetic_num_train": 4, "synthetic_num_val": 2,
-         "synthetic_size": [96, 54], "synthetic_class_colour_spread": 25},
-    )  # fmt: skip
-    resolve_data(config, Accelerator(cpu=True))
-    marker = json.loads((tmp_path / "from_config" / S.MARKER).read_text())
+    marker = written_from_the_training_config(tmp_path / "from_config", synthetic_class_colour_spread=25)
     assert marker == {**json.loads((root / S.MARKER).read_text()), "seed": 0, "class_colour_spread": 25.0}
 
 
@@ -362,13 +364,6 @@ def test_random_look_draws_other_scenes_with_a_look_of_their_own_per_image():
 def test_random_look_on_disk_and_from_the_training_config(bench, tmp_path):
     """The corpus is written in the same real formats, its marker says random_look, the benchmark's own files
     are other images; the training config's synthetic_random_look reaches the files."""
-    from pathlib import Path
-
-    from accelerate import Accelerator
-
-    from srha_hf.training import load_config
-    from srha_hf.training.trainer import resolve_data
-
     root, _ = bench
     corpus = tmp_path / "generic"
     S.make_synthetic_benchmark(corpus, **SMALL, random_look=True)
@@ -378,13 +373,7 @@ def test_random_look_on_disk_and_from_the_training_config(bench, tmp_path):
         assert len(a) == len(b) and not np.array_equal(np.asarray(a[0]["label"]), np.asarray(b[0]["label"]))
     with pytest.raises(ValueError, match="random_look writes a generic corpus with no domain shift"):
         S.make_synthetic_benchmark(tmp_path / "bad", **SMALL, random_look=True, texture_shift=0)
-    config = load_config(
-        Path(__file__).resolve().parents[1] / "configs" / "demo.yaml",
-        {"synthetic_root": str(tmp_path / "from_config"), "synthetic_num_train": 4, "synthetic_num_val": 2,
-         "synthetic_size": [96, 54], "synthetic_random_look": True},
-    )  # fmt: skip
-    resolve_data(config, Accelerator(cpu=True))
-    assert json.loads((tmp_path / "from_config" / S.MARKER).read_text())["random_look"] is True
+    assert written_from_the_training_config(tmp_path / "from_config", synthetic_random_look=True)["random_look"] is True
 
 
 def test_make_synthetic_data_script_writes_a_generic_corpus(tmp_path, capsys):
@@ -453,21 +442,8 @@ def test_class_pattern_adds_the_same_grating_in_every_domain():
 def test_class_pattern_on_disk_and_from_the_training_config(bench, tmp_path):
     """The marker records the amplitude; the training config's synthetic_class_pattern reaches the files; the
     labels are those of the benchmark without patterns."""
-    from pathlib import Path
-
-    from accelerate import Accelerator
-
-    from srha_hf.training import load_config
-    from srha_hf.training.trainer import resolve_data
-
     root, _ = bench
-    config = load_config(
-        Path(__file__).resolve().parents[1] / "configs" / "demo.yaml",
-        {"synthetic_root": str(tmp_path / "pattern"), "synthetic_num_train": 4, "synthetic_num_val": 2,
-         "synthetic_size": [96, 54], "synthetic_class_pattern": 15},
-    )  # fmt: skip
-    resolve_data(config, Accelerator(cpu=True))
-    marker = json.loads((tmp_path / "pattern" / S.MARKER).read_text())
+    marker = written_from_the_training_config(tmp_path / "pattern", synthetic_class_pattern=15)
     assert marker == {**json.loads((root / S.MARKER).read_text()), "seed": 0, "class_pattern": 15.0}
     plain = tmp_path / "plain"
     S.make_synthetic_benchmark(plain, **{**SMALL, "seed": 0})  # the same scenes (the benchmark's seed is 0 there)
