@@ -143,7 +143,7 @@ def domain_appearance(
 
 def random_appearance(rng: np.random.Generator, class_colour_spread: float = 0.0, class_pattern: float = 0.0) -> DomainAppearance:
     """A look drawn afresh for one image of a *generic* corpus (``make_synthetic_benchmark(...,
-    random_appearance=True)``, the pretraining stage's ``pretrain_data: generic``): every kind gets an
+    random_look=True)``, the pretraining stage's ``pretrain_data: generic``): every kind gets an
     independent colour, uniform in [10, 245] per channel, so that no colour names a class; its textures keep
     their type (noise, stripes, gradient) with the amplitudes and stripe frequencies rescaled at random as
     in the most shifted target (spread 1.0); and the image gets a random tone. It belongs to no domain of
