@@ -373,8 +373,8 @@ def make_synthetic_benchmark(
     per-class texture changes (`domain_appearance`; 1 = the benchmark as shipped, 0 = no such shift), for
     measuring how a model copes with a growing or shrinking regional shift. `class_colour_spread` gives every
     class a different colour in every image (0 = as shipped), and `class_pattern` every class a grating of its
-own in every domain (0 = as shipped). `random_look=True` writes a *generic corpus*
-    in the same five formats instead: other scenes, each image painted with a random look of its own
+    own in every domain (0 = as shipped). `random_look=True` writes a *generic corpus* in the same five
+    formats instead: other scenes, each image painted with a random look of its own
     (`random_appearance`), so that no domain and no colour is shared with the benchmark; the pretraining
     stage trains on its GTAV-format part with `pretrain_data: generic`."""
     if gtav_layout not in ("presplit", "flat"):

@@ -354,9 +354,10 @@ def class_patterns(kind: np.ndarray) -> np.ndarray:
     angle, period = _PATTERN_ANGLE[k], _PATTERN_PERIOD[k] * w
     phase = 2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period
     wave = np.sin(phase)
-    check = k == 18  # bicycle: the sign of the grating times that of the crossed one
-    crossed = np.sin(2 * np.pi * (yy * np.cos(angle) - xx * np.sin(angle)) / period)
-    wave[check] = np.sign(wave[check]) * np.sign(crossed[check])
+    check = k == 18  # bicycle: the sign of the grating times that of the crossed one (its pixels only)
+    a, y, x = angle[check], yy[check], xx[check]
+    crossed = np.sin(2 * np.pi * (y * np.cos(a) - x * np.sin(a)) / period[check])
+    wave[check] = np.sign(wave[check]) * np.sign(crossed)
     return np.where(labelled, wave, 0.0).astype(np.float32)
 
 
