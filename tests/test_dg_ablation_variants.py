@@ -17,13 +17,17 @@ def options(cmd):
 
 
 def test_overrides_reach_the_command_and_the_default_is_unchanged(dg, tmp_path):
-    plain = options(dg.row_command("full", 304, "pretrained", "demo", tmp_path))
+    imagenet = options(dg.row_command("full", 304, "imagenet", "demo", tmp_path))  # the demo recipe as it is
+    assert imagenet["model_kwargs"] == {"srm": True, "pc_weight": 10.0}
+    assert not {"backbone", "backbone_pretrained", "pretrain_steps", "max_iter"} & set(imagenet)
+    plain = options(dg.row_command("full", 304, "pretrained", "demo", tmp_path))  # the earlier stand-in recipe
     assert plain["model_kwargs"] == {"pc_stop_gradient": True, "srm": True, "pc_weight": 10.0}
-    assert "pc_warmup_steps" not in plain and "max_iter" not in plain
+    assert (plain["backbone"], plain["backbone_pretrained"], plain["pretrain_steps"], plain["max_iter"]) == ("shufflenetv2", None, 300, 250)
+    assert "pc_warmup_steps" not in plain
     extra = dg.parse_assignments(["pc_warmup_steps=300", "max_iter=600"], "--set", dg.train_keys())
     model = dg.parse_assignments(["pc_weight=1"], "--model-set", dg.model_keys())
     got = options(dg.row_command("full", 304, "pretrained", "gpu", tmp_path, extra, model))
-    assert (got["pc_warmup_steps"], got["max_iter"], got["pretrain_steps"]) == (300, 600, 3000)  # --set wins over the scale
+    assert (got["pc_warmup_steps"], got["max_iter"], got["pretrain_steps"], got["num_workers"]) == (300, 600, 3000, 8)  # --set wins over the scale
     assert got["model_kwargs"] == {"pc_stop_gradient": True, "srm": True, "pc_weight": 1}
     faithful = dg.parse_assignments(["pc_stop_gradient=false"], "--model-set", dg.model_keys())
     assert options(dg.row_command("plain", 304, "pretrained", "demo", tmp_path, None, faithful))["model_kwargs"]["pc_stop_gradient"] is False

@@ -195,7 +195,7 @@ def test_imagenet_init_from_authors_style_checkpoint(tmp_path):
 
 
 def test_failed_imagenet_loads_raise(tmp_path):
-    with pytest.raises(BackboneLoadError, match="neither 'torchvision', an existing file, nor a Hub repo"):
+    with pytest.raises(BackboneLoadError, match="neither 'imagenet', 'torchvision', an existing file, nor a Hub repo"):
         SRHAForSemanticSegmentation(SRHAConfig(backbone="shufflenetv2", backbone_pretrained="/no/such/file.pth"))
     wrong = tmp_path / "resnet.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), wrong)

@@ -81,6 +81,8 @@ class TrainConfig:
 
     # --- model (docs/method.md §1-§3)
     backbone: str = "resnet50"
+    # "imagenet" (the backbone's own ImageNet weights: torchvision's, or Lite0's packaged file), "torchvision",
+    # a local file or a Hub repo id; null = random (or the pretraining stage's backbone)
     backbone_pretrained: Optional[str] = "torchvision"
     teacher_mode: str = "faithful"
     # The offline stand-in for ImageNet weights (srha_hf/training/pretrain.py): a plain DeepLabV3+ stage
