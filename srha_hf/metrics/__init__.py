@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from .mean_iou import JointCounts, MeanIoU, areas_from_counts, dense_counts, scores_from_areas, scores_from_confusion_matrix
+from .mean_iou import JointCounts, MeanIoU, areas_from_counts, counting_threads, dense_counts, scores_from_areas, scores_from_confusion_matrix
 
 METRIC_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mean_iou.py")
 
@@ -61,26 +61,8 @@ def confusion_matrix(predictions, references, num_labels: int, ignore_index: int
     except ImportError:  # pragma: no cover
         torch = None
     if torch is not None and isinstance(predictions, torch.Tensor):
-        pred = predictions.detach()
-        gt = references.detach() if isinstance(references, torch.Tensor) else torch.as_tensor(np.asarray(references))
-        gt = gt.to(pred.device)
-        if pred.shape != gt.shape:
-            raise ValueError(f"predictions have shape {tuple(pred.shape)} but references have shape {tuple(gt.shape)}")
-        if pred.is_floating_point() or gt.is_floating_point():
-            raise TypeError("predictions and references must be integer class maps (take the argmax of the logits first)")
-        if validate and pred.numel():
-            lo, hi = torch.aminmax(pred.reshape(-1).to(torch.int64) if pred.dtype == torch.uint8 else pred.reshape(-1))
-            if int(lo) < 0 or int(hi) >= n:
-                raise ValueError(f"predictions must lie in 0..{n - 1}, found values in [{int(lo)}, {int(hi)}]")
-        if gt.dtype == torch.uint8 and n < 255 and (ignore_index is None or not 0 <= ignore_index < n):
-            row = gt.clamp(max=n)  # 255 and any value >= n -> the dropped row n (still uint8)
-        else:
-            gt = gt.to(torch.int64)
-            bad = (gt < 0) | (gt >= n)
-            if ignore_index is not None:
-                bad |= gt == ignore_index
-            row = torch.where(bad, torch.full_like(gt, n), gt)
-        return dense_counts(row, pred, n + 1, n, keep_device=True)[:n]
+        with counting_threads(predictions):
+            return _torch_confusion_matrix(predictions, references, n, ignore_index, validate)
     pred = np.asarray(predictions)
     gt = np.asarray(references)
     if pred.shape != gt.shape:
@@ -94,6 +76,32 @@ def confusion_matrix(predictions, references, num_labels: int, ignore_index: int
     if ignore_index is not None:
         bad |= gt == ignore_index
     return dense_counts(np.where(bad, n, gt), pred, n + 1, n)[:n].astype(np.int64)
+
+
+def _torch_confusion_matrix(predictions, references, n: int, ignore_index, validate: bool):
+    """:func:`confusion_matrix` of torch tensors, counted on their device."""
+    import torch
+
+    pred = predictions.detach()
+    gt = references.detach() if isinstance(references, torch.Tensor) else torch.as_tensor(np.asarray(references))
+    gt = gt.to(pred.device)
+    if pred.shape != gt.shape:
+        raise ValueError(f"predictions have shape {tuple(pred.shape)} but references have shape {tuple(gt.shape)}")
+    if pred.is_floating_point() or gt.is_floating_point():
+        raise TypeError("predictions and references must be integer class maps (take the argmax of the logits first)")
+    if validate and pred.numel():
+        lo, hi = torch.aminmax(pred.reshape(-1).to(torch.int64) if pred.dtype == torch.uint8 else pred.reshape(-1))
+        if int(lo) < 0 or int(hi) >= n:
+            raise ValueError(f"predictions must lie in 0..{n - 1}, found values in [{int(lo)}, {int(hi)}]")
+    if gt.dtype == torch.uint8 and n < 255 and (ignore_index is None or not 0 <= ignore_index < n):
+        row = gt.clamp(max=n)  # 255 and any value >= n -> the dropped row n (still uint8)
+    else:
+        gt = gt.to(torch.int64)
+        bad = (gt < 0) | (gt >= n)
+        if ignore_index is not None:
+            bad |= gt == ignore_index
+        row = torch.where(bad, torch.full_like(gt, n), gt)
+    return dense_counts(row, pred, n + 1, n, keep_device=True)[:n]
 
 
 def frequency_weighted_iou(matrix) -> float:

@@ -34,6 +34,7 @@ Load it with `evaluate.load("srha_hf/metrics/mean_iou.py")` or `srha_hf.metrics.
 This file depends only on numpy, evaluate and datasets (torch is used when installed).
 """
 
+import contextlib
 import functools
 import os
 import time
@@ -275,6 +276,10 @@ class JointCounts:
     def _count(self, ref, pred, index: int) -> None:
         """Count one flat map pair. Wide CPU maps (e.g. int64 argmax outputs) go in chunks that stay
         in cache between the range check, the narrowing and the bincount."""
+        with counting_threads(ref):
+            self._count_chunks(ref, pred, index)
+
+    def _count_chunks(self, ref, pred, index: int) -> None:
         size = _numel(ref)
         wide = max(_itemsize(ref), _itemsize(pred)) > 2 and _is_cpu(ref)
         step = CHUNK if wide else max(size, 1)
@@ -367,6 +372,26 @@ class JointCounts:
 LANES = 4
 
 
+@contextlib.contextmanager
+def counting_threads(tensor):
+    """Count a CPU tensor with one intra-op thread, restoring torch's thread count afterwards.
+
+    The counting kernels are memory-bound and short. With torch's default two threads on a 2-core machine,
+    a parallel region waits for a thread that another process (a DataLoader worker during evaluation)
+    has descheduled: 10 Cityscapes-size maps then took 0.14-0.30 s against 0.045-0.07 s with one thread,
+    which costs only a little when the machine is idle (benchmarks/bench_metric.py). GPU tensors and
+    numpy arrays are left alone (numpy's bincount is single-threaded)."""
+    if torch is None or not isinstance(tensor, torch.Tensor) or tensor.device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @functools.lru_cache(maxsize=4)
 def _lane_offsets(length: int, cells: int):
     """int16 (length,) = (i % LANES) * cells, cached for the last few shapes (read only)."""
@@ -380,25 +405,31 @@ def dense_counts(ref, pred, rows: int, cols: int, keep_device: bool = False):
     as a numpy array, or as a tensor on that device with `keep_device=True`."""
     cells = rows * cols
     if torch is not None and isinstance(ref, torch.Tensor):
-        # int16 when the code fits: the bincount then reads half the memory
-        dtype = torch.int16 if cells <= 32767 else torch.int32
-        code = pred.reshape(-1).to(dtype, copy=True)
-        narrow = (torch.uint8, torch.int8, torch.int16) if dtype == torch.int16 else (torch.uint8, torch.int8, torch.int16, torch.int32)
-        if ref.dtype not in narrow:
-            ref = ref.to(dtype)  # values < rows, so the cast is exact
-        code.add_(ref.reshape(-1), alpha=cols)
-        if code.device.type == "cpu" and LANES * cells <= 32767 and dtype == torch.int16:
-            # Neighbouring pixels usually share a (reference, prediction) pair, and back-to-back
-            # increments of one counter wait on each other: spread them over LANES sub-tables.
-            code.add_(_lane_offsets(code.numel(), cells))
-            counts = torch.bincount(code, minlength=LANES * cells).view(LANES, cells).sum(0)
-        else:
-            counts = torch.bincount(code, minlength=cells)
-        return counts.reshape(rows, cols) if keep_device else counts.cpu().numpy().reshape(rows, cols)
+        with counting_threads(ref):
+            return _dense_counts_torch(ref, pred, rows, cols, keep_device)
     code = ref.reshape(-1).astype(np.int64)
     code *= cols
     code += pred.reshape(-1)
     return np.bincount(code, minlength=cells).reshape(rows, cols)
+
+
+def _dense_counts_torch(ref, pred, rows: int, cols: int, keep_device: bool):
+    cells = rows * cols
+    # int16 when the code fits: the bincount then reads half the memory
+    dtype = torch.int16 if cells <= 32767 else torch.int32
+    code = pred.reshape(-1).to(dtype, copy=True)
+    narrow = (torch.uint8, torch.int8, torch.int16) if dtype == torch.int16 else (torch.uint8, torch.int8, torch.int16, torch.int32)
+    if ref.dtype not in narrow:
+        ref = ref.to(dtype)  # values < rows, so the cast is exact
+    code.add_(ref.reshape(-1), alpha=cols)
+    if code.device.type == "cpu" and LANES * cells <= 32767 and dtype == torch.int16:
+        # Neighbouring pixels usually share a (reference, prediction) pair, and back-to-back
+        # increments of one counter wait on each other: spread them over LANES sub-tables.
+        code.add_(_lane_offsets(code.numel(), cells))
+        counts = torch.bincount(code, minlength=LANES * cells).view(LANES, cells).sum(0)
+    else:
+        counts = torch.bincount(code, minlength=cells)
+    return counts.reshape(rows, cols) if keep_device else counts.cpu().numpy().reshape(rows, cols)
 
 
 def areas_from_counts(
