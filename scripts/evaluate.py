@@ -16,6 +16,12 @@ or Cityscapes label IDs (`--format cityscapes`, `<city>_<seq>_<frame>_labelIds.p
 cityscapesScripts evaluation. They are at the size the evaluation compares (the original size for
 Cityscapes, BDD-100K and Synthia).
 
+Protocols (docs/method.md §8.6), recorded in the JSON: `--protocol whole` (default, the reference's),
+`--protocol slide [--crop_size H W] [--stride H W]` (logits averaged over overlapping crops), and
+multi-scale with optional flip, selected by `--scales 0.5 0.75 1.0 1.25 1.5 1.75 [--flip]` or `--flip`
+alone. `--class_subset synthia16` (or `synthia13`, or `road,car,...`) also reports the mIoU over those
+classes from the same confusion matrix; Synthia datasets always report both Synthia subsets.
+
 `--data_root` is either a folder holding one sub-folder per benchmark (`ROOT/cityscapes`, ...; the
 layout `make_synthetic_data.py` writes), the benchmark's own root when one dataset is evaluated, or
 `NAME=PATH` (repeatable) for each dataset. A missing model or dataset is reported before any work.
@@ -73,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write each evaluated image's prediction under DIR/<dataset>/")
     p.add_argument("--format", dest="prediction_format", choices=["trainid", "cityscapes"], default="trainid",
                    help="format of --save_predictions: trainid (default) or cityscapes (label IDs)")
+    p.add_argument("--protocol", choices=["whole", "slide", "multiscale"], default=None,
+                   help="whole (default: one forward per image, the reference's), slide, or multiscale (set by --scales/--flip)")
+    p.add_argument("--scales", type=float, nargs="+", default=None, metavar="S",
+                   help="multi-scale: the image resized by each factor, logits averaged at the image size")
+    p.add_argument("--flip", action="store_true", help="also average the horizontally mirrored image's logits (multi-scale)")
+    p.add_argument("--crop_size", type=int, nargs="+", default=None, metavar="PX", help="slide: crop H [W] (default 768)")
+    p.add_argument("--stride", type=int, nargs="+", default=None, metavar="PX", help="slide: stride H [W] (default 512)")
+    p.add_argument("--class_subset", action="append", default=[], metavar="NAME|C1,C2,...",
+                   help="also report the mIoU over a class subset: synthia16, synthia13 or class names (repeatable)")
     p.add_argument("--num_overlays", type=int, default=3, help="prediction overlays per dataset (default 3)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is available")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
@@ -194,6 +209,14 @@ def check_inputs(args, parser):
             get_spec(name.split(":", 1)[0])
         except ValueError as err:
             raise UsageError(f"--dataset {name}: {err}") from None
+    args.eval_protocol = protocol_from(args)
+    from srha_hf.data.class_subsets import resolve_class_subset
+
+    for subset in args.class_subset:
+        try:
+            resolve_class_subset(subset)
+        except ValueError as err:
+            raise UsageError(f"--class_subset {subset}: {err}") from None
     config = check_model(args.model, args.revision)
     if args.save_predictions is not None:
         try:
@@ -202,6 +225,16 @@ def check_inputs(args, parser):
             raise UsageError(f"--format {args.prediction_format}: {err}") from None
     roots = resolve_roots(args.dataset, args.data_root)
     return config, roots, load_datasets(args.dataset, roots, args.split)
+
+
+def protocol_from(args):
+    """The :class:`~srha_hf.protocols.EvalProtocol` of the flags, or a UsageError naming the conflict."""
+    from srha_hf.protocols import make_protocol
+
+    try:
+        return make_protocol(args.protocol, scales=args.scales, flip=args.flip, crop_size=args.crop_size, stride=args.stride)
+    except ValueError as err:
+        raise UsageError(f"--protocol/--scales/--flip/--crop_size/--stride: {err}") from None
 
 
 def build_accelerator(args):
@@ -237,6 +270,8 @@ def run_metadata(args, roots, eval_sizes, accelerator) -> dict:
         "max_images": args.max_images,
         "save_predictions": args.save_predictions,
         "prediction_format": args.prediction_format if args.save_predictions else None,
+        "protocol": args.eval_protocol.describe(),
+        "class_subsets": list(args.class_subset),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
     }
@@ -258,13 +293,13 @@ def evaluate(args, config, roots, datasets, accelerator, precision_source) -> No
         listing = ", ".join(f"{n} ({len(d)} images)" for n, d in datasets.items())
         print(f"evaluating {args.model} ({type(model).__name__}) on {listing} [{args.split}] with "
               f"{accelerator.num_processes} process(es) on {accelerator.device}, precision "
-              f"{describe(accelerator.mixed_precision)} ({precision_source})", flush=True)  # fmt: skip
+              f"{describe(accelerator.mixed_precision)} ({precision_source}); protocol: {args.eval_protocol.label()}", flush=True)  # fmt: skip
     protocol = dict(mapillary_crop=args.mapillary_crop, eval_sizes=eval_sizes, mixed_precision=accelerator.mixed_precision,
-                    image_mean=mean, image_std=std)  # fmt: skip
+                    image_mean=mean, image_std=std, protocol=args.eval_protocol)  # fmt: skip
     results = evaluate_model(model, datasets, accelerator=accelerator, batch_size=args.batch_size, num_workers=args.num_workers,
                              progress=not args.no_progress, max_images=args.max_images, drop_remainder=args.drop_remainder,
                              save_predictions=args.save_predictions, prediction_format=args.prediction_format,
-                             **protocol)  # fmt: skip
+                             class_subsets=args.class_subset, **protocol)  # fmt: skip
     if not accelerator.is_main_process:
         return
     for name, result in results.items():

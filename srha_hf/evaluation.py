@@ -1,7 +1,8 @@
 """Evaluation on the target domains (docs/method.md §6, §8): the routine shared by training and `scripts/evaluate.py`.
 
-`evaluate_model(model, {"cityscapes": ds, ...})` runs single-scale inference with each benchmark's
-evaluation resizing (full-resolution Cityscapes / BDD-100K / Synthia, GTAV resized to 1914x1052,
+`evaluate_model(model, {"cityscapes": ds, ...})` runs inference under an evaluation protocol (whole-image
+single-scale by default, the reference's; sliding window or multi-scale + flip: `srha_hf.protocols`,
+docs/method.md §8.6) with each benchmark's evaluation resizing (full-resolution Cityscapes / BDD-100K / Synthia, GTAV resized to 1914x1052,
 Mapillary height 1536 + centre crop/pad with the D3 switch), accumulates docs/method.md §8.2's 19x19 confusion
 matrix on the model's device and derives mIoU etc. with evaluate's `mean_iou` rules.
 
@@ -31,13 +32,14 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .data.benchmarks import benchmark_info, get_spec
+from .data.class_subsets import SYNTHIA_SUBSETS, subset_results
 from .data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform, to_tensors
 from .metrics import confusion_matrix, frequency_weighted_iou, scores_from_confusion_matrix
 from .prediction_files import check_prediction_format, write_prediction
+from .protocols import WHOLE, EvalProtocol, protocol_logits
 
 # accelerate's "fp8" is a training setting: evaluation autocasts to bf16 then
 MIXED_PRECISION = {None: None, "no": None, "fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
@@ -177,15 +179,18 @@ def _autocast(device: torch.device, mixed_precision):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def predict(model, pixels: torch.Tensor, size=None, mixed_precision=None) -> torch.Tensor:
-    """argmax class map (B, H, W) of an eval-mode model on normalised pixels (already on its device);
-    logits of another size are resized bilinearly to `size` (default: the input size)."""
+def predict(model, pixels: torch.Tensor, size=None, mixed_precision=None, protocol: EvalProtocol = WHOLE) -> torch.Tensor:
+    """argmax class map (B, H, W) of an eval-mode model on normalised pixels (already on its device)
+    under `protocol` (default: one whole-image forward); logits of another size are resized bilinearly
+    to `size` (default: the input size)."""
     device, dtype = model_device_dtype(model)
     size = tuple(size or pixels.shape[-2:])
+
+    def forward(x):
+        return _logits(model(pixel_values=x.to(device=device, dtype=dtype, non_blocking=True)))
+
     with _autocast(device, mixed_precision):
-        logits = _logits(model(pixel_values=pixels.to(device=device, dtype=dtype, non_blocking=True)))
-    if tuple(logits.shape[-2:]) != size:
-        logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+        logits = protocol_logits(forward, pixels, size, protocol)
     return logits.argmax(dim=1)
 
 
@@ -235,9 +240,11 @@ def eval_transform(kind: str, mapillary_crop: str, eval_sizes: Optional[Mapping]
 # --------------------------------------------------------------------------------------------------
 
 
-def _results_from_matrix(matrix: np.ndarray, names: list, num_images: int) -> dict:
+def _results_from_matrix(matrix: np.ndarray, names: list, num_images: int, subsets=()) -> dict:
     scores = scores_from_confusion_matrix(matrix)
+    extra = {"class_subsets": subset_results(matrix, names, subsets)} if subsets else {}
     return {
+        **extra,
         "mean_iou": float(scores["mean_iou"]),
         "mean_accuracy": float(scores["mean_accuracy"]),
         "overall_accuracy": float(scores["overall_accuracy"]),
@@ -288,7 +295,7 @@ class PredictionSaver:
             self.pool.shutdown(wait=True)
 
 
-def _confusion_over(net, loader, *, device, num_labels, ignore_index, mixed_precision, bar, saver=None):
+def _confusion_over(net, loader, *, device, num_labels, ignore_index, mixed_precision, protocol, bar, saver=None):
     """The summed ``(num_labels, num_labels)`` confusion matrix and image count over ``loader``'s items."""
     hist = torch.zeros((num_labels, num_labels), dtype=torch.int64, device=device)
     count = 0
@@ -297,7 +304,7 @@ def _confusion_over(net, loader, *, device, num_labels, ignore_index, mixed_prec
             for group in _same_size_batches(items):
                 pixels = torch.stack([g[0] for g in group]).to(device, non_blocking=True)
                 labels = torch.stack([g[1] for g in group]).to(device, non_blocking=True)
-                preds = predict(net, pixels, labels.shape[-2:], mixed_precision)
+                preds = predict(net, pixels, labels.shape[-2:], mixed_precision, protocol)
                 hist += confusion_matrix(preds, labels, num_labels, ignore_index, validate=False)
                 if saver is not None:
                     saver.save([g[3] for g in group], preds)
@@ -337,6 +344,8 @@ def evaluate_model(
     image_std: Sequence[float] = IMAGENET_STD,
     save_predictions=None,
     prediction_format: str = "trainid",
+    protocol: Optional[EvalProtocol] = None,
+    class_subsets: Sequence = (),
 ) -> Dict[str, dict]:
     """Evaluate `model` on each target dataset; returns `{name: result}` in the order given.
 
@@ -352,11 +361,15 @@ def evaluate_model(
     images of each dataset (before sharding). `drop_remainder`: §9 T3. `num_labels`: default
     `model.config.num_labels`, else 19. `save_predictions`: a folder where every process also writes its
     images' predictions (:class:`PredictionSaver`) in `prediction_format` ("trainid" or "cityscapes").
+    `protocol`: an :class:`~srha_hf.protocols.EvalProtocol` (`make_protocol`), default whole-image single
+    scale. `class_subsets`: names (`synthia16`, `synthia13`) or class-name lists whose mIoU every dataset
+    also reports, from the same confusion matrix; a Synthia dataset always reports both Synthia subsets.
 
     Per dataset: `mean_iou`, `mean_accuracy`, `overall_accuracy`, `frequency_weighted_iou`,
     `per_category_iou` / `per_category_accuracy` (class name -> value, NaN for a class absent from both
     ground truth and predictions), `confusion_matrix` (rows = ground truth), `num_images` (all processes),
-    `benchmark`, `class_names`, `seconds`, and with `save_predictions` the `prediction_files` this process
+    `benchmark`, `class_names`, `protocol` (its `describe()`), `label_set`, `class_subsets` (name ->
+    `mean_iou`, `classes`) where asked, `seconds`, and with `save_predictions` the `prediction_files` this process
     wrote. Every process returns the same results otherwise.
     """
     items = _dataset_items(datasets)
@@ -377,7 +390,8 @@ def evaluate_model(
         mixed_precision = getattr(accelerator, "mixed_precision", None)
     rank, world, reduce = _distributed(accelerator)
     device, _ = model_device_dtype(net)
-    counting = dict(device=device, num_labels=num_labels, ignore_index=ignore_index, mixed_precision=mixed_precision)
+    protocol = protocol or WHOLE
+    counting = dict(device=device, num_labels=num_labels, ignore_index=ignore_index, mixed_precision=mixed_precision, protocol=protocol)
     loading = dict(batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
 
     modes = {module: module.training for module in net.modules()}
@@ -397,20 +411,35 @@ def evaluate_model(
                     hist, count = _confusion_over(net, loader, bar=bar, saver=saver, **counting)
                 finally:
                     written = saver.close() if saver is not None else None
-            results[key] = _gathered_result(hist, count, reduce, names, kind, start, written)
+            subsets = _subsets_for(kind, class_subsets, num_labels)
+            results[key] = _gathered_result(hist, count, reduce, names, kind, start, written, subsets)
+            results[key].update(protocol=protocol.describe(), label_set=_label_set(names))
     finally:
         for module, training in modes.items():
             module.training = training
     return results
 
 
-def _gathered_result(hist: torch.Tensor, count: int, reduce, names: list, kind: str, start: float, written) -> dict:
+def _subsets_for(kind: str, class_subsets: Sequence, num_labels: int) -> list:
+    """The class subsets a dataset reports: those asked for, and Synthia's two for a Synthia dataset."""
+    subsets = list(class_subsets or ())
+    if kind == "synthia" and num_labels == NUM_CLASSES:
+        subsets += [s for s in SYNTHIA_SUBSETS if s not in subsets]
+    return subsets
+
+
+def _label_set(names: list) -> dict:
+    standard = len(names) == NUM_CLASSES and list(names) == list(CLASS_NAMES)
+    return {"name": "cityscapes19" if standard else f"{len(names)} classes", "num_labels": len(names)}
+
+
+def _gathered_result(hist: torch.Tensor, count: int, reduce, names: list, kind: str, start: float, written, subsets=()) -> dict:
     """One dataset's result from this process's confusion matrix and image count, summed over processes."""
     totals = torch.cat([hist.reshape(-1).cpu(), torch.tensor([count], dtype=torch.int64)])
     if reduce is not None:
         totals = reduce(totals)
     num_labels = hist.shape[0]
-    result = _results_from_matrix(totals[:-1].reshape(num_labels, num_labels).numpy(), names, int(totals[-1]))
+    result = _results_from_matrix(totals[:-1].reshape(num_labels, num_labels).numpy(), names, int(totals[-1]), subsets)
     result.update(benchmark=kind, class_names=list(names), seconds=time.perf_counter() - start)
     if written is not None:
         result["prediction_files"] = written

@@ -18,6 +18,7 @@ import torch
 from .atomic import atomic_write, json_safe, write_json_atomic, write_text_atomic
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_tensors
 from .evaluation import EvalDataset, benchmark_of, dataset_slug, eval_transform, model_device_dtype, predict, unwrap_model
+from .protocols import WHOLE, EvalProtocol
 from .visualization import overlay_panel, plot_confusion_matrix, plot_per_class_iou
 
 __all__ = ["format_iou_table", "write_evaluation_report", "write_overlays"]
@@ -43,7 +44,21 @@ def format_iou_table(name: str, result: Mapping) -> str:
         f"mIoU {pct(result['mean_iou'])}, mean accuracy {pct(result['mean_accuracy'])}, "
         f"pixel accuracy {pct(result['overall_accuracy'])}, fwIoU {pct(result.get('frequency_weighted_iou'))}",
     ]
+    for subset, sub in (result.get("class_subsets") or {}).items():
+        lines.append(f"mIoU over {subset} ({len(sub['classes'])} classes): {pct(sub['mean_iou'])}")
+    if result.get("protocol"):
+        lines.append(f"protocol: {protocol_label(result['protocol'])}")
     return "\n".join(lines) + "\n"
+
+
+def protocol_label(described: Mapping) -> str:
+    """The short name of a recorded protocol (``EvalProtocol.describe()``)."""
+    from .protocols import EvalProtocol
+
+    fields = dict(described)
+    crop, stride = fields.get("crop_size"), fields.get("stride")
+    return EvalProtocol(fields.get("name", "whole"), tuple(fields.get("scales") or (1.0,)), bool(fields.get("flip")),
+                        tuple(crop) if crop else None, tuple(stride) if stride else None).label()  # fmt: skip
 
 
 def write_overlays(
@@ -59,6 +74,7 @@ def write_overlays(
     image_mean=IMAGENET_MEAN,
     image_std=IMAGENET_STD,
     max_width: int = 512,
+    protocol: EvalProtocol = WHOLE,
 ) -> list:
     """Predict the first `num_images` images (same protocol as `evaluate_model`) and save
     `{name}_overlay_{k}.png` panels: image, ground truth and prediction over the image."""
@@ -74,7 +90,7 @@ def write_overlays(
             for k in range(len(eval_set)):
                 image, label = eval_set.load(k)
                 pixels = to_tensors(np.asarray(image), mean=eval_set.mean, std=eval_set.std)[None].to(device)
-                prediction = predict(net, pixels, label.shape, mixed_precision)[0].cpu().numpy()
+                prediction = predict(net, pixels, label.shape, mixed_precision, protocol)[0].cpu().numpy()
                 panel = overlay_panel(image, label, prediction, max_width)
                 path = os.path.join(output_dir, f"{dataset_slug(name)}_overlay_{k}.png")
                 paths.append(atomic_write(path, lambda tmp, panel=panel: panel.save(tmp, format="PNG")))
@@ -98,10 +114,11 @@ def write_evaluation_report(
     metadata: Optional[Mapping] = None,
     image_mean=IMAGENET_MEAN,
     image_std=IMAGENET_STD,
+    protocol: EvalProtocol = WHOLE,
 ) -> dict:
     """Write, per dataset of `results` (from `evaluate_model`): `{name}_per_class_iou.png`,
     `{name}_confusion_matrix.png`, `{name}_per_class_iou.md` and, when `model` and `datasets` are
-    given, `num_overlays` prediction overlays; then the JSON (`json_path`, default
+    given, `num_overlays` prediction overlays (under `protocol`, as the evaluation); then the JSON (`json_path`, default
     `output_dir/eval_results.json`) with `mean_iou` per dataset, every result (NaN -> null), the
     written files and `metadata`. Call it on the main process only. Returns the JSON content."""
     os.makedirs(output_dir, exist_ok=True)
@@ -126,6 +143,7 @@ def write_evaluation_report(
                 mixed_precision=mixed_precision,
                 image_mean=image_mean,
                 image_std=image_std,
+                protocol=protocol,
             )
         files[name] = entry
     content = {
