@@ -2,13 +2,15 @@
 """Scan a benchmark on disk and report what `srha_hf.load_benchmark` will (not) be able to use.
 
     python scripts/check_data.py /data/gtav --dataset gtav [--split train val] [--json report.json]
+    python scripts/check_data.py /data/acdc --dataset acdc --split val [--conditions fog night]
 
 For every split: the layout found, counts of images / labels / pairs, the GTAV split list's counts
 (`--gtav_split_file`, or the list found under the root), images without a label and labels without an
 image, names of the split list that are not on disk, image/label size mismatches and what the loader
 reads instead (`--size_mismatch`), unreadable files, label values that are not in
-the dataset's table (docs/method.md §6), and the share of pixels per train ID. Exit status 1 when a problem
-was found, 2 when the root or layout is unusable.
+the dataset's table (docs/method.md §6), and the share of pixels per train ID; for ACDC also the counts per
+condition (`--conditions`, default all four). Exit status 1 when a problem was found, 2 when the root or
+layout is unusable.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ _bootstrap.set_up()
 
 from srha_hf.data import labels as L  # noqa: E402
 from srha_hf.data.benchmarks import (  # noqa: E402
+    ACDC_CONDITIONS,
     BENCHMARKS,
     BenchmarkError,
+    acdc_conditions,
     default_size_mismatch,
     get_spec,
     image_size,
@@ -42,6 +46,7 @@ from srha_hf.data.benchmarks import (  # noqa: E402
 # Raw label values each dataset's files may legitimately hold.
 _KNOWN = {
     "cityscapes": np.arange(34),
+    "acdc": np.arange(34),  # Cityscapes labelIds
     "bdd100k": np.r_[np.arange(19), 255],
     "mapillary": np.arange(len(L.MAPILLARY_V12_NAMES)),
     "synthia": np.arange(23),
@@ -68,6 +73,7 @@ def _decode_raw(name: str, raw: np.ndarray) -> np.ndarray:
         return L.gtav_rgb_lut()[raw]
     table = {
         "cityscapes": L.CITYSCAPES_LUT,
+        "acdc": L.CITYSCAPES_LUT,
         "bdd100k": L.BDD_LUT,
         "mapillary": L.MAPILLARY_LUT,
         "synthia": L.SYNTHIA_LUT,
@@ -75,11 +81,30 @@ def _decode_raw(name: str, raw: np.ndarray) -> np.ndarray:
     return table[raw.astype(np.uint8)]
 
 
+def _condition_of(path: str) -> str:
+    """ACDC: the condition folder of an image or label path (.../<rgb_anon|gt>/<condition>/<split>/...)."""
+    parts = Path(path).parts
+    top = max(i for i, part in enumerate(parts) if part in ("rgb_anon", "gt"))
+    return parts[top + 1]
+
+
+def _condition_counts(scan, with_labels: bool, conditions) -> dict:
+    """ACDC: images, labels and pairs per condition of a scan."""
+    counts = {}
+    for condition in acdc_conditions(conditions):
+        pairs = scan.columns["condition"].count(condition)
+        unpaired_images = sum(_condition_of(p) == condition for p in scan.images_without_label)
+        unpaired_labels = sum(_condition_of(p) == condition for p in scan.labels_without_image)
+        counts[condition] = {"images": pairs + unpaired_images, "labels": pairs + unpaired_labels if with_labels else 0,
+                             "pairs": pairs if with_labels else 0}  # fmt: skip
+    return counts
+
+
 def check_split(name: str, root: str, split: str, limit: int | None = None, progress: bool = True,
-                split_file: str | None = None, size_mismatch: str | None = None) -> dict:  # fmt: skip
+                split_file: str | None = None, size_mismatch: str | None = None, conditions=None) -> dict:  # fmt: skip
     report: dict = {"split": split}
     try:
-        scan = scan_benchmark(name, root, split, split_file)
+        scan = scan_benchmark(name, root, split, split_file, conditions)
     except (BenchmarkError, FileNotFoundError, ValueError) as err:
         report["error"] = str(err)
         return report
@@ -98,6 +123,8 @@ def check_split(name: str, root: str, split: str, limit: int | None = None, prog
         unreadable=[],
         size_mismatch_rule=rule,
     )
+    if "condition" in scan.columns:
+        report["conditions"] = _condition_counts(scan, with_labels, conditions)
     if scan.split_list is not None:
         report["split_list"] = scan.split_list
         report["listed_not_on_disk"] = scan.split_list["listed_not_on_disk"]
@@ -167,6 +194,8 @@ def format_report(name: str, root: str, reports: list[dict]) -> str:
             continue
         lines.append(f"  layout: {r['layout']}")
         lines.append(f"  images: {r['images']}  labels: {r['labels']}  pairs: {r['pairs']}  scanned: {r['scanned']}")
+        for condition, n in r.get("conditions", {}).items():
+            lines.append(f"    {condition}: images {n['images']}  labels {n['labels']}  pairs {n['pairs']}")
         if "split_list" in r:
             sl = r["split_list"]
             lines.append(f"  split list: {sl['source']}: {sl['entries']} names, {sl['found']} pairs found, "
@@ -211,6 +240,8 @@ def main(argv=None) -> int:
     parser.add_argument("--gtav_split_file", default=None,
                         help="GTAV: the official split.mat, a text list, a path with {split} or a folder of "
                         "gtav_split_<split>.txt (the training key of the same name)")  # fmt: skip
+    parser.add_argument("--conditions", nargs="+", default=None, metavar="CONDITION",
+                        help=f"ACDC: the conditions to check, of {', '.join(ACDC_CONDITIONS)} (default: all four)")
     parser.add_argument("--size_mismatch", choices=("next", "drop"), default=None,
                         help="how the loader handles image/label size mismatches (default: next for GTAV, drop otherwise)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -226,8 +257,17 @@ def main(argv=None) -> int:
     if args.gtav_split_file and spec.name != "gtav":
         print(f"error: --gtav_split_file is for GTAV, not {spec.name}", file=sys.stderr)
         return 2
+    if args.conditions and spec.name != "acdc":
+        print(f"error: --conditions is for ACDC, not {spec.name}", file=sys.stderr)
+        return 2
+    if args.conditions:
+        try:
+            acdc_conditions(args.conditions)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     reports = [check_split(spec.name, args.root, s, args.limit, not args.no_progress, args.gtav_split_file,
-                           args.size_mismatch) for s in splits]  # fmt: skip
+                           args.size_mismatch, args.conditions) for s in splits]  # fmt: skip
     if not args.split and not all("error" in r for r in reports):
         for r in reports:  # splits not asked for explicitly may simply not be on disk
             if "error" in r:

@@ -1,11 +1,12 @@
-"""Data: the five benchmarks as `datasets`, the docs/method.md §5.3 transforms, class-uniform sampling, the SRM
-collator and an embedded synthetic benchmark."""
+"""Data: the benchmarks (the method's five and ACDC) as `datasets`, the docs/method.md §5.3 transforms,
+class-uniform sampling, the SRM collator and an embedded synthetic benchmark."""
 
 # Lazy exports (PEP 562): importing ``srha_hf`` (which reads the class names from ``labels``) must not
 # pull in ``datasets``, OpenCV or scipy; the first use of a name below imports its module.
 import importlib
 
 _EXPORTS = {
+    "ACDC_CONDITIONS": "benchmarks",
     "BENCHMARK_NAMES": "benchmarks",
     "BenchmarkError": "benchmarks",
     "BenchmarkLayoutError": "benchmarks",
@@ -14,12 +15,14 @@ _EXPORTS = {
     "benchmark_info": "benchmarks",
     "decode_label": "benchmarks",
     "describe_dataset": "benchmarks",
+    "example_conditions": "benchmarks",
     "load_benchmark": "benchmarks",
     "load_benchmarks": "benchmarks",
     "SIZE_MISMATCH_RULES": "benchmarks",
     "read_gtav_split_file": "benchmarks",
     "read_image": "benchmarks",
     "scan_benchmark": "benchmarks",
+    "split_by_condition": "benchmarks",
     "SRMCollator": "collate",
     "CITYSCAPES_PALETTE": "labels",
     "CLASS_NAMES": "labels",

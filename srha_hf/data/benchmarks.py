@@ -1,4 +1,4 @@
-"""The five benchmarks (docs/method.md §6) as `datasets.Dataset`s of file paths, decoded on access.
+"""The benchmarks (docs/method.md §6) as `datasets.Dataset`s of file paths, decoded on access.
 
 One `BenchmarkSpec` per benchmark holds everything that differs between them: where the files are
 (the layouts users actually have on disk), how a label file decodes to train IDs (one lookup table
@@ -6,6 +6,7 @@ per dataset, `labels.py`) and which splits exist. There is one loader for all of
 
     >>> ds = load_benchmark("cityscapes", "/data/cityscapes", "val")
     >>> ex = ds[0]            # {"image": PIL RGB, "label": PIL "L" of train IDs (255 = ignore), ...}
+    >>> acdc = load_benchmark("acdc", "/data/acdc", "val", conditions=["night"])  # + a "condition" column
 
 The Arrow table holds only paths, names and sizes; no image bytes are copied. The layouts and the
 ``BenchmarkSpec`` table live in ``layouts.py``, the file readers and label decoders in ``decoding.py``,
@@ -19,13 +20,14 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import datasets
 import numpy as np
 from PIL import Image
 
 from .decoding import (  # noqa: F401 - re-exported: srha_hf.data.benchmarks is the data API's one door
+    decode_acdc_label,
     decode_bdd100k_label,
     decode_cityscapes_label,
     decode_gtav_label,
@@ -39,12 +41,14 @@ from .decoding import (  # noqa: F401 - re-exported: srha_hf.data.benchmarks is 
 )
 from .errors import BenchmarkError, BenchmarkLayoutError, SizeMismatchError, UnreadableFileError  # noqa: F401
 from .layouts import (  # noqa: F401
+    ACDC_CONDITIONS,
     BENCHMARK_NAMES,
     BENCHMARKS,
     GTAV_EXCLUDED_TRAIN_IDS,
     IMAGE_SUFFIXES,
     BenchmarkSpec,
     Scan,
+    acdc_conditions,
     check_mapillary_config,
     decode_label,
     get_spec,
@@ -112,12 +116,19 @@ def load_benchmark(
     progress: bool = False,
     split_file: str | os.PathLike | None = None,
     size_mismatch: Optional[str] = None,
+    conditions: Union[str, Sequence[str], None] = None,
 ):
     """One split of a benchmark as a `datasets.Dataset` of file paths, decoded on access.
 
     Columns: `image_path`, `label_path` (None for unlabeled test splits), `name`, `width`, `height`
-    (from the image header). Reading an example adds `image` (PIL RGB) and `label` (PIL "L" holding
-    uint8 train IDs, 255 = ignore; None without labels).
+    (from the image header); ACDC adds `condition` ("fog", "night", "rain" or "snow"). Reading an example
+    adds `image` (PIL RGB) and `label` (PIL "L" holding uint8 train IDs, 255 = ignore; None without labels).
+
+    `conditions` (ACDC only): the condition(s) to load, by default all four (:data:`ACDC_CONDITIONS`);
+    an unknown name or a condition folder missing on disk is an error naming it. The examples are sorted
+    by `name` (`<condition>/<sequence>/<frame>`), so by condition first. :func:`example_conditions`
+    reads the `condition` column without decoding any image, :func:`split_by_condition` splits the
+    dataset into one dataset per condition.
 
     Images without a label (or labels without an image), and names of a split list that are not on
     disk, are left out with a warning naming the files; with `strict=True` they raise instead.
@@ -136,10 +147,10 @@ def load_benchmark(
     size_mismatch = size_mismatch or default_size_mismatch(spec.name)
     if size_mismatch not in SIZE_MISMATCH_RULES:
         raise ValueError(f"size_mismatch={size_mismatch!r}; expected one of {', '.join(SIZE_MISMATCH_RULES)}")
-    scan = scan_benchmark(spec.name, root, split, split_file)
+    scan = scan_benchmark(spec.name, root, split, split_file, conditions)
     _report_unpaired(scan, spec.name, split, strict)
     columns = {"image_path": scan.images, "label_path": scan.labels, "name": scan.names,
-               "width": [-1] * len(scan.images), "height": [-1] * len(scan.images)}  # fmt: skip
+               "width": [-1] * len(scan.images), "height": [-1] * len(scan.images), **scan.columns}  # fmt: skip
     mismatched: list = []
     if check_sizes:
         columns, mismatched = _apply_size_rule(columns, f"{spec.name} {split}", size_mismatch, strict, num_threads, progress)
@@ -148,6 +159,8 @@ def load_benchmark(
         split_summary = {**scan.split_list, "listed_not_on_disk": len(scan.split_list["listed_not_on_disk"])}
     info = {"benchmark": spec.name, "root": str(Path(root).expanduser().resolve()), "split": split, "layout": scan.layout,
             "split_list": split_summary, "size_mismatches": {"rule": size_mismatch, "pairs": mismatched}}  # fmt: skip
+    if "condition" in columns:  # ACDC: the number of examples of each condition asked for
+        info["conditions"] = {c: columns["condition"].count(c) for c in acdc_conditions(conditions)}
     return _path_dataset(columns, info)
 
 
@@ -201,6 +214,9 @@ def _apply_size_rule(columns: dict, what: str, rule: str, strict: bool, num_thre
     return {key: [column[j] for j in take] for key, column in columns.items()}, [names[i] for i in bad]
 
 
+_PATH_COLUMNS = ("image_path", "label_path", "name", "width", "height")
+
+
 def _path_dataset(columns: dict, info: dict):
     """The ``datasets.Dataset`` of path columns with ``info`` in its description, decoded on access."""
     features = datasets.Features(
@@ -210,6 +226,7 @@ def _path_dataset(columns: dict, info: dict):
             "name": datasets.Value("string"),
             "width": datasets.Value("int32"),
             "height": datasets.Value("int32"),
+            **{key: datasets.Value("string") for key in columns if key not in _PATH_COLUMNS},  # e.g. ACDC's condition
         }
     )
     description = datasets.DatasetInfo(description=json.dumps(info), dataset_name=info["benchmark"], features=features)
@@ -234,6 +251,8 @@ def describe_dataset(dataset) -> str:
     if listed:
         text += (f"; split list: {listed['entries']} names, {listed['found']} found, {listed['listed_not_on_disk']} "
                  f"not on disk, {listed['on_disk_not_listed']} on disk but not listed")  # fmt: skip
+    if info.get("conditions"):
+        text += "; conditions: " + ", ".join(f"{c} {n}" for c, n in info["conditions"].items())
     mismatched = (info.get("size_mismatches") or {}).get("pairs") or []
     if mismatched:
         how = "each read as the next matching pair" if info["size_mismatches"]["rule"] == "next" else "left out"
@@ -241,8 +260,26 @@ def describe_dataset(dataset) -> str:
     return text
 
 
+def example_conditions(dataset) -> list[str]:
+    """The ACDC condition of every example of a `load_benchmark` dataset (its `condition` column), read
+    without decoding any image; a dataset without the column (every benchmark but ACDC) is a ValueError."""
+    if "condition" not in dataset.column_names:
+        raise ValueError(f"this dataset has no 'condition' column (columns: {', '.join(dataset.column_names)}); only ACDC has one")
+    return list(dataset.with_format(None)["condition"])
+
+
+def split_by_condition(dataset) -> dict:
+    """An ACDC `load_benchmark` dataset as ``{condition: dataset of its examples}``, in the order of
+    :data:`ACDC_CONDITIONS`, conditions without examples left out. Each part keeps the decoding and the
+    benchmark info (`benchmark_info(part)["benchmark"] == "acdc"`), so it evaluates like the whole, e.g. as
+    ``{f"acdc:{c}": part for c, part in split_by_condition(ds).items()}``."""
+    column = np.asarray(example_conditions(dataset), dtype=object)
+    return {c: dataset.select(np.flatnonzero(column == c).tolist()) for c in ACDC_CONDITIONS if (column == c).any()}
+
+
 def benchmark_info(dataset) -> dict:
-    """{"benchmark", "root", "split", "layout"} of a dataset made by `load_benchmark`."""
+    """{"benchmark", "root", "split", "layout", ...} of a dataset made by `load_benchmark` (ACDC adds
+    "conditions": {condition: number of examples})."""
     try:
         info = json.loads(dataset.info.description)
         info["benchmark"]

@@ -152,6 +152,11 @@ def decode_cityscapes_label(path: str) -> np.ndarray:
     return L.CITYSCAPES_LUT[_read_index_png(path, "Cityscapes", "labelIds (0..33)")]
 
 
+def decode_acdc_label(path: str) -> np.ndarray:
+    # docs/method.md §6.7: ACDC's *_gt_labelIds.png hold Cityscapes labelIds, decoded by the Cityscapes table.
+    return L.CITYSCAPES_LUT[_read_index_png(path, "ACDC", "Cityscapes labelIds (0..33)")]
+
+
 def decode_bdd100k_label(path: str) -> np.ndarray:
     return L.BDD_LUT[_read_index_png(path, "BDD-100K", "train IDs (0..18, 255)")]
 

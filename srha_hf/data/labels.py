@@ -10,8 +10,9 @@ import functools
 
 import numpy as np
 
-#: The five benchmarks, by the names every loader, recipe and script uses.
-BENCHMARK_NAMES = ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary")
+#: The benchmarks, by the names every loader, recipe and script uses: the method's five and ACDC
+#: (docs/method.md §6.7; Cityscapes labelIds, decoded by CITYSCAPES_LUT).
+BENCHMARK_NAMES = ("gtav", "synthia", "cityscapes", "bdd100k", "mapillary", "acdc")
 IGNORE_INDEX = 255
 NUM_CLASSES = 19
 

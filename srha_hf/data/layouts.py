@@ -9,12 +9,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from . import labels as L
 from .decoding import (
+    decode_acdc_label,
     decode_bdd100k_label,
     decode_cityscapes_label,
     decode_gtav_label,
@@ -46,6 +47,8 @@ class Scan:
     #: The split list that selected the files (a GTAV split file), its entry count, the listed names
     #: found on disk, and the files on disk that the list leaves out (None without a list).
     split_list: Optional[dict] = None
+    #: Further string columns of the dataset, one value per pair (ACDC: ``condition``).
+    columns: dict[str, list] = field(default_factory=dict)
 
 
 def _files(folder: Path, suffixes: Sequence[str], recursive: bool) -> list[Path]:
@@ -164,6 +167,7 @@ def _select_listed(scan: Scan, names: list[str], source: str, key=lambda name: n
     scan.names = [scan.names[i] for i in keep]
     scan.images = [scan.images[i] for i in keep]
     scan.labels = [scan.labels[i] for i in keep]
+    scan.columns = {key: [column[i] for i in keep] for key, column in scan.columns.items()}
     scan.layout += f", split from {source}"
     return scan
 
@@ -337,6 +341,78 @@ def _scan_mapillary(root: Path, split: str) -> Scan:
     return _pair_by_key(images, labels, f"mapillary {folder}", True)
 
 
+#: ACDC's four adverse conditions (docs/method.md §6.7), the folder names under rgb_anon/ and gt/.
+ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
+ACDC_LAYOUT = (
+    "ACDC_ROOT/rgb_anon/<condition>/{train,val,test}/<sequence>/<name>_rgb_anon.png + "
+    "gt/<condition>/{train,val}/<sequence>/<name>_gt_labelIds.png, <condition> one of fog, night, rain, snow "
+    "(or rgb_anon_trainvaltest/rgb_anon/ and gt_trainval/gt/ under the root); the <split>_ref folders are not read"
+)
+_ACDC_IMAGE_TAIL = "_rgb_anon.png"
+_ACDC_LABEL_TAIL = "_gt_labelIds.png"
+
+
+def acdc_conditions(conditions: Union[str, Sequence[str], None] = None) -> tuple[str, ...]:
+    """The ACDC conditions to load: all four (fog, night, rain, snow) for None, else the given name(s)
+    (case-insensitive, duplicates dropped, in the order given). An unknown name is a ValueError naming it
+    and the allowed ones."""
+    if conditions is None:
+        return ACDC_CONDITIONS
+    if isinstance(conditions, str):
+        conditions = [conditions]
+    chosen: list[str] = []
+    for condition in conditions:
+        key = condition.strip().lower() if isinstance(condition, str) else condition
+        if key not in ACDC_CONDITIONS:
+            raise ValueError(f"unknown ACDC condition {condition!r}; expected one or more of {', '.join(ACDC_CONDITIONS)}")
+        if key not in chosen:
+            chosen.append(key)
+    if not chosen:
+        raise ValueError(f"conditions is empty; expected one or more of {', '.join(ACDC_CONDITIONS)} (or None for all four)")
+    return tuple(chosen)
+
+
+def _acdc_files(folder: Path, tail: str, condition: str) -> dict[str, Path]:
+    """``{"<condition>/<sequence>/<name>": path}`` of the files under ``folder`` whose name ends in ``tail``."""
+    files = {}
+    for p in _files(folder, (".png",), True):
+        rel = p.relative_to(folder).as_posix()
+        if rel.endswith(tail):
+            files[f"{condition}/{rel[: -len(tail)]}"] = p
+    return files
+
+
+def _scan_acdc(root: Path, split: str, conditions: Union[str, Sequence[str], None] = None) -> Scan:
+    chosen = acdc_conditions(conditions)
+    candidates = [(root / "rgb_anon", root / "gt"), (root / "rgb_anon_trainvaltest" / "rgb_anon", root / "gt_trainval" / "gt")]
+    found = [(i, g) for i, g in candidates if i.is_dir()]
+    if not found:
+        raise BenchmarkLayoutError(f"folder not found: {candidates[0][0]}\nexpected layout: {ACDC_LAYOUT}")
+    image_root, gt_root = found[0]
+    with_labels = split != "test"
+    images: dict[str, Path] = {}
+    labels: dict[str, Path] = {}
+    for condition in chosen:
+        folders = [image_root / condition / split] + ([gt_root / condition / split] if with_labels else [])
+        for folder in folders:
+            if not folder.is_dir():
+                raise BenchmarkLayoutError(
+                    f"folder not found: {folder} (ACDC condition {condition!r}, split {split!r}; to load only the conditions "
+                    f"on disk, pass conditions=[...])\nexpected layout: {ACDC_LAYOUT}"
+                )
+        found_images = _acdc_files(folders[0], _ACDC_IMAGE_TAIL, condition)  # *_ref_anon.png are not images of the split
+        if not found_images:
+            raise BenchmarkLayoutError(f"no *{_ACDC_IMAGE_TAIL} images in {folders[0]} (ACDC condition {condition!r})\n"
+                                       f"expected layout: {ACDC_LAYOUT}")  # fmt: skip
+        images.update(found_images)
+        if with_labels:
+            labels.update(_acdc_files(folders[1], _ACDC_LABEL_TAIL, condition))
+    layout = f"acdc {image_root.relative_to(root)}/{{{','.join(chosen)}}}/{split}"
+    scan = _pair_by_key(images, labels, layout, with_labels)
+    scan.columns = {"condition": [name.split("/", 1)[0] for name in scan.names]}
+    return scan
+
+
 @dataclass(frozen=True)
 class BenchmarkSpec:
     name: str
@@ -353,6 +429,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     "cityscapes": BenchmarkSpec("cityscapes", ("train", "val", "test"), CITYSCAPES_LAYOUT, _scan_cityscapes, decode_cityscapes_label),
     "bdd100k": BenchmarkSpec("bdd100k", ("train", "val", "test"), BDD_LAYOUT, _scan_bdd100k, decode_bdd100k_label),
     "mapillary": BenchmarkSpec("mapillary", ("train", "val"), MAPILLARY_LAYOUT, _scan_mapillary, decode_mapillary_label),
+    "acdc": BenchmarkSpec("acdc", ("train", "val", "test"), ACDC_LAYOUT, _scan_acdc, decode_acdc_label),
 }  # fmt: skip
 
 
@@ -369,20 +446,34 @@ def decode_label(name: str, path: str) -> np.ndarray:
     return get_spec(name).decode_label(path)
 
 
-def scan_benchmark(name: str, root: str | os.PathLike, split: str, split_file: str | os.PathLike | None = None) -> Scan:
+def scan_benchmark(
+    name: str,
+    root: str | os.PathLike,
+    split: str,
+    split_file: str | os.PathLike | None = None,
+    conditions: Union[str, Sequence[str], None] = None,
+) -> Scan:
     """Find the image/label pairs of one split without opening any file.
 
     ``split_file`` (GTAV only, either layout): the list that selects the split's files, see
-    :func:`read_gtav_split_file`; the scan's ``split_list`` then holds the counts."""
+    :func:`read_gtav_split_file`; the scan's ``split_list`` then holds the counts. ``conditions`` (ACDC
+    only): the conditions to read (:func:`acdc_conditions`; None = all four); the scan's
+    ``columns["condition"]`` names each pair's condition."""
     spec = get_spec(name)
     if split not in spec.splits:
         raise ValueError(f"unknown split {split!r} for {spec.name}; expected one of {', '.join(spec.splits)}")
+    if conditions is not None and spec.name != "acdc":
+        raise ValueError(f"conditions is for ACDC ({', '.join(ACDC_CONDITIONS)}); {spec.name} has none")
+    chosen = acdc_conditions(conditions) if spec.name == "acdc" else None  # an unknown condition fails before any disk access
     root = Path(root).expanduser()
     if not root.is_dir():
         raise BenchmarkLayoutError(f"{spec.name} root not found: {root}\nexpected layout: {spec.layout}")
     if split_file is not None and spec.name != "gtav":
         raise ValueError(f"split_file is for GTAV (its split.mat or text lists); {spec.name} splits come from its folders")
-    scan = spec.scan(root, split, split_file) if split_file is not None else spec.scan(root, split)
+    if spec.name == "acdc":
+        scan = spec.scan(root, split, chosen)
+    else:
+        scan = spec.scan(root, split, split_file) if split_file is not None else spec.scan(root, split)
     if not scan.images:
         where = Path(scan.images_without_label[0]).parent if scan.images_without_label else root
         what = "no image/label pairs" if scan.images_without_label else "no images"

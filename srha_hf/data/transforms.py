@@ -337,6 +337,10 @@ class Identity:
         return "Identity()"
 
 
+#: The benchmarks evaluated at full resolution, as they are (docs/method.md §6, §8.1).
+FULL_RESOLUTION_BENCHMARKS = ("cityscapes", "bdd100k", "synthia", "acdc")
+
+
 def build_eval_transform(
     name: str,
     *,
@@ -348,7 +352,8 @@ def build_eval_transform(
 
     GTAV: resize to 1914x1052 (bicubic/nearest). Mapillary: ResizeHeight(1536) + CenterCropPad(1536)
     with `mapillary_crop` = "faithful" (docs/method.md §9 D3, default) or "corrected". Cityscapes, BDD-100K,
-    Synthia: full resolution. The sizes are parameters so that small synthetic data can scale them."""
+    Synthia, ACDC (1920x1080, docs/method.md §6.7): full resolution. The sizes are parameters so that small
+    synthetic data can scale them."""
     from .benchmarks import get_spec
 
     key = get_spec(name).name
@@ -356,4 +361,6 @@ def build_eval_transform(
         return Resize(tuple(gtav_size))
     if key == "mapillary":
         return Compose([ResizeHeight(mapillary_size), CenterCropPad(mapillary_size, mapillary_crop)])
-    return Identity()
+    if key in FULL_RESOLUTION_BENCHMARKS or key == "gtav":  # GTAV with gtav_size=None: as it is
+        return Identity()
+    raise ValueError(f"no evaluation resizing is defined for benchmark {key!r}")  # a benchmark added without one

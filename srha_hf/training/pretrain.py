@@ -104,7 +104,7 @@ def stage_key(config) -> str:
     fields.update(model_kwargs=_stage_model_kwargs(config), steps=config.pretrain_steps, recipe=STAGE_RECIPE_VERSION)
     if config.synthetic_data:  # the same benchmark wherever it is stored
         for name in BENCHMARK_NAMES:
-            fields.pop(f"{name}_root")
+            fields.pop(f"{name}_root", None)
         from ..data.synthetic import SYNTHETIC_VERSION
 
         fields["synthetic_version"] = SYNTHETIC_VERSION
