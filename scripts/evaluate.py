@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model directory (save_pretrained) or Hub id")
     p.add_argument("--revision", default=None, help="Hub revision of --model")
     p.add_argument("--dataset", required=True, nargs="+", action="extend", metavar="NAME",
-                   help="benchmark(s): gtav, cityscapes, bdd100k, mapillary, synthia (repeatable)")
+                   help="benchmark(s): gtav, cityscapes, bdd100k, mapillary, synthia, acdc; acdc:fog (night, rain, snow) "
+                   "evaluates one ACDC condition (repeatable)")
     p.add_argument("--data_root", required=True, action="append", metavar="ROOT|NAME=ROOT",
                    help="folder with one sub-folder per benchmark, the benchmark root, or NAME=PATH (repeatable)")
     p.add_argument("--split", default="val", help="split to evaluate (default: val)")
@@ -156,8 +157,10 @@ def load_datasets(names, roots, split) -> dict:
         root = roots[name]
         if not Path(root).expanduser().is_dir():
             raise UsageError(f"dataset {name}: root folder not found: {root}")
+        label = name.split(":", 1)[1] if ":" in name else None
+        conditions = [label] if kind == "acdc" and label else None  # acdc:night: that condition only
         try:
-            datasets[name] = load_benchmark(kind, root, split)
+            datasets[name] = load_benchmark(kind, root, split, conditions=conditions)
         except (BenchmarkError, FileNotFoundError, ValueError) as err:
             raise UsageError(f"dataset {name} ({split}) at {root}: {err}") from None
     return datasets

@@ -70,7 +70,7 @@ def benchmark_of(key: str, dataset=None) -> str:
                 pass
         raise ValueError(
             f"cannot tell the benchmark of dataset key {key!r}: use a benchmark name (gtav, cityscapes, bdd100k, "
-            "mapillary, synthia), optionally as 'name:label', or a dataset made by srha_hf.load_benchmark"
+            "mapillary, synthia, acdc), optionally as 'name:label', or a dataset made by srha_hf.load_benchmark"
         ) from None
 
 
@@ -295,20 +295,28 @@ class PredictionSaver:
             self.pool.shutdown(wait=True)
 
 
-def _confusion_over(net, loader, *, device, num_labels, ignore_index, mixed_precision, protocol, bar, saver=None):
-    """The summed ``(num_labels, num_labels)`` confusion matrix and image count over ``loader``'s items."""
-    hist = torch.zeros((num_labels, num_labels), dtype=torch.int64, device=device)
-    count = 0
+def _confusion_over(net, loader, *, device, num_labels, ignore_index, mixed_precision, protocol, bar, saver=None, groups=None):
+    """The ``(G, num_labels, num_labels)`` confusion matrices and ``(G,)`` image counts over ``loader``'s
+    items, one per group (``groups[dataset index]`` in ``0..G-1``, e.g. ACDC's conditions; G = 1 without)."""
+    n_groups = 1 if groups is None else int(max(groups)) + 1
+    hist = torch.zeros((n_groups, num_labels, num_labels), dtype=torch.int64, device=device)
+    count = torch.zeros(n_groups, dtype=torch.int64)
     with torch.inference_mode():
         for items in loader:
             for group in _same_size_batches(items):
                 pixels = torch.stack([g[0] for g in group]).to(device, non_blocking=True)
                 labels = torch.stack([g[1] for g in group]).to(device, non_blocking=True)
                 preds = predict(net, pixels, labels.shape[-2:], mixed_precision, protocol)
-                hist += confusion_matrix(preds, labels, num_labels, ignore_index, validate=False)
+                ids = [0 if groups is None else int(groups[g[2]]) for g in group]
+                if len(set(ids)) == 1:
+                    hist[ids[0]] += confusion_matrix(preds, labels, num_labels, ignore_index, validate=False)
+                else:
+                    for k, gid in enumerate(ids):
+                        hist[gid] += confusion_matrix(preds[k], labels[k], num_labels, ignore_index, validate=False)
+                for gid in ids:
+                    count[gid] += 1
                 if saver is not None:
                     saver.save([g[3] for g in group], preds)
-                count += len(group)
                 bar.update(len(group))
     return hist, count
 
@@ -352,7 +360,7 @@ def evaluate_model(
     `model`: eval-mode output with `.logits` (or the logits tensor) of shape (B, num_labels, h, w), resized
     bilinearly to the label size where needed; may be wrapped in DDP / prepared by Accelerate; put in eval
     mode, and every submodule's mode restored afterwards. `datasets`: `{name: load_benchmark dataset}`, name
-    a benchmark (gtav, cityscapes, bdd100k, mapillary, synthia) or "benchmark:label"; one dataset alone is
+    a benchmark (gtav, cityscapes, bdd100k, mapillary, synthia, acdc) or "benchmark:label"; one dataset alone is
     accepted too. `accelerator`: its device, process index/count and (when `mixed_precision` is None) its
     precision are used; without one, an initialised torch.distributed group if there is one.
     `batch_size`, `num_workers`: per process. `mixed_precision`: "no" / "fp16" / "bf16" autocast.
@@ -368,7 +376,8 @@ def evaluate_model(
     Per dataset: `mean_iou`, `mean_accuracy`, `overall_accuracy`, `frequency_weighted_iou`,
     `per_category_iou` / `per_category_accuracy` (class name -> value, NaN for a class absent from both
     ground truth and predictions), `confusion_matrix` (rows = ground truth), `num_images` (all processes),
-    `benchmark`, `class_names`, `protocol` (its `describe()`), `label_set`, `class_subsets` (name ->
+    `benchmark`, `class_names`, `per_condition` (ACDC: the same fields per condition), `protocol`
+    (its `describe()`), `label_set`, `class_subsets` (name ->
     `mean_iou`, `classes`) where asked, `seconds`, and with `save_predictions` the `prediction_files` this process
     wrote. Every process returns the same results otherwise.
     """
@@ -407,12 +416,13 @@ def evaluate_model(
             saver = None if save_predictions is None else PredictionSaver(save_predictions, key, dataset, prediction_format)
             desc = f"eval {key}" + (f" (rank 0 of {world})" if world > 1 else "")
             with _progress(len(shard), desc, progress and rank == 0) as bar:
+                group_names, groups = _condition_groups(dataset)
                 try:
-                    hist, count = _confusion_over(net, loader, bar=bar, saver=saver, **counting)
+                    hist, count = _confusion_over(net, loader, bar=bar, saver=saver, groups=groups, **counting)
                 finally:
                     written = saver.close() if saver is not None else None
             subsets = _subsets_for(kind, class_subsets, num_labels)
-            results[key] = _gathered_result(hist, count, reduce, names, kind, start, written, subsets)
+            results[key] = _gathered_result(hist, count, reduce, names, kind, start, written, subsets, group_names)
             results[key].update(protocol=protocol.describe(), label_set=_label_set(names))
     finally:
         for module, training in modes.items():
@@ -433,13 +443,33 @@ def _label_set(names: list) -> dict:
     return {"name": "cityscapes19" if standard else f"{len(names)} classes", "num_labels": len(names)}
 
 
-def _gathered_result(hist: torch.Tensor, count: int, reduce, names: list, kind: str, start: float, written, subsets=()) -> dict:
-    """One dataset's result from this process's confusion matrix and image count, summed over processes."""
-    totals = torch.cat([hist.reshape(-1).cpu(), torch.tensor([count], dtype=torch.int64)])
+def _condition_groups(dataset):
+    """``(condition names, condition index of every example)`` of a dataset with a ``condition`` column
+    (ACDC, docs/method.md §6.7), or ``(None, None)``."""
+    if "condition" not in getattr(dataset, "column_names", ()):
+        return None, None
+    column = list(dataset.with_format(None)["condition"])
+    order = sorted(set(column))
+    index = {c: i for i, c in enumerate(order)}
+    return order, np.asarray([index[c] for c in column])
+
+
+def _gathered_result(hist: torch.Tensor, count: torch.Tensor, reduce, names: list, kind: str, start: float, written, subsets=(),
+                     group_names=None) -> dict:  # fmt: skip
+    """One dataset's result from this process's confusion matrices and image counts (one per group), summed
+    over processes; with ``group_names`` (ACDC's conditions) also ``per_condition`` results, the overall
+    result being that of the summed matrix."""
+    totals = torch.cat([hist.reshape(-1).cpu(), count.cpu()])
     if reduce is not None:
         totals = reduce(totals)
-    num_labels = hist.shape[0]
-    result = _results_from_matrix(totals[:-1].reshape(num_labels, num_labels).numpy(), names, int(totals[-1]), subsets)
+    n_groups, num_labels = hist.shape[0], hist.shape[1]
+    matrices = totals[:-n_groups].reshape(n_groups, num_labels, num_labels).numpy()
+    counts = totals[-n_groups:].tolist()
+    result = _results_from_matrix(matrices.sum(axis=0), names, int(sum(counts)), subsets)
+    if group_names is not None:
+        result["per_condition"] = {
+            group: _results_from_matrix(matrices[i], names, int(counts[i]), subsets) for i, group in enumerate(group_names) if counts[i]
+        }
     result.update(benchmark=kind, class_names=list(names), seconds=time.perf_counter() - start)
     if written is not None:
         result["prediction_files"] = written

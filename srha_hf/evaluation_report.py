@@ -44,6 +44,9 @@ def format_iou_table(name: str, result: Mapping) -> str:
         f"mIoU {pct(result['mean_iou'])}, mean accuracy {pct(result['mean_accuracy'])}, "
         f"pixel accuracy {pct(result['overall_accuracy'])}, fwIoU {pct(result.get('frequency_weighted_iou'))}",
     ]
+    conditions = result.get("per_condition") or {}
+    if conditions:
+        lines.append("mIoU per condition: " + ", ".join(f"{c} {pct(r['mean_iou'])} ({r['num_images']} images)" for c, r in conditions.items()))
     for subset, sub in (result.get("class_subsets") or {}).items():
         lines.append(f"mIoU over {subset} ({len(sub['classes'])} classes): {pct(sub['mean_iou'])}")
     if result.get("protocol"):
