@@ -135,7 +135,15 @@ def training_card_fields(config, model_config, *, num_processes: int, hardware: 
         backbone_init = f"pretraining stage ({config.pretrain_steps} plain steps on {data}; {model_config.backbone_pretrained_source})"
     else:
         backbone_init = describe_backbone_init(model_config.backbone, model_config.backbone_pretrained_source)
+    periodic = "no periodic evaluation"
+    if config.eval_steps != 0:
+        periodic = ("periodic evaluations on the source's val split (eval_select_on: source)" if config.eval_select_on == "source"
+                    else "periodic evaluations on the target(s), logged only (the reference's)")  # fmt: skip
+    protocol = config.eval_protocol_spec()
     return {
+        "checkpoint": f"the last iteration (step {config.max_iter}), not a checkpoint selected on any evaluation; {periodic}",
+        "eval_protocol": protocol.label(),
+        "total_batch": "" if config.total_batch_size is None else f"; total batch {config.total_batch_size} (recipe)",
         "train_split": config.train_split,
         "synthetic": config.synthetic_data,
         "backbone_init": backbone_init,

@@ -38,6 +38,7 @@ class TrainConfig:
     cityscapes_root: Optional[str] = None
     bdd100k_root: Optional[str] = None
     mapillary_root: Optional[str] = None
+    acdc_root: Optional[str] = None
     train_split: str = "train"
     val_split: str = "val"
     # GTAV split list (either layout): the official split.mat, a path with {split} (e.g.
@@ -97,6 +98,10 @@ class TrainConfig:
 
     # --- optimisation (docs/method.md §5.1)
     batch_size: int = 4  # images per process, before SRM doubles them
+    # The recipe's total batch (images per optimizer step over all processes). When batch_size x processes is
+    # smaller, gradients are accumulated over micro-batches to reach it (docs/method.md §5.4); null: one
+    # micro-batch per step (batch_size x processes), as before the key existed.
+    total_batch_size: Optional[int] = None
     max_iter: int = 60000
     lr: float = 0.005  # encoder (layer1..layer4)
     decoder_lr: float = 0.01  # everything else that trains
@@ -115,6 +120,20 @@ class TrainConfig:
     # --- evaluation (docs/method.md §8)
     eval_steps: int = -1  # -1: after every epoch (the reference); 0: no periodic evaluation; N: every N steps
     eval_first_dataset_only: bool = True  # docs/method.md §9 T2: periodic evaluations use the first val dataset only
+    # what periodic evaluations run on (docs/method.md §8.3): "target" (the reference: the val datasets, the first only
+    # with eval_first_dataset_only) or "source" (the source's val split only, so a checkpoint can be selected without
+    # touching a target). The published model is the last iteration either way.
+    eval_select_on: str = "target"
+    # the final evaluation's protocol (docs/method.md §8.6): "whole" (the reference), "slide" (eval_crop_size,
+    # eval_stride) or "multiscale" (eval_scales, eval_flip; setting either alone selects it)
+    eval_protocol: Optional[str] = None
+    eval_scales: Optional[List[float]] = None
+    eval_flip: bool = False
+    eval_crop_size: Optional[List[int]] = None
+    eval_stride: Optional[List[int]] = None
+    # class subsets whose mIoU the final evaluation also reports (docs/method.md §8.7): synthia16, synthia13 or
+    # comma-separated class names; a Synthia-source run reports both Synthia subsets on every dataset
+    eval_class_subsets: List[str] = field(default_factory=list)
     eval_batch_size: int = 1
     eval_max_images: Optional[int] = None
     eval_drop_remainder: bool = True  # docs/method.md §9 T3: drop len % world images across processes, as the reference
@@ -180,6 +199,21 @@ class TrainConfig:
                 f"pretrain_steps={self.pretrain_steps} and backbone_pretrained={self.backbone_pretrained!r} are "
                 "alternatives (the stage stands in for ImageNet weights): set backbone_pretrained: null or pretrain_steps: 0"
             )
+        if self.total_batch_size is not None and self.total_batch_size < 1:
+            raise ConfigError(f"total_batch_size must be >= 1 or null, got {self.total_batch_size}")
+        if self.eval_select_on not in ("target", "source"):
+            raise ConfigError(f"eval_select_on must be 'target' (the reference) or 'source', got {self.eval_select_on!r}")
+        try:
+            self.eval_protocol_spec()
+        except ValueError as exc:
+            raise ConfigError(f"eval_protocol / eval_scales / eval_flip / eval_crop_size / eval_stride: {exc}") from None
+        from ..data.class_subsets import resolve_class_subset
+
+        for subset in self.eval_class_subsets:
+            try:
+                resolve_class_subset(subset)
+            except ValueError as exc:
+                raise ConfigError(f"eval_class_subsets: {exc}") from None
         if self.push_to_hub and not self.hub_model_id:
             raise ConfigError("push_to_hub needs hub_model_id (e.g. your-name/srha-r50-gtav)")
         allowed = set(SRHA_DEFAULTS) | {"num_labels"}
@@ -188,6 +222,20 @@ class TrainConfig:
                 raise ConfigError(f"model_kwargs has unknown SRHAConfig key {key!r}")
             if key in ("backbone", "backbone_pretrained", "teacher_mode"):
                 raise ConfigError(f"set {key!r} as a top-level key, not in model_kwargs")
+
+    def eval_protocol_spec(self):
+        """The final evaluation's :class:`~srha_hf.protocols.EvalProtocol`."""
+        from ..protocols import make_protocol
+
+        return make_protocol(self.eval_protocol, scales=self.eval_scales, flip=self.eval_flip, crop_size=self.eval_crop_size,
+                             stride=self.eval_stride)  # fmt: skip
+
+    def class_subsets(self) -> List[str]:
+        """The subsets the final evaluation reports: ``eval_class_subsets``, and Synthia's two for a Synthia source."""
+        from ..data.class_subsets import SYNTHIA_SUBSETS
+
+        extra = [s for s in SYNTHIA_SUBSETS if s not in self.eval_class_subsets] if self.source_dataset == "synthia" else []
+        return list(self.eval_class_subsets) + extra
 
     def data_root(self, name: str) -> Optional[str]:
         return getattr(self, f"{name}_root")

@@ -20,6 +20,7 @@ would have done.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -34,6 +35,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
+from ..atomic import write_json_atomic
 from ..data import SRHATrainDataset, SRMCollator, build_train_transform, describe_dataset, load_benchmark
 from ..data.labels import BENCHMARK_NAMES
 from ..data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes
@@ -43,6 +45,7 @@ from ..evaluation_report import write_evaluation_report
 from ..hub import publish_trained_model, push_model_folder, training_card_fields
 from ..modeling_srha import SRHAForSemanticSegmentation
 from ..objective import build_teacher, compute_srha_loss, pc_warmup_factor, update_teacher_ema, uses_teacher
+from ..protocols import WHOLE
 from .checkpoint import list_checkpoints, load_checkpoint, resolve_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig, save_config
 from .optim import build_optimizer, set_poly_lr
@@ -155,7 +158,11 @@ def _any_process(accelerator, flag: bool) -> bool:
 
 
 def _eval_subset(config: TrainConfig, val_sets: dict, final: bool) -> dict:
-    if final or not config.eval_first_dataset_only:
+    if final:
+        return val_sets
+    if config.eval_select_on == "source":  # docs/method.md §8.3: select on the source, never on a target
+        return {config.source_dataset: val_sets[config.source_dataset]}
+    if not config.eval_first_dataset_only:
         return val_sets
     first = next(iter(val_sets))
     return {first: val_sets[first]}
@@ -180,15 +187,16 @@ class TrainingRun:
     unwrapped: Any
     teacher: Any
     optimizer: Any
-    step: int = 0
+    accumulation_steps: int = 1  # micro-batches per optimizer step (total_batch_size, docs/method.md §5.4)
+    step: int = 0  # optimizer steps
     epoch: int = 0
-    batch_in_epoch: int = 0
+    batch_in_epoch: int = 0  # micro-batches of this epoch consumed (a multiple of accumulation_steps at a step)
     last_saved: Optional[int] = None  # the step of the newest checkpoint this run wrote or resumed from
 
     def state(self) -> dict:
         """What ``trainer_state.json`` of a checkpoint holds."""
         return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "config": self.config.to_dict(), "recipe": self.recipe}  # fmt: skip
+                "accumulation_steps": self.accumulation_steps, "config": self.config.to_dict(), "recipe": self.recipe}  # fmt: skip
 
 
 def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
@@ -242,7 +250,7 @@ def setup_data(config: TrainConfig, accelerator, output_dir: Path) -> dict:
     source = load(config.source_dataset, config.train_split)
     _log(accelerator, f"source: {describe_dataset(source)}")
     val_sets = {name: load(name, config.val_split) for name in config.val_datasets}
-    if config.eval_source and config.source_dataset not in val_sets:  # last, so periodic evaluations skip it
+    if (config.eval_source or config.eval_select_on == "source") and config.source_dataset not in val_sets:  # last, so periodic evaluations skip it
         val_sets[config.source_dataset] = load(config.source_dataset, config.val_split)
 
     def make_train_set():
@@ -308,10 +316,17 @@ def setup(config: TrainConfig, recipe: str, backbone_init: Optional[str]) -> Tra
     if config.resume_from_checkpoint == "latest" and resume_path is None:
         _log(accelerator, f"no checkpoint in {output_dir} yet: starting fresh")
     models = setup_models(config, accelerator, backbone_init)
-    run = TrainingRun(config=config, recipe=recipe, accelerator=accelerator, output_dir=output_dir, trackers=trackers, **data, **models)
+    accumulation = accumulation_steps(config, accelerator.num_processes, log=lambda m: _log(accelerator, m))
+    run = TrainingRun(config=config, recipe=recipe, accelerator=accelerator, output_dir=output_dir, trackers=trackers,
+                      accumulation_steps=accumulation, **data, **models)  # fmt: skip
     if resume_path is not None:
         state = load_checkpoint(accelerator, resume_path)
         run.step, run.epoch, run.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        if state.get("accumulation_steps", 1) != accumulation:
+            raise ConfigError(
+                f"{resume_path} was written with {state.get('accumulation_steps', 1)} micro-batch(es) per step, this run has "
+                f"{accumulation}: resume with the same batch_size, total_batch_size and number of processes"
+            )
         run.last_saved = run.step
         _log(accelerator, f"resumed from {resume_path} at step {run.step} (epoch {run.epoch}, batch {run.batch_in_epoch})")
     if trackers:
@@ -320,22 +335,43 @@ def setup(config: TrainConfig, recipe: str, backbone_init: Optional[str]) -> Tra
     return run
 
 
+def accumulation_steps(config: TrainConfig, num_processes: int, log=print) -> int:
+    """Micro-batches per optimizer step for ``total_batch_size`` (docs/method.md §5.4), logged with the
+    per-process batch, the processes and the effective total; a warning when the effective total is not
+    the recipe's. Accumulation reproduces the total batch's gradient for the loss; SRM's region statistics
+    and BatchNorm (SyncBN on several GPUs) still see one micro-batch, which the log says."""
+    per_step = config.batch_size * num_processes
+    total = config.total_batch_size
+    steps = 1 if total is None else max(1, -(-total // per_step))
+    effective = steps * per_step
+    log(f"batch: {config.batch_size} per process x {num_processes} process(es) x {steps} accumulation step(s) = "
+        f"{effective} images per optimizer step" + ("" if total is None else f" (recipe's total_batch_size {total})"))  # fmt: skip
+    if total is not None and effective != total:
+        log(f"WARNING: the effective total batch {effective} differs from the recipe's total_batch_size {total}: "
+            f"{config.batch_size} x {num_processes} does not divide it")  # fmt: skip
+    if steps > 1:
+        log(f"gradient accumulation: SRM statistics and BatchNorm see micro-batches of {config.batch_size} image(s) per process, "
+            "not the total (docs/method.md §5.4)")  # fmt: skip
+    return steps
+
+
 # --------------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------------
 
 
 def epoch_loader(run: TrainingRun):
-    """The rest of epoch ``run.epoch`` from ``run.batch_in_epoch`` on, as a DataLoader, and the
-    number of batches in the whole epoch."""
+    """The rest of epoch ``run.epoch`` from ``run.batch_in_epoch`` on, as a DataLoader of micro-batches,
+    and the number of micro-batches the whole epoch uses (whole optimizer steps only: a remainder too
+    small for a step is dropped, as a loader of the total batch drops its last incomplete batch)."""
     config = run.config
     run.sampler.set_epoch(run.epoch)
     keys = list(run.sampler)
-    n_batches = len(keys) // config.batch_size
+    n_batches = len(keys) // config.batch_size // run.accumulation_steps * run.accumulation_steps
     if n_batches == 0:
         raise ConfigError(
             f"{config.source_dataset} {config.train_split} has {len(run.train_set)} items: too few for "
-            f"batch_size={config.batch_size} on {run.accelerator.num_processes} process(es)"
+            f"batch_size={config.batch_size} x {run.accumulation_steps} accumulation step(s) on {run.accelerator.num_processes} process(es)"
         )
     size = config.batch_size
     batches = [keys[i * size : (i + 1) * size] for i in range(run.batch_in_epoch, n_batches)]
@@ -358,20 +394,46 @@ class StepResult(NamedTuple):
     pc_weight: float  # the effective PC weight: pc_weight x the warm-up factor of the step
 
 
-def training_step(run: TrainingRun, batch: dict) -> StepResult:
-    """One SGD step on ``batch``; advances ``run.step`` and returns its :class:`StepResult`."""
+def training_step(run: TrainingRun, batches: list) -> StepResult:
+    """One SGD step on ``batches`` (``run.accumulation_steps`` micro-batches; one without accumulation);
+    advances ``run.step`` and returns its :class:`StepResult`.
+
+    Each micro-batch's loss (its own mean: CE over its valid pixels, as the reference normalises a batch)
+    is divided by the number of micro-batches before its backward, so the summed gradient is the mean of
+    the micro-batches' gradients: the big batch's exactly when every micro-batch holds as many valid pixels
+    (docs/method.md §5.4). Gradients are synchronised across processes on the last micro-batch only."""
+    accelerator, config = run.accelerator, run.config
+    lrs = set_poly_lr(run.optimizer, run.step, config.max_iter, config.poly_power)  # poly over optimizer steps
+    if run.teacher is not None:  # as the reference: before the forward (step 0 copies the initial student)
+        update_teacher_ema(run.teacher, run.unwrapped, run.step, run.unwrapped.config.teacher_ema_alpha)
+    pc_scale = pc_warmup_factor(run.step, config.pc_warmup_steps)  # a function of the step: resume-exact
+    total_loss, total_terms = 0.0, {}
+    for index, batch in enumerate(batches):
+        last = index == len(batches) - 1
+        sync = contextlib.nullcontext() if last else accelerator.no_sync(run.student)
+        with sync:
+            mean_loss, terms = _micro_batch_backward(run, batch, run.step * len(batches) + index, pc_scale, len(batches))
+        total_loss = total_loss + mean_loss / len(batches)
+        for key, value in terms.items():
+            total_terms[key] = total_terms.get(key, 0.0) + value / len(batches)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    run.batch_in_epoch += len(batches)
+    return StepResult(total_loss, total_terms, lrs, run.unwrapped.config.pc_weight * pc_scale)
+
+
+def _micro_batch_backward(run: TrainingRun, batch: dict, draw: int, pc_scale: float, parts: int):
+    """Forward and backward of one micro-batch (loss / ``parts``); its draws (dsn dropout, the teacher's SRM
+    weights) are seeded by ``draw``, the micro-batch's index over the run (the step without accumulation)."""
     accelerator, config = run.accelerator, run.config
     device = accelerator.device
-    lrs = set_poly_lr(run.optimizer, run.step, config.max_iter, config.poly_power)
-    seed = _step_seed(config.seed, run.step, accelerator.process_index)
+    seed = _step_seed(config.seed, draw, accelerator.process_index)
     torch.manual_seed(seed)  # dsn dropout
     generator = torch.Generator(device=device).manual_seed(seed)  # the teacher's SRM draws
     pixel_values = batch["pixel_values"].to(device, non_blocking=True)
     labels = batch["labels"].to(device, non_blocking=True)
     srm_weights = batch["srm_weights"].to(device, non_blocking=True)
-    if run.teacher is not None:  # as the reference: before the forward (step 0 copies the initial student)
-        update_teacher_ema(run.teacher, run.unwrapped, run.step, run.unwrapped.config.teacher_ema_alpha)
-    pc_scale = pc_warmup_factor(run.step, config.pc_warmup_steps)  # a function of the step: resume-exact
     with accelerator.autocast():
         loss, terms = compute_srha_loss(run.student, run.teacher, pixel_values, labels, srm_weights=srm_weights, generator=generator,
                                         pc_scale=pc_scale)  # fmt: skip
@@ -383,12 +445,8 @@ def training_step(run: TrainingRun, batch: dict) -> StepResult:
             f"non-finite loss ({mean_loss.item()}) at step {run.step + 1} ({bad}); stopping. "
             f"Last good checkpoint: {latest[-1] if latest else 'none'}"
         )
-    accelerator.backward(loss)
-    run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    run.step += 1
-    run.batch_in_epoch += 1
-    return StepResult(mean_loss, terms, lrs, run.unwrapped.config.pc_weight * pc_scale)
+    accelerator.backward(loss / parts if parts > 1 else loss)
+    return mean_loss, terms
 
 
 class LogWindow:
@@ -432,8 +490,11 @@ def save(run: TrainingRun) -> Path:
 
 def evaluate(run: TrainingRun, final: bool) -> Dict[str, dict]:
     """Evaluate the student on the val splits (periodic evaluations: the first only, unless
-    ``eval_first_dataset_only`` is off), log the mIoUs and return the results."""
+    ``eval_first_dataset_only`` is off, or the source's val split only with ``eval_select_on: source``; the
+    final one under the recipe's protocol and class subsets), log the mIoUs and return the results.
+    Periodic results also go to ``eval_history.json``, from which a checkpoint can be selected."""
     config, accelerator = run.config, run.accelerator
+    protocol = config.eval_protocol_spec() if final else WHOLE
     results = evaluate_model(
         run.unwrapped,
         _eval_subset(config, run.val_sets, final),
@@ -445,13 +506,32 @@ def evaluate(run: TrainingRun, final: bool) -> Dict[str, dict]:
         progress=accelerator.is_main_process,
         max_images=config.eval_max_images,
         drop_remainder=config.eval_drop_remainder,
+        protocol=protocol,
+        class_subsets=config.class_subsets() if final else (),
     )
     run.unwrapped.train()
+    if not final and accelerator.is_main_process:
+        record_periodic_evaluation(run.output_dir / EVAL_HISTORY, run.step, config.eval_select_on, results)
     if run.trackers:
         scalars = {f"{name}/{key}": res[key] for name, res in results.items() for key in ("mean_iou", "mean_accuracy", "overall_accuracy")}
         accelerator.log(scalars, step=run.step)
     _log(accelerator, f"step {run.step}: " + ", ".join(f"{n} mIoU {r['mean_iou'] * 100:.2f}" for n, r in results.items()))
     return results
+
+
+EVAL_HISTORY = "eval_history.json"
+
+
+def record_periodic_evaluation(path: Path, step: int, select_on: str, results: Dict[str, dict]) -> None:
+    """Add one periodic evaluation to ``eval_history.json`` (atomically; an entry of a later or equal step,
+    left by a run that was killed and resumed before it, is replaced)."""
+    history = json.loads(path.read_text()) if path.is_file() else {"evaluations": []}
+    history["select_on"] = select_on
+    history["note"] = "periodic evaluations; the published model (model/) is the last iteration, not a selected checkpoint"
+    kept = [e for e in history["evaluations"] if e["step"] < step]
+    kept.append({"step": step, "mean_iou": {name: r["mean_iou"] for name, r in results.items()}})
+    history["evaluations"] = kept
+    write_json_atomic(path, history, strict=True, indent=1, sort_keys=False)
 
 
 def train_loop(run: TrainingRun) -> str:
@@ -464,10 +544,15 @@ def train_loop(run: TrainingRun) -> str:
     with _Interrupt() as interrupt:
         while run.step < config.max_iter:
             loader, n_batches = epoch_loader(run)
+            pending = []
             for batch in loader:
-                step = training_step(run, batch)
+                pending.append(batch)
+                if len(pending) < run.accumulation_steps:
+                    continue
+                step = training_step(run, pending)
+                pending = []
                 progress.update(1)
-                window.add(step.mean_loss, step.terms, config.batch_size * accelerator.num_processes)
+                window.add(step.mean_loss, step.terms, config.batch_size * accelerator.num_processes * run.accumulation_steps)
                 if run.step % config.logging_steps == 0 or run.step == config.max_iter:
                     logs = window.logs(accelerator, step.lrs, run.epoch)
                     if "train/pc" in logs:  # the effective PC weight of the window's last step
@@ -525,7 +610,8 @@ def finish(run: TrainingRun, *, training_time: float, steps_run: int) -> Dict[st
             datasets=run.val_sets,
             mapillary_crop=config.mapillary_crop,
             eval_sizes=run.eval_sizes,
-            metadata={"step": run.step, "recipe": run.recipe},
+            metadata={"step": run.step, "recipe": run.recipe, "checkpoint": "last iteration", "eval_select_on": config.eval_select_on},
+            protocol=config.eval_protocol_spec(),
         )
         training = training_card_fields(config, run.unwrapped.config, num_processes=accelerator.num_processes,
                                         hardware=_hardware(accelerator), training_time=training_time)  # fmt: skip
