@@ -3,7 +3,9 @@
 Writes a small Cityscapes-format set with the synthetic benchmark at 2048x1024 (PNG images and
 labelIds), then per backbone (random init: the speed does not depend on the weights) times
 `evaluate_model` end to end (PNG decode, label mapping, normalisation, forward, argmax, confusion
-matrix) after one warm-up image, plus the forward pass alone. Prints JSON.
+matrix) after one warm-up image, plus the forward pass alone. With `--protocols whole slide msflip` it
+also times each evaluation protocol (docs/method.md §8.6: slide = 768 crops every 512 px; msflip = scales
+0.5-1.75 with flip, the papers' multi-scale protocol) end to end, with its ratio to `whole`. Prints JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ from srha_hf import SRHAConfig, SRHAForSemanticSegmentation  # noqa: E402
 from srha_hf.data import load_benchmark  # noqa: E402
 from srha_hf.data.synthetic import make_synthetic_benchmark  # noqa: E402
 from srha_hf.evaluation import evaluate_model  # noqa: E402
+from srha_hf.protocols import make_protocol  # noqa: E402
+
+PROTOCOLS = {
+    "whole": make_protocol(),
+    "slide": make_protocol("slide", crop_size=768, stride=512),
+    "msflip": make_protocol(scales=[0.5, 0.75, 1.0, 1.25, 1.5, 1.75], flip=True),
+}
 
 
 def main():
@@ -38,6 +47,8 @@ def main():
     parser.add_argument("--batch_size", type=int, default=1)
     parser.add_argument("--num_workers", type=int, default=0)
     parser.add_argument("--data_root", default=None, help="reuse/keep the synthetic data here (default: a temp dir)")
+    parser.add_argument("--protocols", nargs="+", choices=sorted(PROTOCOLS), default=["whole"],
+                        help="evaluation protocols to time end to end (default: whole)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -77,6 +88,17 @@ def main():
             "forward_seconds_per_batch": round(t_forward, 3),
             "parameters_millions": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
         }
+        per_protocol = {}
+        for name in args.protocols:
+            t0 = time.perf_counter()
+            evaluate_model(model, {"cityscapes": timed}, protocol=PROTOCOLS[name], **kw)
+            per_protocol[name] = (time.perf_counter() - t0) / args.images
+        if per_protocol:
+            base = per_protocol.get("whole")
+            results[backbone]["protocols"] = {
+                name: {"label": PROTOCOLS[name].label(), "seconds_per_image": round(t, 2), "ratio_to_whole": round(t / base, 2) if base else None}
+                for name, t in per_protocol.items()
+            }
         print(backbone, results[backbone], file=sys.stderr, flush=True)
         del model
     emit("evaluation_throughput", results)
