@@ -264,7 +264,7 @@ def test_training_step_through_train_script(tmp_path):
         "--config", "configs/r50_m2f_gtav.yaml", "--synthetic_data", "true", "--synthetic_root", str(root),
         "--synthetic_num_train", "4", "--synthetic_num_val", "2", "--synthetic_size", "[160, 88]",
         "--backbone", "shufflenetv2", "--backbone_pretrained", "null", "--model_kwargs", tiny,
-        "--crop_size", "64", "--batch_size", "1", "--class_uniform_tile", "64", "--max_iter", "1",
+        "--crop_size", "64", "--batch_size", "1", "--total_batch_size", "null", "--class_uniform_tile", "64", "--max_iter", "1",
         "--val_datasets", "cityscapes", "--eval_steps", "0", "--eval_max_images", "1", "--eval_batch_size", "1",
         "--num_workers", "0", "--logging_steps", "1", "--checkpointing_steps", "1", "--report_to", "tensorboard",
         "--output_dir", str(out_dir),
