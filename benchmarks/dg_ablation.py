@@ -223,6 +223,57 @@ def summarise(runs: dict) -> dict:
     return table
 
 
+def paired_differences(runs: dict) -> dict:
+    """``{row: {column: (mean, std, n)}}`` of each row minus the plain row of the same seed, per target,
+    for the targets' mean and for the source val (rows other than plain, seeds both have)."""
+    plain = runs.get("plain", {})
+    out = {}
+    for row, by_seed in runs.items():
+        if row == "plain" or not plain:
+            continue
+        cols = {}
+        for col in (*TARGETS, "mean", "source"):
+            def value(r):
+                return r["target_mean"] if col == "mean" else r["miou"].get(SOURCE if col == "source" else col)
+
+            diffs = [value(r) - value(plain[s]) for s, r in by_seed.items() if s in plain and value(r) is not None]
+            cols[col] = (statistics.fmean(diffs), statistics.stdev(diffs) if len(diffs) > 1 else 0.0, len(diffs)) if diffs else None
+        out[row] = cols
+    return out
+
+
+def per_class_targets(runs: dict) -> dict:
+    """``{row: {class: mean IoU over seeds and the four targets}}`` (classes absent from a target skipped)."""
+    out = {}
+    for row, by_seed in runs.items():
+        sums: dict = {}
+        for r in by_seed.values():
+            for target in TARGETS:
+                for cls, v in r["per_class_iou"].get(target, {}).items():
+                    if v is not None and v == v:
+                        sums.setdefault(cls, []).append(v)
+        out[row] = {cls: statistics.fmean(v) for cls, v in sums.items()}
+    return out
+
+
+def paired_markdown(paired: dict, per_class: dict) -> str:
+    """The paired differences against plain and the per-class picture of the rows as Markdown."""
+    if not paired:
+        return ""
+    lines = ["", "Paired differences against plain (row minus plain, same seed; mean ± std over seeds):", "",
+             "| row | " + " | ".join(TARGETS) + " | **targets mean** | source val |", "|" + "---|" * (len(TARGETS) + 3)]  # fmt: skip
+    for row, cols in paired.items():
+        cells = ["n/a" if cols[c] is None else f"{cols[c][0]:+.1f} ± {cols[c][1]:.1f}" for c in (*TARGETS, "mean", "source")]
+        lines.append(f"| {ROWS[row][0]} | " + " | ".join(cells[:-2]) + f" | **{cells[-2]}** | {cells[-1]} |")
+    rows = list(per_class)
+    classes = list(next(iter(per_class.values())))
+    lines += ["", "Per-class IoU on the targets (mean over the four targets and the seeds):", "",
+              "| class | " + " | ".join(ROWS[r][0] for r in rows) + " |", "|" + "---|" * (len(rows) + 1)]  # fmt: skip
+    for cls in classes:
+        lines.append(f"| {cls} | " + " | ".join(f"{per_class[r].get(cls, float('nan')):.1f}" for r in rows) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(table: dict, seeds: list, init: str, scale: str, variant: str | None = None, overrides: str = "") -> str:
     head = "| row | " + " | ".join(TARGETS) + " | **targets mean** | source val (gtav) |"
     tag = f" [{variant}]" if variant else ""
@@ -293,7 +344,8 @@ def main(argv=None) -> int:
         for row in rows:
             runs[row][seed] = run_one(row, seed, args.init, args.scale, out / row / f"seed{seed}", log_dir, extra, model_extra)
     table = summarise(runs)
-    md = markdown(table, seeds, args.init, args.scale, args.variant, overrides_text)
+    paired, per_class_rows = paired_differences(runs), per_class_targets(runs)
+    md = markdown(table, seeds, args.init, args.scale, args.variant, overrides_text) + paired_markdown(paired, per_class_rows)
     write_text_atomic(out / "table.md", md)
     title = f"SRHA ablation on the synthetic benchmark ({args.scale} scale, {args.init} init{suffix}, {len(seeds)} seeds)"
     chart(table, out / "ablation.png", title)
@@ -308,6 +360,8 @@ def main(argv=None) -> int:
         "model_set": model_extra,
         "wall_s": round(time.time() - start, 1),
         "summary": {row: {c: {"mean": round(m, 2), "std": round(s, 2), "n": n} for c, (m, s, n) in cols.items()} for row, cols in table.items()},
+        "minus_plain": {row: {c: None if v is None else {"mean": round(v[0], 2), "std": round(v[1], 2), "n": v[2]} for c, v in cols.items()}
+                        for row, cols in paired.items()},  # fmt: skip
         "runs": {
             row: {str(seed): {k: v for k, v in r.items() if k != "per_class_iou"} for seed, r in by_seed.items()} for row, by_seed in runs.items()
         },

@@ -71,3 +71,23 @@ def test_a_run_folder_refuses_other_overrides(dg, tmp_path):
     (old / "all_results.json").write_text("{}")  # a finished run of a sweep from before the record
     dg.check_record(old, record)
     assert not (old / dg.RUN_RECORD).exists()
+
+
+def test_paired_differences_and_per_class_picture(dg):
+    def run(targets, source, road):
+        miou = dict(zip(dg.TARGETS, targets), gtav=source)
+        per_class = {t: {"road": road, "wall": None} for t in dg.TARGETS}
+        return {"miou": miou, "target_mean": sum(targets) / 4, "per_class_iou": per_class}
+
+    runs = {
+        "plain": {304: run([40, 30, 20, 10], 50, 80.0), 305: run([42, 32, 22, 12], 52, 70.0)},
+        "full": {304: run([41, 30, 22, 10], 48, 90.0), 305: run([44, 32, 22, 12], 50, 60.0)},
+    }
+    paired = dg.paired_differences(runs)
+    assert list(paired) == ["full"]
+    mean, std, n = paired["full"]["mean"]
+    assert (round(mean, 6), n) == (round((0.75 + 0.5) / 2, 6), 2) and abs(std - ((0.125**2 * 2) ** 0.5)) < 1e-9
+    assert paired["full"]["cityscapes"][:2] == (1.5, 0.7071067811865476) and paired["full"]["source"][0] == -2
+    assert dg.per_class_targets(runs) == {"plain": {"road": 75.0}, "full": {"road": 75.0}}
+    text = dg.paired_markdown(paired, dg.per_class_targets(runs))
+    assert "| full SRHA (SRM + HAC + PC) | +1.5 ± 0.7 | +0.0 ± 0.0 | +1.0 ± 1.4 | +0.0 ± 0.0 | **+0.6 ± 0.2** | -2.0 ± 0.0 |" in text
