@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Examples/s of the training data pipeline (decode + SPEC §5.3 transforms + SRMCollator) on
+"""Examples/s of the training data pipeline (decode + docs/method.md §5.3 transforms + SRMCollator) on
 GTAV-format 1914x1052 samples with 768 crops: in a single process, per stage, and (``--workers``)
 through a torch DataLoader with N workers.
 

@@ -1,4 +1,4 @@
-"""The R50 + Mask2Former variant (SPEC §4) next to R50 DeepLabV3+: one SRHA training step and one
+"""The R50 + Mask2Former variant (docs/method.md §4) next to R50 DeepLabV3+: one SRHA training step and one
 full-resolution inference.
 
 * ``train_step``: ``compute_srha_loss`` (student on the SRM-doubled batch, frozen teacher, M2F set loss
@@ -7,7 +7,7 @@ full-resolution inference.
   (Hungarian matching and point sampling of the 10 prediction sets).
 * ``inference``: ``model(pixel_values).logits`` in eval mode, no autograd, at 1024x2048 (Cityscapes).
 
-Both models use the SPEC sizes (100 queries, 9 decoder layers, 12544 points, ...). Median of
+Both models use the paper's sizes (100 queries, 9 decoder layers, 12544 points, ...). Median of
 ``--repeats`` runs after one warm-up, the two heads interleaved.
 
 Usage: python benchmarks/bench_m2f.py [--crop 256] [--batch 2] [--height 1024 --width 2048] [--repeats 2]

@@ -3,7 +3,7 @@
 1. SRM on CUDA (float32 and under bf16 autocast) against the float64 per-region loop; the pixel-split
    region sums and RA on CUDA against float64 references.
 2. The Dirichlet draws on CUDA: torch's own float32 sampler over n regions against SRHA's restricted
-   rows (share of draws with largest weight > 0.9, share of uniform fallbacks), as SPEC §2 / §9 M11.
+   rows (share of draws with largest weight > 0.9, share of uniform fallbacks), as docs/method.md §2 / §9 M11.
 3. compute_srha_loss for ResNet-50 at the recipe's batch 4 and 768 crops under bf16 autocast: finite,
    gradients, teacher unchanged.
 Then the SRM / RA / step benchmarks on the GPU are run by the caller.

@@ -6,7 +6,7 @@ the region statistics of the whole batch come from batched matmuls against a one
 per-region factors reach the pixels by gathers along the pixel axis, so the cost hardly grows with the
 number of regions.
 
-Region layout (DESIGN.md): with ``R = num_labels + 1`` regions, region ``r < num_labels`` holds the
+Region layout (docs/method.md §2): with ``R = num_labels + 1`` regions, region ``r < num_labels`` holds the
 pixels labelled ``r`` and region ``num_labels`` holds the ignore label. Mixing weights are ``(B, R, R)``:
 row ``k`` gives the weights with which region ``k`` borrows the statistics of every region.
 """

@@ -1,8 +1,8 @@
-"""An independent plain-PyTorch DeepLabV3+ written from SPEC §1 (not from srha_hf): the network whose
-state dict, wrapped as the authors' training code saves it (SPEC §8.4), the converter must accept,
+"""An independent plain-PyTorch DeepLabV3+ written from docs/method.md §1 (not from srha_hf): the network whose
+state dict, wrapped as the authors' training code saves it (docs/method.md §8.4), the converter must accept,
 and whose eval logits the converted model must reproduce.
 
-Module names follow SPEC §1.2 / §1.5: ``layer0..layer4`` hold torchvision's modules (ResNet:
+Module names follow docs/method.md §1.2 / §1.5: ``layer0..layer4`` hold torchvision's modules (ResNet:
 conv1/bn1/relu/maxpool then layer1..4; MobileNetV2: ``features`` split 0-1 / 2-6 / 7-10 / 11-17 / 18;
 ShuffleNetV2: conv1+maxpool / stage2 / stage3 / stage4 / conv5), the heads ``aspp`` (``img_pooling``,
 ``img_conv``, ``features.0..3``), ``bot_fine``, ``bot_aspp``, ``final1``, ``final2``, ``dsn``.
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
-ARCH_CHANNELS = {  # (layer1, layer3, layer4) output channels, SPEC §1.2's decoder bookkeeping table
+ARCH_CHANNELS = {  # (layer1, layer3, layer4) output channels, docs/method.md §1.2's decoder bookkeeping table
     "r50": (256, 1024, 2048),
     "r101": (256, 1024, 2048),
     "mobilenetv2": (32, 320, 1280),
@@ -28,7 +28,7 @@ def _cbr(cin, cout, k=1, d=1):
 
 
 def _d16(stage: nn.Module) -> None:
-    """SPEC §1.2 "D16": only the stride-2 convs of layer3 -> stride 1, dilation 2, padding 2."""
+    """docs/method.md §1.2 "D16": only the stride-2 convs of layer3 -> stride 1, dilation 2, padding 2."""
     for m in stage.modules():
         if isinstance(m, nn.Conv2d) and m.stride == (2, 2):
             m.stride, m.dilation, m.padding = (1, 1), (2, 2), (2, 2)
@@ -37,7 +37,7 @@ def _d16(stage: nn.Module) -> None:
 def _stages(arch: str):
     if arch in ("r50", "r101"):
         net = models.resnet50() if arch == "r50" else models.resnet101()
-        for block in net.layer4:  # every block of layer4: dilation 2 in conv2 (SPEC §9 M9)
+        for block in net.layer4:  # every block of layer4: dilation 2 in conv2 (docs/method.md §9 M9)
             block.conv2.stride, block.conv2.dilation, block.conv2.padding = (1, 1), (2, 2), (2, 2)
             if block.downsample is not None:
                 block.downsample[0].stride = (1, 1)
@@ -83,7 +83,7 @@ class AuthorsDeepLabV3Plus(nn.Module):
     def forward(self, x):
         size = x.shape[2:]
         x0 = self.layer0(x)
-        # style elimination (SPEC §1.1 step 3): per-sample, per-channel, unbiased std + 1e-7
+        # style elimination (docs/method.md §1.1 step 3): per-sample, per-channel, unbiased std + 1e-7
         mean = x0.mean(dim=(2, 3), keepdim=True)
         std = x0.reshape(*x0.shape[:2], -1).std(dim=2, unbiased=True)[..., None, None]
         y = (x0 - mean) / (std + 1e-7)
@@ -114,7 +114,7 @@ def randomized(arch: str, seed: int = 0) -> AuthorsDeepLabV3Plus:
 
 
 def authors_checkpoint(net: nn.Module, epoch: int = 7, mean_iu=0.0, command: str = "train.py --arch network.deepv3.DeepR50V3PlusD") -> dict:
-    """SPEC §8.4: the DDP state dict (``module.`` prefix), epoch, mean_iu, command."""
+    """docs/method.md §8.4: the DDP state dict (``module.`` prefix), epoch, mean_iu, command."""
     return {
         "state_dict": {f"module.{k}": v.clone() for k, v in net.state_dict().items()},
         "epoch": epoch,

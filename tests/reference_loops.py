@@ -1,4 +1,4 @@
-"""Plain per-image, per-region loops written straight from the SPEC formulas.
+"""Plain per-image, per-region loops written straight from the method's formulas.
 
 They live with the tests, which own their oracles: the ground truth that the tests compare the
 vectorized code against, and the baseline the benchmarks time it against (the benchmark scripts put
@@ -17,7 +17,7 @@ from srha_hf.srm import STD_EPS
 
 
 def _resize(labels: torch.Tensor, size) -> torch.Tensor:
-    # Legacy nearest (SPEC §2): source index floor(dst * in / out), written out by hand.
+    # Legacy nearest (docs/method.md §2): source index floor(dst * in / out), written out by hand.
     in_h, in_w = labels.shape[-2:]
     out_h, out_w = size
     rows = torch.floor(torch.arange(out_h, dtype=torch.float64) * (in_h / out_h)).long()
@@ -37,7 +37,7 @@ def srm_loop(
     ignore_index: int = 255,
     dtype=None,
 ) -> torch.Tensor:
-    """SPEC §2, image by image and class by class. ``mixing_weights`` ``(B, R, R)``: the weights of
+    """docs/method.md §2, image by image and class by class. ``mixing_weights`` ``(B, R, R)``: the weights of
     present class ``k`` over the present classes ``K`` are row ``r(k)`` at columns ``r(K)``,
     renormalised to sum to one. Returns ``cat([features, rearranged])``."""
     dtype = dtype or features.dtype
@@ -88,7 +88,7 @@ def ra_loop(
     include_ignore: bool = True,
     dtype=None,
 ) -> torch.Tensor:
-    """RA_l of SPEC §3.2: for each student row and each label in its resized map, area ratio times the
+    """RA_l of docs/method.md §3.2: for each student row and each label in its resized map, area ratio times the
     squared difference of region means, averaged over the P x C entries."""
     dtype = dtype or student.dtype
     reps = student.shape[0] // teacher_original.shape[0]
@@ -117,7 +117,7 @@ def ra_loop(
 
 
 def pc_loop(logits_original: torch.Tensor, logits_rearranged: torch.Tensor, dtype=None) -> torch.Tensor:
-    """JS of SPEC §3.3 written as the explicit sum over pixels and classes (0·log 0 = 0)."""
+    """JS of docs/method.md §3.3 written as the explicit sum over pixels and classes (0·log 0 = 0)."""
     dtype = dtype or logits_original.dtype
     p = torch.softmax(logits_original.to(dtype), dim=1)
     q = torch.softmax(logits_rearranged.to(dtype), dim=1)
@@ -143,7 +143,7 @@ def srha_total_loop(
     ignore_index: int = 255,
     dtype=torch.float64,
 ) -> Dict[str, torch.Tensor]:
-    """SPEC §3.5's total from the loops above, for the default layers 1..4 and a doubled batch."""
+    """docs/method.md §3.5's total from the loops above, for the default layers 1..4 and a doubled batch."""
     batch = labels.shape[0]
     labels2 = torch.cat([labels, labels])
     ce = F.cross_entropy(logits.to(dtype), labels2, ignore_index=ignore_index)

@@ -1,4 +1,4 @@
-"""scripts/convert_original_checkpoint.py: the authors' checkpoints (SPEC §8.4) -> model folders."""
+"""scripts/convert_original_checkpoint.py: the authors' checkpoints (docs/method.md §8.4) -> model folders."""
 
 import json
 
@@ -98,7 +98,7 @@ def test_wrong_arch_names_the_likely_one(tmp_path, script, capsys):
 
 
 def test_sequential_wrappings_numpy_scalars_and_pickles(tmp_path):
-    """final2 / MobileNetV2 layer4 as one-module Sequentials (SPEC §1.5 leaves them open), mean_iu as a
+    """final2 / MobileNetV2 layer4 as one-module Sequentials (docs/method.md §1.5 leaves them open), mean_iu as a
     numpy scalar, a missing BN counter; an arbitrary pickled object is refused by weights_only."""
     net = randomized("mobilenetv2")
     ckpt = authors_checkpoint(net, mean_iu=np.float64(0.4321))

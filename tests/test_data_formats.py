@@ -1,5 +1,5 @@
 """Each benchmark written in its real on-disk format; every decoded train-ID pixel checked against
-the tables of SPEC §6 (restated here from the SPEC, independently of srha_hf.data.labels)."""
+the tables of docs/method.md §6 (restated here, independently of srha_hf.data.labels)."""
 
 import json
 import struct
@@ -12,7 +12,7 @@ from PIL import Image
 from srha_hf.data import CITYSCAPES_PALETTE, CLASS_NAMES, load_benchmark, load_benchmarks
 from srha_hf.data.labels import MAPILLARY_V12_NAMES
 
-# ---- SPEC §6 tables, restated -------------------------------------------------------------------
+# ---- docs/method.md §6 tables, restated -------------------------------------------------------------------
 SPEC_GTAV_COLORS = {
     (128, 64, 128): 0, (244, 35, 232): 1, (70, 70, 70): 2, (102, 102, 156): 3, (190, 153, 153): 4,
     (153, 153, 153): 5, (250, 170, 30): 6, (220, 220, 0): 7, (107, 142, 35): 8, (152, 251, 152): 9,

@@ -1,4 +1,4 @@
-"""SPEC §5.3 / §6 / §7.4 transforms: equal to a naive full-resize-pad-crop, aligned, seeded."""
+"""docs/method.md §5.3 / §6 / §7.4 transforms: equal to a naive full-resize-pad-crop, aligned, seeded."""
 
 import numpy as np
 import pytest
@@ -24,7 +24,7 @@ class FixedRNG:
 
 
 def naive_scale_crop(image, label, params, crop, centroid=None):
-    """The reference's order of operations: resize everything, pad, crop (SPEC §5.3 step 2)."""
+    """The reference's order of operations: resize everything, pad, crop (docs/method.md §5.3 step 2)."""
     sw, sh = params["size"]
     px, py = params["pad"]
     x1, y1 = params["origin"]

@@ -1,4 +1,4 @@
-"""Class-uniform sampling (SPEC §7): centroids, cache keyed by root, epochs, sampler."""
+"""Class-uniform sampling (docs/method.md §7): centroids, cache keyed by root, epochs, sampler."""
 
 import json
 import multiprocessing
@@ -15,7 +15,7 @@ from srha_hf.data.uniform import cache_path, image_centroids, tile_origins
 
 
 def reference_centroids(label, tile, whole=True):
-    """SPEC §7.1 step 3 as a plain loop over tiles and classes with scipy's center_of_mass."""
+    """docs/method.md §7.1 step 3 as a plain loop over tiles and classes with scipy's center_of_mass."""
     h, w = label.shape
     ny, nx = (h // tile, w // tile) if whole else (-(-h // tile), -(-w // tile))
     out = []

@@ -1,4 +1,4 @@
-"""evaluate_model: the SPEC §6/§8 protocol per benchmark, exact across processes, report outputs."""
+"""evaluate_model: the docs/method.md §6/§8 protocol per benchmark, exact across processes, report outputs."""
 
 import json
 
@@ -79,7 +79,7 @@ def test_shards_are_disjoint_and_complete():
             assert sorted(i for s in shards for i in s) == list(range(n))
             dropped = [shard_indices(n, r, world, drop_remainder=True) for r in range(world)]
             flat = [i for s in dropped for i in s]
-            assert len(flat) == len(set(flat)) == n - n % world  # SPEC §9 T3: len % world dropped
+            assert len(flat) == len(set(flat)) == n - n % world  # docs/method.md §9 T3: len % world dropped
     assert shard_indices(5, 0, 2, drop_remainder=True) == torch.randperm(5, generator=torch.Generator().manual_seed(0)).tolist()[:4][0::2]
 
 
@@ -110,11 +110,11 @@ def test_two_processes_equal_one_on_an_odd_split(bench, tmp_path):
         assert got["drop_remainder"][key]["confusion_matrix"] == sub["confusion_matrix"]
 
 
-# ---- Mapillary: ResizeHeight + CenterCropPad, SPEC §6.6 and §9 D3 -------------------------------------
+# ---- Mapillary: ResizeHeight + CenterCropPad, docs/method.md §6.6 and §9 D3 -------------------------------------
 
 
 def expected_mapillary(image, label, size, mode):
-    """SPEC §6.6 / §9 D3 from the text: height -> size (width int(W/H*size)), then landscape: centre
+    """docs/method.md §6.6 / §9 D3 from the text: height -> size (width int(W/H*size)), then landscape: centre
     crop at round((w - size)/2); portrait faithful: |x1| + p black columns labelled 0 (road), then the
     first size - |x1| - p image columns; portrait corrected: centred, padding labelled 255."""
     w, h = image.size

@@ -97,7 +97,7 @@ def test_split_file_forms_and_errors(tmp_path):
 
 
 def loop_substitute(n, bad):
-    """SPEC §6.2's runtime skip as a plain loop: move to the next index, wrapping to 0, until it is good."""
+    """docs/method.md §6.2's runtime skip as a plain loop: move to the next index, wrapping to 0, until it is good."""
     out = []
     for i in range(n):
         j = i

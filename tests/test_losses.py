@@ -1,4 +1,4 @@
-"""GA, RA, LA, PC, the segmentation losses and the full SRHA objective against SPEC-formula loops."""
+"""GA, RA, LA, PC, the segmentation losses and the full SRHA objective against loops written from the method's formulas (docs/method.md §3)."""
 
 import copy
 

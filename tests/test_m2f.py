@@ -1,6 +1,6 @@
-"""The Mask2Former head (SPEC §4, §9 MF1-MF4): configuration, shapes, semantic inference, targets, the
+"""The Mask2Former head (docs/method.md §4, §9 MF1-MF4): configuration, shapes, semantic inference, targets, the
 SRHA objective, save/load and one real training step. Small inputs and a slimmed head where the
-SPEC sizes are not what a test checks."""
+the paper's sizes are not what a test checks."""
 
 import json
 import os
@@ -27,7 +27,7 @@ from srha_hf.training.optim import parameter_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A slimmed head (same code paths) for the tests that do not check the SPEC sizes.
+# A slimmed head (same code paths) for the tests that do not check the paper's sizes.
 TINY = dict(
     decode_head="mask2former", m2f_num_queries=12, m2f_hidden_dim=64, m2f_conv_dim=64, m2f_mask_dim=64,
     m2f_num_heads=4, m2f_dim_feedforward=64, m2f_decoder_layers=3, m2f_encoder_layers=1,
@@ -45,7 +45,7 @@ def labels_with_absent_classes(batch=2, size=64):
 
 @pytest.fixture(scope="module")
 def r50_m2f():
-    """The SPEC-sized R50 + Mask2Former, built with every network connection refused."""
+    """The paper-sized R50 + Mask2Former, built with every network connection refused."""
     original = socket.socket.connect
 
     def refuse(self, *args, **kwargs):
@@ -61,7 +61,7 @@ def r50_m2f():
 
 
 def test_spec_configuration(r50_m2f):
-    c = mask2former_config(r50_m2f.config)  # SPEC §4.2-4.3
+    c = mask2former_config(r50_m2f.config)  # docs/method.md §4.2-4.3
     assert (c.num_queries, c.decoder_layers, c.hidden_dim, c.num_attention_heads, c.dim_feedforward) == (100, 10, 256, 8, 2048)
     assert (c.encoder_layers, c.encoder_feedforward_dim, c.feature_size, c.mask_feature_size, c.common_stride) == (6, 1024, 256, 256, 4)
     assert (c.train_num_points, c.oversample_ratio, c.importance_sample_ratio) == (12544, 3.0, 0.75)
@@ -78,7 +78,7 @@ def test_spec_configuration(r50_m2f):
     assert pixel.num_fpn_pairs == 3
     assert [getattr(pixel, f"adapter_{k}")[0].in_channels for k in (1, 2, 3)] == [256, 512, 1024]
     assert all(getattr(pixel, f"layer_{k}")[0].kernel_size == (3, 3) for k in (1, 2, 3))
-    # every head parameter is in the decoder group, the backbone's in the encoder group (SPEC §4.6)
+    # every head parameter is in the decoder group, the backbone's in the encoder group (docs/method.md §4.6)
     enc, dec = parameter_groups(r50_m2f, 5e-5, 1e-4)
     names = {id(p): n for n, p in r50_m2f.named_parameters()}
     assert {names[id(p)].split(".")[0] for p in dec["params"]} == {"mask2former"}
@@ -97,7 +97,7 @@ def test_r50_shapes_and_pyramid(r50_m2f):
     assert out.logits.shape == (1, 19, 64, 96) and out.logits.min() >= 0
     assert out.class_queries_logits.shape == (1, 100, 20) and out.masks_queries_logits.shape == (1, 100, 16, 24)
     assert out.aux_logits is None and len(out.auxiliary_predictions) == 9 and len(out.features) == 4
-    # SPEC §4.2: the decoder attends to [enc(res5), enc(res4), enc(res3)] (stride 16, 16, 8); masks at stride 4
+    # docs/method.md §4.2: the decoder attends to [enc(res5), enc(res4), enc(res3)] (stride 16, 16, 8); masks at stride 4
     assert [tuple(f.shape[-2:]) for f in pyramid.multi_scale_features] == [(4, 6), (4, 6), (8, 12)]
     assert pyramid.mask_features.shape == (1, 256, 16, 24)
     torch.testing.assert_close(pyramid.mask_features, pyramid.mask_features)
@@ -196,7 +196,7 @@ def test_srha_objective_terms_and_gradients(pc_on_scores):
         grad = params[name].grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
     assert all(p.grad is None for n, p in params.items() if n.startswith("layer0"))
-    # PC (SPEC §4.5, MF3) on the student's semantic scores of the two halves
+    # PC (docs/method.md §4.5, MF3) on the student's semantic scores of the two halves
     with torch.no_grad():
         out = student(x, labels=labels, srm_weights=srm)
     scores = out.logits
@@ -237,7 +237,7 @@ def test_save_load_roundtrip_bit_exact(tmp_path):
 
 
 def test_recipe_holds_the_spec_values():
-    c = load_config(ROOT / "configs" / "r50_m2f_gtav.yaml")  # SPEC §5.2 train_r50m2f_gtav_srha, §4.6
+    c = load_config(ROOT / "configs" / "r50_m2f_gtav.yaml")  # docs/method.md §5.2 train_r50m2f_gtav_srha, §4.6
     assert (c.backbone, c.batch_size, c.max_iter, c.source_dataset, c.val_datasets) == (
         "resnet50", 2, 120000, "gtav", ["cityscapes", "bdd100k", "mapillary"]
     )
@@ -291,7 +291,7 @@ def test_training_step_through_train_script(tmp_path):
 
 @pytest.mark.slow  # a subprocess / torchrun test
 def test_set_loss_on_two_processes_equals_one_process(tmp_path):
-    """SPEC §4.3: num_masks is the target count summed over processes / world size. Two real CPU
+    """docs/method.md §4.3: num_masks is the target count summed over processes / world size. Two real CPU
     processes with identical inputs each get exactly the single-process loss (transformers' own
     normaliser would halve num_masks there and double loss_mask and loss_dice)."""
     from eval_helpers import check, torchrun

@@ -175,10 +175,10 @@ def test_confusion_matrix_helper_is_spec_8_2():
     rng = np.random.default_rng(6)
     gt = rng.integers(0, 19, size=(2, 30, 40)).astype(np.uint8)
     gt[:, :3] = 255
-    gt[0, 5, :7] = 40  # out of range, not ignore: dropped (SPEC §8.2), predictions never masked
+    gt[0, 5, :7] = 40  # out of range, not ignore: dropped (docs/method.md §8.2), predictions never masked
     pred = rng.integers(0, 19, size=(2, 30, 40))
     want = np.zeros((19, 19), dtype=np.int64)
-    for g, p in zip(gt.reshape(-1), pred.reshape(-1)):  # per-pixel loop, SPEC formula
+    for g, p in zip(gt.reshape(-1), pred.reshape(-1)):  # per-pixel loop, method's formula
         if g < 19:
             want[g, p] += 1
     np.testing.assert_array_equal(confusion_matrix(pred, gt, 19), want)

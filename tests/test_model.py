@@ -1,4 +1,4 @@
-"""The model: SPEC Appendix B shapes, layer0 freezing, dilation edits, save/load, Auto*, ImageNet init."""
+"""The model: docs/method.md Appendix B shapes, layer0 freezing, dilation edits, save/load, Auto*, ImageNet init."""
 
 import json
 
@@ -11,7 +11,7 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSeg
 from srha_hf import BackboneLoadError, SRHAConfig, SRHAForSemanticSegmentation, SRHAImageProcessor
 from srha_hf.backbones import build_torchvision_model, torchvision_key_to_stage_key
 
-# SPEC Appendix B (768² input): layer0..layer4 (C, side)
+# docs/method.md Appendix B (768² input): layer0..layer4 (C, side)
 APPENDIX_B = {
     "resnet50": [(64, 192), (256, 192), (512, 96), (1024, 48), (2048, 48)],
     "resnet101": [(64, 192), (256, 192), (512, 96), (1024, 48), (2048, 48)],

@@ -1,4 +1,4 @@
-"""SRM (SPEC §2) against the plain per-image, per-region loop of tests/reference_loops.py."""
+"""SRM (docs/method.md §2) against the plain per-image, per-region loop of tests/reference_loops.py."""
 
 import pytest
 import torch
@@ -180,7 +180,7 @@ def test_srm_rejects_labels_outside_train_ids(rng):
         semantic_rearrangement(x, torch.zeros(1, 8, 8, dtype=torch.long), torch.ones(1, 19, 19))
 
 
-# SPEC §2: share of draws whose largest weight exceeds 0.9 is ≈97 % (n=2), 73 % (n=10), 62 % (n=15) in
+# docs/method.md §2: share of draws whose largest weight exceeds 0.9 is ≈97 % (n=2), 73 % (n=10), 62 % (n=15) in
 # exact arithmetic; the reference's float32 GPU sampler turns ≈6.5 % of n=2 draws uniform, so ≈0.905.
 @pytest.mark.parametrize("n, expected", [(2, 0.905), (10, 0.73), (15, 0.62)])
 def test_restricted_dirichlet_matches_spec_statistics(n, expected):

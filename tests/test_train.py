@@ -23,7 +23,7 @@ SCRIPT = ROOT / "scripts" / "train.py"
 
 
 def test_recipes_hold_the_spec_values():
-    expect = {  # SPEC §5.2: backbone, batch per GPU, iterations, source, targets in order
+    expect = {  # docs/method.md §5.2: backbone, batch per GPU, iterations, source, targets in order
         "r50_gtav": ("resnet50", 4, 60000, "gtav", ["cityscapes", "bdd100k", "mapillary"]),
         "r101_gtav": ("resnet101", 3, 60000, "gtav", ["cityscapes", "bdd100k", "mapillary"]),
         "mobilenetv2_gtav": ("mobilenetv2", 4, 60000, "gtav", ["cityscapes", "bdd100k", "mapillary"]),
@@ -78,7 +78,7 @@ def test_parameter_groups_and_poly_schedule():
     trainable = sum(p.requires_grad for p in model.parameters())
     assert len(enc["params"]) + len(dec["params"]) == trainable
     assert not any(names[id(p)].startswith("layer0") for p in enc["params"] + dec["params"])
-    # SPEC Appendix B: iteration 30 000 of 60 000
+    # docs/method.md Appendix B: iteration 30 000 of 60 000
     assert abs(0.005 * poly_factor(30000, 60000) - 0.002679) < 1e-6
     assert abs(0.01 * poly_factor(30000, 60000) - 0.005359) < 1e-6
     assert poly_factor(0, 60000) == 1.0

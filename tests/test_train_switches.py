@@ -1,4 +1,4 @@
-"""Recipe keys for the SPEC §9 switches reach the code they steer, and the EMA teacher is updated in the
+"""Recipe keys for the docs/method.md §9 switches reach the code they steer, and the EMA teacher is updated in the
 reference's order (before each step's forward)."""
 
 from pathlib import Path

@@ -12,7 +12,7 @@ from .seeding import STREAM_SRM, torch_generator
 
 class SRMCollator:
     """Collate `SRHATrainDataset` items into `{"pixel_values": float32 (B, 3, H, W), "labels": int64
-    (B, H, W), "srm_weights": float32 (B, R, R)}` with R = num_labels + 1 (DESIGN.md layout: row /
+    (B, H, W), "srm_weights": float32 (B, R, R)}` with R = num_labels + 1 (the region layout of docs/method.md §2: row /
     column r is the region of label r; the ignore region is index num_labels).
 
     The weights of each sample come from one `srha_hf.srm.sample_mixing_weights` call with a

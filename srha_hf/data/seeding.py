@@ -1,4 +1,4 @@
-"""Per-sample random streams (DESIGN.md, "Determinism").
+"""Per-sample random streams (the trainer's determinism, docs/method.md §7.3).
 
 Every random draw of a training sample is a pure function of (seed, epoch, sample index, stream):
 the same sample gets the same scale, crop, flip, jitter, blur and SRM weights whatever the number of

@@ -12,7 +12,7 @@
 * :func:`finish`: the final evaluation and its report, then the model folder and its card
   (:mod:`srha_hf.hub`), ``all_results.json`` and the results table.
 
-Determinism (DESIGN.md): the data order is a pure function of the epoch, every augmentation and the
+Determinism (docs/method.md §7.3, §8.4): the data order is a pure function of the epoch, every augmentation and the
 student's SRM weights of ``(seed, epoch, sample index)``, and the step's other draws (dsn dropout, the
 teacher's SRM weights) of ``(seed, step, process)``. So a resumed run replays what an uninterrupted one
 would have done.
