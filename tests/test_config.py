@@ -44,3 +44,33 @@ def test_a_config_json_written_before_explicit_arguments_loads():
         if key not in ("transformers_version", "id2label"):
             assert again[key] == value, key
     assert AutoConfig.from_pretrained(FIXTURE).backbone == "mobilenetv2"
+
+
+def test_recipes_inherit_from_a_base(tmp_path):
+    from srha_hf.training import ConfigError, load_config
+
+    (tmp_path / "_base_").mkdir()
+    (tmp_path / "_base_" / "root.yaml").write_text("lr: 0.02\nmax_iter: 100\nmodel_kwargs: {pc_weight: 5.0, srm: false}\n")
+    (tmp_path / "_base_" / "mid.yaml").write_text("_base_: root.yaml\nmax_iter: 200\nbackbone: shufflenetv2\n")
+    (tmp_path / "leaf.yaml").write_text("_base_: _base_/mid.yaml\nbatch_size: 2\nmodel_kwargs: {srm: true}\n")
+    config = load_config(tmp_path / "leaf.yaml", {"lr": 0.03})
+    assert (config.lr, config.max_iter, config.backbone, config.batch_size) == (0.03, 200, "shufflenetv2", 2)
+    assert config.model_kwargs == {"pc_weight": 5.0, "srm": True}  # merged key by key, the recipe's own last
+    (tmp_path / "loop_a.yaml").write_text("_base_: loop_b.yaml\n")
+    (tmp_path / "loop_b.yaml").write_text("_base_: loop_a.yaml\n")
+    with pytest.raises(ConfigError, match="inherits from itself"):
+        load_config(tmp_path / "loop_a.yaml")
+    (tmp_path / "orphan.yaml").write_text("_base_: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"nowhere.yaml does not exist \(the _base_ of .*orphan.yaml\)"):
+        load_config(tmp_path / "orphan.yaml")
+    (tmp_path / "_base_" / "typo.yaml").write_text("lrr: 0.1\n")
+    (tmp_path / "child.yaml").write_text("_base_: _base_/typo.yaml\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'lrr' in .*typo.yaml"):
+        load_config(tmp_path / "child.yaml")
+
+
+def test_per_backbone_recipes_are_a_few_lines_over_the_gtav_base():
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("r50_gtav", "r101_gtav", "mobilenetv2_gtav", "shufflenetv2_gtav"):
+        keys = [line for line in (root / f"{name}.yaml").read_text().splitlines() if line and not line.startswith("#")]
+        assert keys[0] == "_base_: _base_/gtav.yaml" and len(keys) <= 6, name

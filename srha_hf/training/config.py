@@ -348,23 +348,45 @@ def parse_overrides(argv: Sequence[str]) -> Dict[str, Any]:
     return out
 
 
-def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
-    """Read a YAML recipe, apply ``overrides``, validate. Unknown keys anywhere are errors naming them."""
+BASE_KEY = "_base_"  # a recipe's parent recipe, a path relative to the recipe's folder
+
+
+def read_recipe(path, _seen: tuple = ()) -> Dict[str, Any]:
+    """The values of a YAML recipe after its ``_base_`` chain: the base's values, then the recipe's own
+    over them (``model_kwargs`` mappings are merged key by key). Unknown keys, a missing base and a cycle
+    are errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        where = f" (the _base_ of {_seen[-1]})" if _seen else ""
+        raise ConfigError(f"config file {path} does not exist{where}")
+    if path.resolve() in _seen:
+        raise ConfigError(f"config file {path} inherits from itself: {' -> '.join(str(p) for p in (*_seen, path.resolve()))}")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
     values: Dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of keys to values")
-        for key, value in loaded.items():
-            if key not in _FIELDS:
-                raise ConfigError(f"unknown key {key!r} in {path}")
-            values[key] = _coerce(key, value)
+    base = loaded.pop(BASE_KEY, None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{BASE_KEY} in {path} must be one file name, got {base!r}")
+        values = read_recipe(path.parent / base, (*_seen, path.resolve()))
+    for key, value in loaded.items():
+        if key not in _FIELDS:
+            raise ConfigError(f"unknown key {key!r} in {path}")
+        value = _coerce(key, value)
+        if key == "model_kwargs" and isinstance(values.get(key), dict):
+            value = {**values[key], **value}
+        values[key] = value
+    return values
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> TrainConfig:
+    """Read a YAML recipe (with its ``_base_`` chain), apply ``overrides``, validate. Unknown keys anywhere
+    are errors naming them. The result is the resolved config a run logs and saves (``train_config.yaml``)."""
+    values: Dict[str, Any] = read_recipe(path) if path is not None else {}
     for key, value in (overrides or {}).items():
         if key not in _FIELDS:
             raise ConfigError(f"unknown option --{key}")
