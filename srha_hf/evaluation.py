@@ -376,33 +376,21 @@ def evaluate_model(
     Per dataset: `mean_iou`, `mean_accuracy`, `overall_accuracy`, `frequency_weighted_iou`,
     `per_category_iou` / `per_category_accuracy` (class name -> value, NaN for a class absent from both
     ground truth and predictions), `confusion_matrix` (rows = ground truth), `num_images` (all processes),
-    `benchmark`, `class_names`, `per_condition` (ACDC: the same fields per condition), `protocol`
-    (its `describe()`), `label_set`, `class_subsets` (name ->
-    `mean_iou`, `classes`) where asked, `seconds`, and with `save_predictions` the `prediction_files` this process
-    wrote. Every process returns the same results otherwise.
+    `benchmark`, `class_names`, `per_condition` (ACDC: the same fields per condition), `protocol` (its
+    `describe()`), `label_set`, `class_subsets` (name -> `mean_iou`, `classes`) where asked, `seconds`, and
+    with `save_predictions` the `prediction_files` this process wrote. Every process returns the same results.
     """
-    items = _dataset_items(datasets)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if max_images is not None and max_images < 1:
-        raise ValueError(f"max_images must be >= 1, got {max_images}")
-    kinds = [benchmark_of(key, ds) for key, ds in items]
-    transforms = [eval_transform(kind, mapillary_crop, eval_sizes) for kind in kinds]  # checks arguments early
-
+    items, kinds, transforms = _checked_datasets(datasets, batch_size, max_images, mapillary_crop, eval_sizes)
     net = unwrap_model(model, accelerator)
-    if num_labels is None:
-        num_labels = int(getattr(getattr(net, "config", None), "num_labels", None) or NUM_CLASSES)
+    num_labels = int(num_labels or getattr(getattr(net, "config", None), "num_labels", None) or NUM_CLASSES)
     if save_predictions is not None:
         check_prediction_format(prediction_format, num_labels)
     names = _class_names(net, num_labels)
     if mixed_precision is None and accelerator is not None:
         mixed_precision = getattr(accelerator, "mixed_precision", None)
-    rank, world, reduce = _distributed(accelerator)
-    device, _ = model_device_dtype(net)
-    protocol = protocol or WHOLE
+    (rank, world, reduce), (device, _), protocol = _distributed(accelerator), model_device_dtype(net), protocol or WHOLE
     counting = dict(device=device, num_labels=num_labels, ignore_index=ignore_index, mixed_precision=mixed_precision, protocol=protocol)
     loading = dict(batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
-
     modes = {module: module.training for module in net.modules()}
     net.eval()
     results: Dict[str, dict] = {}
@@ -416,11 +404,7 @@ def evaluate_model(
             saver = None if save_predictions is None else PredictionSaver(save_predictions, key, dataset, prediction_format)
             desc = f"eval {key}" + (f" (rank 0 of {world})" if world > 1 else "")
             with _progress(len(shard), desc, progress and rank == 0) as bar:
-                group_names, groups = _condition_groups(dataset)
-                try:
-                    hist, count = _confusion_over(net, loader, bar=bar, saver=saver, groups=groups, **counting)
-                finally:
-                    written = saver.close() if saver is not None else None
+                hist, count, group_names, written = _count_dataset(net, loader, dataset, saver, bar, counting)
             subsets = _subsets_for(kind, class_subsets, num_labels)
             results[key] = _gathered_result(hist, count, reduce, names, kind, start, written, subsets, group_names)
             results[key].update(protocol=protocol.describe(), label_set=_label_set(names))
@@ -428,6 +412,28 @@ def evaluate_model(
         for module, training in modes.items():
             module.training = training
     return results
+
+
+def _checked_datasets(datasets, batch_size: int, max_images, mapillary_crop: str, eval_sizes):
+    """``(items, benchmark kinds, evaluation transforms)``, every argument checked before any work."""
+    items = _dataset_items(datasets)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1, got {max_images}")
+    kinds = [benchmark_of(key, ds) for key, ds in items]
+    return items, kinds, [eval_transform(kind, mapillary_crop, eval_sizes) for kind in kinds]
+
+
+def _count_dataset(net, loader, dataset, saver, bar, counting: dict):
+    """``(confusion matrices, counts, condition names, written files)`` of one dataset's shard; the saver
+    is closed (its writes waited for) even when counting fails."""
+    group_names, groups = _condition_groups(dataset)
+    try:
+        hist, count = _confusion_over(net, loader, bar=bar, saver=saver, groups=groups, **counting)
+    finally:
+        written = saver.close() if saver is not None else None
+    return hist, count, group_names, written
 
 
 def _subsets_for(kind: str, class_subsets: Sequence, num_labels: int) -> list:
