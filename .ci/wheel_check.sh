@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The package as users install it: build a wheel, install it into a fresh virtual environment away
 # from the source tree, and train 2 steps on the embedded synthetic benchmark through to a published
-# model folder with its model card. Fails if anything is read from the source checkout.
+# model folder with its model card, once through the API and once with the installed `srha-train`; then
+# `srha-predict` segments an image with that model. Fails if anything is read from the source checkout.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
@@ -42,3 +43,15 @@ card = (model / "README.md").read_text()
 assert "srha_hf" in card and "cityscapes" in card.lower(), card[:500]
 print(f"wheel check: srha_hf {srha_hf.__version__} from {where.parent}; published {model.resolve()} with its model card")
 PY
+
+# the installed command-line tools
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1
+"$WORK/venv/bin/srha-train" --synthetic_data true --synthetic_root synthetic --synthetic_num_train 4 --synthetic_num_val 2 \
+    --synthetic_size "[128, 72]" --backbone shufflenetv2 --backbone_pretrained null --crop_size 64 --batch_size 2 \
+    --class_uniform_tile 64 --max_iter 2 --checkpointing_steps 0 --eval_steps 0 --val_datasets cityscapes --eval_max_images 1 \
+    --num_workers 0 --report_to none --output_dir run_cli > train_cli.log 2>&1 || { tail -40 train_cli.log; exit 1; }
+test -f run_cli/model/model.safetensors
+image="$(find synthetic/cityscapes -name '*_leftImg8bit.png' | head -n 1)"
+"$WORK/venv/bin/srha-predict" --model run_cli/model --input "$image" --output predictions --device cpu > predict_cli.log 2>&1 || { cat predict_cli.log; exit 1; }
+test -n "$(find predictions -name '*_labelTrainIds.png')"
+echo "wheel check: srha-train trained 2 steps and srha-predict wrote $(find predictions -name '*.png' | wc -l) files for $(basename "$image")"

@@ -1,58 +1,15 @@
 #!/usr/bin/env python
-"""Write the embedded synthetic benchmark (GTAV-like source; Cityscapes, BDD-100K, Mapillary and
-Synthia-like targets, each in its real on-disk layout and label encoding).
+"""srha-make-synthetic-data (``srha_hf.cli.make_synthetic_data``), kept as a script: ``python scripts/make_synthetic_data.py --help``."""
 
-    python scripts/make_synthetic_data.py data/synthetic [--num-train 100] [--num-val 20] [--size 384 212] [--seed 0] \
-        [--shift-scale 1] [--texture-shift 1] [--class-colour-spread 0] [--random-look]
-
-`--random-look` writes a generic corpus instead (other scenes, a random look in every image, the same
-formats): what the pretraining stage of `pretrain_data: generic` trains on.
-
-Deterministic and idempotent: rerunning with the same arguments reuses the existing files.
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
-import os
 import sys
-import time
+from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _bootstrap, which removes it again
-import _bootstrap  # noqa: E402 - sys.path set-up, see scripts/_bootstrap.py
+# Python puts this folder first on sys.path, where scripts/evaluate.py would shadow the `evaluate` library
+# that srha_hf.metrics imports: leave the folder out before importing srha_hf.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-_bootstrap.set_up()
-
-from srha_hf.data.synthetic import add_appearance_options, appearance_options, make_synthetic_benchmark, synthetic_eval_sizes  # noqa: E402
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", help="output folder (gets gtav/, cityscapes/, bdd100k/, mapillary/, synthia/)")
-    parser.add_argument("--num-train", type=int, default=100, help="training images per dataset")
-    parser.add_argument("--num-val", type=int, default=20, help="validation images per dataset")
-    parser.add_argument("--size", type=int, nargs=2, default=(384, 212), metavar=("W", "H"), help="GTAV image size")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gtav-layout", choices=("presplit", "flat"), default="presplit")
-    add_appearance_options(parser)
-    parser.add_argument("--random-look", action="store_true", help="a generic corpus: other scenes, each image with a random look of its own")
-    args = parser.parse_args(argv)
-    appearance = appearance_options(parser, args)
-    if args.random_look and (appearance["shift_scale"] != 1 or appearance["texture_shift"] != 1):
-        parser.error("--random-look: a generic corpus has no domain shift; leave --shift-scale and --texture-shift at 1")
-    start = time.perf_counter()
-    paths = make_synthetic_benchmark(
-        args.root, args.num_train, args.num_val, tuple(args.size), args.seed, gtav_layout=args.gtav_layout, progress=True,
-        random_look=args.random_look, **appearance,
-    )
-    print(json.dumps({
-        "roots": {k: str(v) for k, v in paths.items()},
-        "eval_transform_kwargs": synthetic_eval_sizes(tuple(args.size)),
-        "seconds": round(time.perf_counter() - start, 2),
-    }, indent=1))  # fmt: skip
-    return 0
-
+from srha_hf.cli.make_synthetic_data import *  # noqa: E402,F401,F403 - the tool's names, for code that loads this file
+from srha_hf.cli.make_synthetic_data import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,49 +1,15 @@
 #!/usr/bin/env python
-"""Train SRHA: ``accelerate launch scripts/train.py --config configs/r50_gtav.yaml [--key value ...]``.
+"""srha-train (``srha_hf.cli.train``), kept as a script: ``python scripts/train.py --help``."""
 
-Also runs as plain ``python scripts/train.py ...`` (one process) or under ``torchrun``. Every key of
-the config (see ``srha_hf/training/config.py`` and the README) can be overridden on the command line,
-e.g. ``--gtav_root /data/GTAV --max_iter 1000 --output_dir outputs/try``; an unknown key is an error.
-"""
-
-import argparse
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for _bootstrap, which removes it again
-import _bootstrap  # noqa: E402 - sys.path set-up, see scripts/_bootstrap.py
+# Python puts this folder first on sys.path, where scripts/evaluate.py would shadow the `evaluate` library
+# that srha_hf.metrics imports: leave the folder out before importing srha_hf.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-_bootstrap.set_up()
-
-from srha_hf.training.config import ConfigError, load_config, parse_overrides  # noqa: E402
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, add_help=True
-    )
-    parser.add_argument("--config", help="a recipe YAML file (configs/*.yaml)")
-    args, rest = parser.parse_known_args(argv)
-    try:
-        config = load_config(args.config, parse_overrides(rest))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    from srha_hf.training.trainer import NonFiniteLossError, train
-
-    recipe = Path(args.config).stem if args.config else "custom"
-    try:
-        outcome = train(config, recipe=recipe)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0 if outcome["status"] in ("completed", "interrupted") else 1
-
+from srha_hf.cli.train import *  # noqa: E402,F401,F403 - the tool's names, for code that loads this file
+from srha_hf.cli.train import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
