@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from .data.benchmarks import benchmark_info, get_spec
+from .data.benchmarks import benchmark_info, example_conditions, get_spec
 from .data.class_subsets import SYNTHIA_SUBSETS, subset_results
 from .data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform, to_tensors
@@ -454,7 +454,7 @@ def _condition_groups(dataset):
     (ACDC, docs/method.md §6.7), or ``(None, None)``."""
     if "condition" not in getattr(dataset, "column_names", ()):
         return None, None
-    column = list(dataset.with_format(None)["condition"])
+    column = example_conditions(dataset)
     order = sorted(set(column))
     index = {c: i for i, c in enumerate(order)}
     return order, np.asarray([index[c] for c in column])

@@ -56,12 +56,7 @@ def format_iou_table(name: str, result: Mapping) -> str:
 
 def protocol_label(described: Mapping) -> str:
     """The short name of a recorded protocol (``EvalProtocol.describe()``)."""
-    from .protocols import EvalProtocol
-
-    fields = dict(described)
-    crop, stride = fields.get("crop_size"), fields.get("stride")
-    return EvalProtocol(fields.get("name", "whole"), tuple(fields.get("scales") or (1.0,)), bool(fields.get("flip")),
-                        tuple(crop) if crop else None, tuple(stride) if stride else None).label()  # fmt: skip
+    return EvalProtocol.from_description(described).label()
 
 
 def write_overlays(

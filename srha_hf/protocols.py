@@ -50,6 +50,13 @@ class EvalProtocol:
         return {"name": self.name, "scales": list(self.scales), "flip": self.flip,
                 "crop_size": list(self.crop_size) if self.crop_size else None, "stride": list(self.stride) if self.stride else None}  # fmt: skip
 
+    @classmethod
+    def from_description(cls, described) -> "EvalProtocol":
+        """The protocol a results JSON recorded (the inverse of :meth:`describe`)."""
+        crop, stride = described.get("crop_size"), described.get("stride")
+        return cls(described.get("name", "whole"), tuple(described.get("scales") or (1.0,)), bool(described.get("flip")),
+                   tuple(crop) if crop else None, tuple(stride) if stride else None)  # fmt: skip
+
     def label(self) -> str:
         """A short human-readable name: ``whole``, ``slide 768x768 / 512x512``, ``scales 0.5-1.75 + flip``."""
         if self.name == "slide":

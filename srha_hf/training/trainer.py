@@ -14,7 +14,8 @@
 
 Determinism (docs/method.md §7.3, §8.4): the data order is a pure function of the epoch, every augmentation and the
 student's SRM weights of ``(seed, epoch, sample index)``, and the step's other draws (dsn dropout, the
-teacher's SRM weights) of ``(seed, step, process)``. So a resumed run replays what an uninterrupted one
+teacher's SRM weights) of ``(seed, micro-batch index over the run, process)`` (the step without gradient
+accumulation). So a resumed run replays what an uninterrupted one
 would have done.
 """
 
