@@ -8,11 +8,12 @@ from typing import Optional, Sequence
 
 from transformers import PretrainedConfig
 
-from .backbones import BACKBONES
+from .backbones import available_backbones
 from .data.labels import CLASS_NAMES
+from .heads import available_decode_heads
 from .srm import DEFAULT_CONCENTRATION
 
-DECODE_HEADS = ("deeplabv3plus", "mask2former")
+DECODE_HEADS = available_decode_heads()  # the built-in heads; a head registered later is accepted too
 TEACHER_MODES = ("faithful", "lean")
 ALIGNMENT_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
@@ -192,7 +193,7 @@ def check_config_keys(kwargs: dict) -> None:
 def _validate(values: dict) -> None:
     """Refuse unknown backbones, heads, teacher modes and alignment layers, and weight lists whose
     length differs from the alignment layers', naming the key and what was expected."""
-    for key, allowed in (("backbone", BACKBONES), ("decode_head", DECODE_HEADS), ("teacher_mode", TEACHER_MODES)):
+    for key, allowed in (("backbone", available_backbones()), ("decode_head", available_decode_heads()), ("teacher_mode", TEACHER_MODES)):
         if values[key] not in allowed:
             raise ValueError(f"{key}={values[key]!r} is not supported; expected one of {', '.join(allowed)}")
     layers = tuple(values["alignment_layers"])

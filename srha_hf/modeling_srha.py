@@ -7,15 +7,13 @@ import copy
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
-from .backbones import BACKBONE_INFO, build_torchvision_model, load_backbone_weights, split_stages
+from .backbones import backbone_spec, load_backbone_weights
 from .configuration_srha import SRHAConfig
-from .heads.interface import decode_head_for
-from .heads.mask2former import init_mask2former_weights
+from .heads import DecodeHead, decode_head_class
 from .outputs import SRHASemanticSegmenterOutput  # noqa: F401 - the output type, importable from here as before
 from .srm import STD_EPS, SemanticRearrangement
 
@@ -39,15 +37,15 @@ class SRHAPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Heads (docs/method.md §1.3): Kaiming-normal fan_in for convs and linears with zero bias. Backbone
-        (random init only; ImageNet weights are loaded afterwards): Kaiming-normal fan_out, as
-        torchvision's ResNet and MobileNetV2. Norms: weight 1, bias 0, fresh running statistics. The
-        Mask2Former head: the reference's own scheme (:func:`~srha_hf.heads.mask2former.init_mask2former_weights`)."""
-        if getattr(module, "_srha_m2f", False):
-            init_mask2former_weights(module)
-        elif isinstance(module, (nn.Conv2d, nn.Linear)):
-            mode = "fan_in" if getattr(module, "_srha_head", False) else "fan_out"
-            init.kaiming_normal_(module.weight, mode=mode, nonlinearity="relu")
+        """The decode head's modules: the head's own rule (:meth:`~srha_hf.heads.DecodeHead.init_module`;
+        DeepLabV3+: Kaiming-normal fan_in for convs with zero bias, docs/method.md §1.3; Mask2Former: the
+        reference's scheme). Backbone (random init only; ImageNet weights are loaded afterwards):
+        Kaiming-normal fan_out, as torchvision's ResNet and MobileNetV2. Norms: weight 1, bias 0, fresh
+        running statistics."""
+        if getattr(module, "_srha_head", False) and self.decode_head.init_module(module):
+            return
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
@@ -78,10 +76,9 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
     def __init__(self, config: SRHAConfig):
         config = copy.deepcopy(config)
         super().__init__(config)
-        info = BACKBONE_INFO[config.backbone]
-        stages = split_stages(
-            config.backbone,
-            build_torchvision_model(config.backbone),
+        spec = backbone_spec(config.backbone)
+        stages = spec.split(
+            spec.build(),
             dilate_all_layer4_blocks=config.resnet_dilate_all_layer4_blocks,
             d16_only_stride2=config.d16_dilate_only_stride2,
         )
@@ -89,7 +86,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             self.add_module(name, stage)
         self.srm = SemanticRearrangement(config)
 
-        decode_head_for(config).build(self, config, info.channels)  # DeepLabV3+ or Mask2Former modules
+        self._attach_decode_head(decode_head_class(config.decode_head)(config, spec.channels))
 
         if config.freeze_layer0:
             self.layer0.requires_grad_(False)
@@ -104,6 +101,21 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             self.config.backbone_pretrained_source = source
         if config.freeze_layer0:
             self.layer0.eval()
+
+    def _attach_decode_head(self, head: DecodeHead) -> None:
+        """Hold ``head`` as :attr:`decode_head` and register its children as the model's own, under the
+        authors' names (``aspp``, ..., or ``mask2former``; :mod:`srha_hf.heads.base`), tagged so that
+        :meth:`_init_weights` gives them the head's initialisation."""
+        object.__setattr__(self, "_decode_head", head)  # not a child: its parameters are registered once, below
+        for name, child in head.named_children():
+            self.add_module(name, child)
+        for module in head.modules():
+            module._srha_head = True
+
+    @property
+    def decode_head(self) -> DecodeHead:
+        """The decode head (:class:`~srha_hf.heads.DecodeHead`) of ``config.decode_head``."""
+        return self._decode_head
 
     def backbone_stages(self) -> nn.ModuleDict:
         """The five stages as a (non-registered) ``ModuleDict`` view, keys ``layer0..layer4``."""
@@ -137,14 +149,6 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         f4 = self.layer4(f3)
         return f1, f2, f3, f4
 
-    def decode(self, f1: torch.Tensor, f4: torch.Tensor, size) -> torch.Tensor:
-        """DeepLabV3+ decoder (docs/method.md §1.3): logits upsampled to ``size`` with ``align_corners=True``."""
-        aspp = self.bot_aspp(self.aspp(f4))
-        fine = self.bot_fine(f1)
-        aspp = F.interpolate(aspp, size=fine.shape[-2:], mode="bilinear", align_corners=True)
-        logits = self.final2(self.final1(torch.cat([fine, aspp], dim=1)))
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
-
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -177,6 +181,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         with_extras = self.training or bool(output_features)
 
         features = self.forward_features(pixel_values, labels, srm_weights, generator, check_labels=check_labels)
-        return decode_head_for(self.config).forward(
-            self, pixel_values, labels, features, with_extras=with_extras, return_dict=return_dict, return_loss=return_loss
-        )
+        return self.decode_head(
+            features, pixel_values.shape[-2:], labels, self.config,
+            with_extras=with_extras, return_dict=return_dict, return_loss=return_loss,
+        )  # fmt: skip

@@ -18,7 +18,6 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .heads.interface import decode_head_for
 from .losses import (
     global_alignment_loss,
     local_alignment_loss,
@@ -225,7 +224,7 @@ def compute_srha_loss(
     if aligned and teacher is None:
         raise ValueError("the config has positive GA/RA/LA weights but no teacher was given (build_teacher)")
 
-    head = decode_head_for(config)
+    head = model.decode_head
     check_train_ids(labels, config.num_labels, config.ignore_index)  # once per batch; SRM and RA then skip it
     outputs = student(
         pixel_values,

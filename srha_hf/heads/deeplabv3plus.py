@@ -1,6 +1,7 @@
-"""DeepLabV3+ head modules exactly as docs/method.md §1.3: ASPP, the decoder blocks and the auxiliary ``dsn``
-head. The model holds them as top-level children named as the authors' (docs/method.md §1.5: ``aspp``,
-``bot_fine``, ``bot_aspp``, ``final1``, ``final2``, ``dsn``) and wires them in its forward."""
+"""The DeepLabV3+ decode head exactly as docs/method.md §1.3: ASPP, the decoder blocks and the auxiliary
+``dsn`` head (:class:`DeepLabV3PlusDecode`). Its children are named as the authors' (docs/method.md §1.5:
+``aspp``, ``bot_aspp``, ``bot_fine``, ``final1``, ``final2``, ``dsn``; the model registers them under these
+names, :mod:`srha_hf.heads.base`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..losses import segmentation_losses
+from .base import DecodeHead, as_model_output, register_decode_head
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -56,3 +60,41 @@ class AuxiliaryHead(nn.Sequential):
             nn.Dropout2d(dropout),
             nn.Conv2d(channels, num_labels, kernel_size=1, bias=True),
         )
+
+
+@register_decode_head("deeplabv3plus")
+class DeepLabV3PlusDecode(DecodeHead):
+    """docs/method.md §1.3: ASPP + decoder on layer4 and layer1 (main logits at the input size, bilinear with
+    ``align_corners=True`` as the reference), the ``dsn`` auxiliary head on layer3; loss CE + ``aux_weight``·CE_aux."""
+
+    def __init__(self, config, channels: Sequence[int]):
+        super().__init__(config, channels)
+        self.aspp = ASPP(channels[4], config.aspp_channels, config.aspp_rates)
+        self.bot_aspp = conv_bn_relu(config.aspp_channels * (2 + len(config.aspp_rates)), config.decoder_channels, 1)
+        self.bot_fine = conv_bn_relu(channels[1], config.low_level_channels, 1)
+        self.final1 = final_block(config.low_level_channels + config.decoder_channels, config.decoder_channels)
+        self.final2 = nn.Conv2d(config.decoder_channels, config.num_labels, kernel_size=1, bias=True)
+        self.dsn = AuxiliaryHead(channels[3], config.num_labels, config.dsn_channels, config.dsn_dropout)
+
+    def decode(self, f1: torch.Tensor, f4: torch.Tensor, size) -> torch.Tensor:
+        """The decoder: logits from layer1 and layer4, upsampled to ``size`` with ``align_corners=True``."""
+        aspp = self.bot_aspp(self.aspp(f4))
+        fine = self.bot_fine(f1)
+        aspp = F.interpolate(aspp, size=fine.shape[-2:], mode="bilinear", align_corners=True)
+        logits = self.final2(self.final1(torch.cat([fine, aspp], dim=1)))
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=True)
+
+    def forward(self, features, size, labels, config, *, with_extras, return_dict, return_loss):
+        f1, _, f3, f4 = features
+        logits = self.decode(f1, f4, size)
+        aux_logits = self.dsn(f3) if with_extras else None
+        loss = None
+        if labels is not None and return_loss:
+            ce, aux = segmentation_losses(logits, labels, aux_logits, config.ignore_index)
+            loss = ce if aux is None else ce + config.aux_weight * aux
+        kept = features if with_extras else None
+        return as_model_output(return_dict, loss, (logits, aux_logits, kept), logits=logits, aux_logits=aux_logits, features=kept)
+
+    def training_terms(self, outputs, labels, config):
+        ce, aux = segmentation_losses(outputs.logits, labels, outputs.aux_logits, config.ignore_index)
+        return {"ce": ce, "aux": config.aux_weight * aux if aux is not None else torch.zeros_like(ce)}

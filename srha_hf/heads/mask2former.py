@@ -71,6 +71,8 @@ from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerTransformerModule,
 )
 
+from .base import DecodeHead, as_model_output, register_decode_head
+
 #: docs/method.md §4.2 / §9 MF1: the strides the reference *declares* for res2..res5 ...
 MISDECLARED_STRIDES = (1, 2, 2, 2)
 #: ... and the true ones of the OS16 ResNet (standard construction: a single FPN level, on res2).
@@ -376,3 +378,42 @@ def pc_inputs(scores: torch.Tensor, on_scores: bool = True) -> torch.Tensor:
     if on_scores:
         return scores
     return scores.float().clamp_min(1e-12).log()
+
+
+@register_decode_head("mask2former")
+class Mask2FormerDecode(DecodeHead):
+    """docs/method.md §4: :class:`Mask2FormerHead` on layer1..4 (the child ``mask2former``), the semantic
+    scores of §4.4 at the input size as ``logits``, and the set loss computed in the forward."""
+
+    loss_in_forward = True  # the set loss needs the query predictions, which only the forward has
+
+    def __init__(self, config, channels: Sequence[int]):
+        super().__init__(config, channels)
+        self.mask2former = Mask2FormerHead(config, channels[1:5])
+
+    def forward(self, features, size, labels, config, *, with_extras, return_dict, return_loss):
+        classes, masks = self.mask2former(features)
+        logits = semantic_inference(classes[-1], masks[-1], size)
+        loss = None
+        if labels is not None and return_loss:
+            labels_all = labels
+            if labels.shape[0] != logits.shape[0]:  # SRM doubled the batch: both halves share the labels
+                labels_all = labels.repeat(logits.shape[0] // labels.shape[0], 1, 1)
+            loss, _ = mask2former_set_loss(classes, masks, labels_all, config)
+        auxiliary = None
+        if with_extras:
+            auxiliary = tuple({"class_queries_logits": c, "masks_queries_logits": m} for c, m in zip(classes[:-1], masks[:-1]))
+        kept = features if with_extras else None
+        return as_model_output(return_dict, loss, (logits, kept), logits=logits, features=kept, class_queries_logits=classes[-1],
+                               masks_queries_logits=masks[-1], auxiliary_predictions=auxiliary)  # fmt: skip
+
+    def training_terms(self, outputs, labels, config):
+        return {"m2f": outputs.loss}  # the set loss over both halves, computed in the forward
+
+    def pc_inputs(self, logits, config):
+        return pc_inputs(logits, config.m2f_pc_on_scores)
+
+    def init_module(self, module: nn.Module) -> bool:
+        """The reference's own scheme for every module of the head (:func:`init_mask2former_weights`)."""
+        init_mask2former_weights(module)
+        return True
