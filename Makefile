@@ -1,5 +1,5 @@
 # srha_hf: `make demo` (install, then train + evaluate on the embedded synthetic benchmark) and
-# `make test` (install into .venv if needed, then ruff and the offline CPU test suite). The demo installs
+# `make test` (install into .venv if needed, then ruff and the offline CPU test suite; `make test-fast` is its unit lane). The demo installs
 # the package alone; the tests add the [test] and [app] extras (gradio, for the browser test of scripts/app.py).
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test wheel-check bench clean
+.PHONY: install demo test test-fast wheel-check bench clean
 
 # The package and what it needs to run (enough for the demo) ...
 $(CORE_STAMP): setup.cfg pyproject.toml
@@ -37,6 +37,11 @@ demo: $(CORE_STAMP)
 test: install
 	$(VENV)/bin/ruff check srha_hf scripts tests benchmarks
 	$(PY) -m pytest -q
+
+# The unit lane, to run while working: tests/ without the subprocess (slow) and whole-tool (integration) tests.
+test-fast: install
+	$(VENV)/bin/ruff check srha_hf scripts tests benchmarks
+	$(PY) -m pytest -q -m "not slow and not integration" tests
 
 # The package as installed from a wheel, away from the source tree (also run by .ci/run).
 wheel-check:

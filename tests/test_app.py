@@ -78,6 +78,7 @@ def test_examples_are_the_synthetic_benchmark_images(tmp_path):
         example_images(tmp_path / "missing")
 
 
+@pytest.mark.integration
 def test_segment_is_the_prediction_of_predict_py(models, tmp_path):
     """The demo's mask, colours and overlay are exactly scripts/predict.py's files for the same image."""
     path = make_example_images(tmp_path / "ex", size=(128, 72))[1]
@@ -110,6 +111,7 @@ def test_segment_is_the_prediction_of_predict_py(models, tmp_path):
         SegmentationDemo(demo.segmenters, alpha=1.5)
 
 
+@pytest.mark.integration
 def test_script_argument_errors(models, tmp_path, capsys):
     pytest.importorskip("gradio", reason="the [app] extra (gradio) is not installed")
     script = load_script("app")

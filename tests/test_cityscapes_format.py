@@ -110,6 +110,7 @@ def reset_accelerate():
     GradientState._reset_state()
 
 
+@pytest.mark.integration
 def test_scripts_write_the_same_cityscapes_files(data, tmp_path, reset_accelerate, capsys):
     torch.manual_seed(0)
     model_dir = tmp_path / "model"

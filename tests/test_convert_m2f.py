@@ -18,7 +18,7 @@ import srha_hf  # noqa: F401 - registers the Auto classes
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
 from srha_hf.conversion import CheckpointMismatchError, convert_original_checkpoint, guess_arch
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.integration]  # conftest.py: one intra-op thread; R50 + Mask2Former at full size
 
 # project name after "mask2former." -> the authors' name after "m2f_decoder." (one row per table row)
 _ENC, _DEC = r"pixel_decoder\.encoder\.layers\.(\d+)\.", r"transformer_module\.decoder\.layers\.(\d+)\."

@@ -24,7 +24,7 @@ def script():
     return load_script("convert_original_checkpoint")
 
 
-@pytest.mark.parametrize("arch", ["r50", "r101", "mobilenetv2", "shufflenetv2"])
+@pytest.mark.parametrize("arch", [pytest.param(a, marks=pytest.mark.integration) for a in ("r50", "r101")] + ["mobilenetv2", "shufflenetv2"])
 def test_round_trip_equals_authors_network(arch, tmp_path, script, capsys):
     net = randomized(arch)
     command = f"python -m torch.distributed.launch train.py --arch {arch} --dataset gtav --val_dataset cityscapes"
@@ -62,6 +62,7 @@ def test_round_trip_equals_authors_network(arch, tmp_path, script, capsys):
     assert card.data.pipeline_tag == "image-segmentation" and card.data.library_name == "transformers"
 
 
+@pytest.mark.integration
 def test_mismatched_checkpoint_is_refused_with_the_keys(tmp_path, script, capsys):
     ckpt = authors_checkpoint(randomized("shufflenetv2"))
     state = ckpt["state_dict"]

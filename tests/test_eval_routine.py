@@ -163,6 +163,7 @@ def _hist(pred, label):
     return np.bincount(19 * label[keep].astype(np.int64) + pred[keep], minlength=361).reshape(19, 19)
 
 
+@pytest.mark.integration
 def test_report_writes_pngs_tables_and_json(bench, tmp_path):
     _, datasets = bench
     model = PaletteModel()

@@ -53,6 +53,7 @@ def script():
     GradientState._reset_state()
 
 
+@pytest.mark.integration
 def test_one_process_outputs(setup, script, tmp_path, capsys):
     out = tmp_path / "run" / "results.json"
     assert script.main([str(a) for a in script_args(setup, out, "--num_overlays", "2")]) == 0

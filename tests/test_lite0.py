@@ -130,6 +130,7 @@ def test_stem_converts_imagenet_normalised_input_to_lite0s():
     assert not stem.state_dict()  # constants only: nothing to load or save
 
 
+@pytest.mark.integration
 def test_onnx_export_parity_at_odd_sizes(segmenter, tmp_path):
     pytest.importorskip("onnxruntime")
     from srha_hf.onnx_export import export_onnx

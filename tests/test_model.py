@@ -42,7 +42,7 @@ def test_appendix_b_shapes_at_768(backbone):
     assert tuple(out.aux_logits.shape) == (1, 19, 48, 48)
 
 
-@pytest.mark.parametrize("backbone", ["resnet50", "mobilenetv2", "shufflenetv2"])
+@pytest.mark.parametrize("backbone", [pytest.param("resnet50", marks=pytest.mark.integration), "mobilenetv2", "shufflenetv2"])
 def test_real_forward_eval_and_train(backbone):
     torch.manual_seed(0)
     model = SRHAForSemanticSegmentation(SRHAConfig(backbone=backbone)).eval()
@@ -80,6 +80,7 @@ def test_layer0_frozen_and_in_eval_mode_after_train():
     assert unfrozen.layer0.training and all(p.requires_grad for p in unfrozen.layer0.parameters())
 
 
+@pytest.mark.integration
 def test_dilation_edits():
     r50 = SRHAForSemanticSegmentation(SRHAConfig(backbone="resnet50"))
     assert [b.conv2.dilation for b in r50.layer4] == [(2, 2)] * 3  # M9: every block
@@ -155,7 +156,7 @@ def test_config_validation_errors():
         model(torch.randn(1, 1, 32, 32))
 
 
-@pytest.mark.parametrize("backbone", ["resnet50", "mobilenetv2", "shufflenetv2"])
+@pytest.mark.parametrize("backbone", [pytest.param("resnet50", marks=pytest.mark.integration), "mobilenetv2", "shufflenetv2"])
 @pytest.mark.parametrize("fmt", ["pth", "safetensors"])
 def test_imagenet_init_from_local_file(tmp_path, backbone, fmt):
     torch.manual_seed(1)
@@ -194,6 +195,7 @@ def test_imagenet_init_from_authors_style_checkpoint(tmp_path):
     assert torch.equal(model.layer3[0].branch2[3].weight, src.layer3[0].branch2[3].weight)
 
 
+@pytest.mark.integration
 def test_failed_imagenet_loads_raise(tmp_path):
     with pytest.raises(BackboneLoadError, match="neither 'imagenet', 'torchvision', an existing file, nor a Hub repo"):
         SRHAForSemanticSegmentation(SRHAConfig(backbone="shufflenetv2", backbone_pretrained="/no/such/file.pth"))

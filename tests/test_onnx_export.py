@@ -27,6 +27,7 @@ def ort_logits(path, x):
     return session.run(None, {"pixel_values": x.numpy()})[0]
 
 
+@pytest.mark.integration
 def test_script_export_and_parity_at_two_sizes(saved, tmp_path, capsys):
     folder, model = saved
     out = tmp_path / "export" / "model.onnx"
@@ -51,6 +52,7 @@ def test_script_export_and_parity_at_two_sizes(saved, tmp_path, capsys):
         assert np.abs(got - expected).max() < 1e-4
 
 
+@pytest.mark.integration
 def test_mobilenetv2_export_and_onnx_predictions(saved, tmp_path):
     """Another backbone (MobileNetV2: stride-2 layer0, D16 dilation) through the API, and
     scripts/predict.py with the .onnx file gives the PyTorch masks."""

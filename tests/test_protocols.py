@@ -156,6 +156,7 @@ def test_evaluate_model_records_protocol_label_set_and_subsets(bench):
     assert whole["synthia"]["class_subsets"]["synthia13"]["mean_iou"] == subset_mean_iou(matrix, CLASS_NAMES, SYNTHIA13)
 
 
+@pytest.mark.integration
 def test_script_multiscale_flip_is_recorded_and_conflicts_are_refused(script, tmp_path, capsys):  # noqa: F811 - the fixture
     root = tmp_path
     make_synthetic_benchmark(root / "data", **SYNTH)

@@ -28,6 +28,7 @@ def test_switch_defaults_are_faithful_and_validated():
         load_config(None, {"blur_p": 1.5})
 
 
+@pytest.mark.integration
 def test_recipe_switches_reach_the_transform_the_dataset_and_the_evaluation(synthetic_root, tmp_path, monkeypatch):
     seen = {}
 
@@ -100,6 +101,7 @@ def test_ema_teacher_is_updated_before_each_forward(synthetic_root, tmp_path):
         assert not torch.equal(t2[key], s2[key])
 
 
+@pytest.mark.integration
 def test_split_file_and_size_mismatch_keys_reach_the_loader(synthetic_root, tmp_path, monkeypatch, capsys):
     calls = {}
     real_load = srha_hf.data.load_benchmark
@@ -133,6 +135,7 @@ def test_pc_warmup_steps_key_defaults_to_off_and_is_validated():
         load_config(None, {"pc_warmup_steps": 1.5})
 
 
+@pytest.mark.integration
 def test_pc_warmup_follows_the_global_step_across_a_resume(synthetic_root, tmp_path, monkeypatch):
     """``pc_warmup_steps: 4`` over 4 steps: factors 0, 1/4, 2/4, 3/4 reach compute_srha_loss, also when the
     run is stopped (SIGTERM) after step 2 and resumed; TensorBoard logs the effective weight 10 x factor."""
@@ -169,6 +172,7 @@ def test_pc_warmup_follows_the_global_step_across_a_resume(synthetic_root, tmp_p
     assert logged == pytest.approx({1: 0.0, 2: 2.5, 3: 5.0, 4: 7.5})
 
 
+@pytest.mark.integration
 def test_logged_pc_weight_is_the_one_the_step_used(synthetic_root, tmp_path, monkeypatch):
     """train/pc_weight is the weight training_step passed to the loss (its StepResult), not a recomputation:
     a warm-up factor that changes at every call is asked once per step and logged as used."""
