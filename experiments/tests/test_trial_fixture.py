@@ -1,13 +1,14 @@
-"""The trial benchmarks' bytes, pinned before their knobs leave the library (recorded 2026-12-08): for each
-variant, the hash of the files `make_synthetic_benchmark` writes and of the drawn arrays (see
-tests/test_synthetic_fixture.py for the hashes and why the file hashes are tied to the encoders' versions)."""
+"""The trial benchmarks write what they wrote before their knobs left the library: the hashes below were
+recorded on 2026-12-08 with ``make_synthetic_benchmark(..., shift_scale=..., class_pattern=..., random_look=...)``
+(the commit that pinned them, before the move); each variant is now a :class:`TrialAppearance`. See
+tests/test_synthetic_fixture.py for the hashes and why the file hashes are tied to the encoders' versions."""
 
 import cv2
 import PIL
 import pytest
-from test_synthetic_fixture import RECORDED_WITH, SMALL, array_hash, tree_hash
 
-from srha_hf.data import synthetic as S
+from experiments.trial_benchmark import TrialAppearance, make_trial_benchmark
+from tests.test_synthetic_fixture import RECORDED_WITH, SMALL, array_hash, tree_hash
 
 VARIANTS = {  # name: (options, file hash, array hash)
     "shift_scale=2": ({"shift_scale": 2.0}, "a6bd8e9c1d21cab289194f59e9df42ea376732a986a7b621a20f2d9df64e845a",
@@ -35,8 +36,9 @@ VARIANTS = {  # name: (options, file hash, array hash)
 
 @pytest.mark.parametrize("name", VARIANTS)
 def test_each_variant_draws_what_it_drew(name):
-    options, _, arrays = VARIANTS[name]
-    assert array_hash(**options) == arrays
+    options, _, arrays = dict(VARIANTS[name][0]), *VARIANTS[name][1:]
+    generic = options.pop("random_look", False)
+    assert array_hash(appearance=TrialAppearance(generic, **options)) == arrays
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -45,5 +47,15 @@ def test_each_variant_writes_what_it_wrote(tmp_path, name):
     if versions != RECORDED_WITH:
         pytest.skip(f"the file hashes were recorded with {RECORDED_WITH}, this is {versions}")
     options, files, _ = VARIANTS[name]
-    S.make_synthetic_benchmark(tmp_path / "b", **SMALL, **options)
+    make_trial_benchmark(tmp_path / "b", **SMALL, **options)
     assert tree_hash(tmp_path / "b") == files
+
+
+def test_the_marker_records_what_it_recorded(tmp_path):
+    make_trial_benchmark(tmp_path / "b", **SMALL, random_look=True, class_pattern=25, class_colour_spread=3)
+    marker = (tmp_path / "b" / ".srha_synthetic.json").read_text()
+    assert marker.endswith('"gtav_layout": "presplit", "class_colour_spread": 3.0, "class_pattern": 25.0, "random_look": true}')
+
+
+def test_a_look_at_its_defaults_is_the_shipped_benchmark():
+    assert TrialAppearance().marker() == {} and array_hash(appearance=TrialAppearance()) == array_hash()
