@@ -20,13 +20,13 @@ Version 2 (2026-12-02) made the small classes larger (poles, lights and signs sc
 width, pedestrians, bikes, wall and fence nearer the camera) so that a few hundred CPU steps can learn
 them, and doubled the targets' per-class colour shifts (magnitudes 80-95 instead of 45-60, at least
 half of it for every class) and their texture rescaling, so that a plain model's source-val mIoU is
-well above its target mIoU (a domain gap of about 20 points on the demo; `benchmarks/README.md`).
+well above its target mIoU (a domain gap of about 20 points on the demo; `experiments/README.md`).
 
 Version 3 (2026-12-03) made the small classes larger again (poles at least 4 px wide and 3 % of the width
 near the camera, lights and signs about 40 % larger, vehicles, bikes and pedestrians about 40 % larger,
 none of them in the farthest 30 % of the ground) and set the targets' per-class colour shifts to
 magnitudes 45-55 (version 2: 80-95), so that the demo's plain model reaches about 53 source-val and 39
-target mIoU (a domain gap of about 15 points) instead of 49 and 23-27 (`benchmarks/README.md`).
+target mIoU (a domain gap of about 15 points) instead of 49 and 23-27 (`experiments/README.md`).
 
 `make_synthetic_benchmark(..., random_look=True)` writes a *generic corpus* in the same formats (other
 scenes, a random look in every image): what the pretraining stage of ``pretrain_data: generic`` trains on.

@@ -3,7 +3,7 @@
 SRHA assumes that student and teacher start from a backbone whose weights were learned before SRHA
 training: ImageNet in the paper. From a random initialisation the prediction-consistency term pulls the
 two halves' predictions together before the network can segment, and the frozen random ``layer0`` never
-learns (measured in ``benchmarks/README.md``). Where ``backbone_pretrained`` cannot be set (no network,
+learns (measured in ``experiments/README.md``). Where ``backbone_pretrained`` cannot be set (no network,
 no weights file), ``pretrain_steps: N`` runs a short *plain* DeepLabV3+ stage first, on the source's
 train split: cross-entropy and the dsn term only, no SRM, no teacher, every stage trained (``layer0``
 included, as ImageNet training does). Its backbone ``layer0..layer4`` is written as a safetensors file in
