@@ -35,7 +35,7 @@ demo: $(CORE_STAMP)
 		--num_cpu_threads_per_process $(NPROC) scripts/train.py --config configs/demo.yaml
 
 test: install
-	$(VENV)/bin/ruff check srha_hf scripts tests benchmarks
+	$(VENV)/bin/ruff check srha_hf scripts tests benchmarks experiments
 	$(PY) -m pytest -q
 
 # The unit lane, to run while working: tests/ without the subprocess (slow) and whole-tool (integration) tests.
@@ -47,8 +47,9 @@ test-fast: install
 wheel-check:
 	bash .ci/wheel_check.sh
 
+# the timing scripts, as modules from the repository root (benchmarks/README.md); GPU ones say so on a CPU
 bench: install
-	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	for script in benchmarks/bench_*.py; do module=$$(basename $$script .py); echo "== benchmarks.$$module"; $(PY) -m benchmarks.$$module || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache outputs/demo

@@ -2,7 +2,7 @@
 """Class-uniform centroid extraction (`extract_centroids`) on full-size GTAV-format labels, in 1 and N
 processes, and what a 25k-label split would take.
 
-    python benchmarks/bench_centroids.py [--labels 16] [--rounds 3] [--num-proc 1 2] [--format palette rgb]
+    python -m benchmarks.bench_centroids [--labels 16] [--rounds 3] [--num-proc 1 2] [--format palette rgb]
 
 The labels are synthetic street scenes (`srha_hf.data.synthetic.draw_scene`) at GTAV's 1914x1052, written
 as GTAV palette PNGs (the release format: Cityscapes ids as indices, Cityscapes colours) and as RGB colour
@@ -28,8 +28,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SIZE = (1914, 1052)
 SPLIT = 25_000

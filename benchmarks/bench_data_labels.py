@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """GTAV label decoding per 1914x1052 image: srha_hf's lookup tables vs a plain per-colour loop.
 
-    python benchmarks/bench_data_labels.py [--images 4] [--repeats 3]
+    python -m benchmarks.bench_data_labels [--images 4] [--repeats 3]
 
 The loop is what a straightforward port does: read the label as RGB, start from 255, and for each of
 the 19 colours set the pixels equal to it. Timed both from the file (PNG decode included; palette
@@ -20,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def per_colour_loop(rgb: np.ndarray, palette) -> np.ndarray:

@@ -3,7 +3,7 @@
 GTAV-format 1914x1052 samples with 768 crops: in a single process, per stage, and (``--workers``)
 through a torch DataLoader with N workers.
 
-    python benchmarks/bench_data_pipeline.py [--images 6] [--examples 48] [--batch-size 4]
+    python -m benchmarks.bench_data_pipeline [--images 6] [--examples 48] [--batch-size 4]
         [--workers 0 1 2] [--loader-examples 64] [--exact-resize] [--pil-only]
 
 Prints one JSON object: examples/s overall and the mean milliseconds of each stage, with the share of
@@ -28,8 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 STAGES = ("decode_image", "decode_label", "scale_crop", "flip", "color_jitter_when_applied", "gaussian_blur", "to_tensors",
           "collate_per_example")  # fmt: skip

@@ -6,15 +6,15 @@ trainer calls), after a warm-up of each that lets autotuning finish; the median 
 On a CPU both settings run the same kernels (the flags are cuDNN's), so the ratio is 1 up to noise:
 the number that matters is the GPU one (``benchmarks/gpu_check.sh`` runs this script).
 
-Usage: python benchmarks/bench_deterministic.py [--backbone resnet50] [--crop 768] [--batch 4] [--amp bf16] [--repeats 7]
+Usage: python -m benchmarks.bench_deterministic [--backbone resnet50] [--crop 768] [--batch 4] [--amp bf16] [--repeats 7]
 """
 
 import argparse
 import statistics
 
 import torch
-from _common import emit, street_labels, time_call
 
+from benchmarks.common import emit, street_labels, time_call
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, build_teacher, compute_srha_loss
 from srha_hf.training.trainer import set_cudnn_determinism
 

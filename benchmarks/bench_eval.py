@@ -11,23 +11,18 @@ also times each evaluation protocol (docs/method.md §8.6: slide = 768 crops eve
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from _common import emit, time_call  # noqa: E402
-
-from srha_hf import SRHAConfig, SRHAForSemanticSegmentation  # noqa: E402
-from srha_hf.data import load_benchmark  # noqa: E402
-from srha_hf.data.synthetic import make_synthetic_benchmark  # noqa: E402
-from srha_hf.evaluation import evaluate_model  # noqa: E402
-from srha_hf.protocols import make_protocol  # noqa: E402
+from benchmarks.common import emit, time_call
+from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
+from srha_hf.data import load_benchmark
+from srha_hf.data.synthetic import make_synthetic_benchmark
+from srha_hf.evaluation import evaluate_model
+from srha_hf.protocols import make_protocol
 
 PROTOCOLS = {
     "whole": make_protocol(),

@@ -10,15 +10,15 @@ full-resolution inference.
 Both models use the paper's sizes (100 queries, 9 decoder layers, 12544 points, ...). Median of
 ``--repeats`` runs after one warm-up, the two heads interleaved.
 
-Usage: python benchmarks/bench_m2f.py [--crop 256] [--batch 2] [--height 1024 --width 2048] [--repeats 2]
+Usage: python -m benchmarks.bench_m2f [--crop 256] [--batch 2] [--height 1024 --width 2048] [--repeats 2]
 """
 
 import argparse
 import statistics
 
 import torch
-from _common import emit, street_labels, time_call
 
+from benchmarks.common import emit, street_labels, time_call
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, build_teacher, compute_srha_loss
 from srha_hf.heads.mask2former import mask2former_set_loss
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
 import subprocess
 import sys
@@ -28,12 +27,8 @@ import warnings
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from _common import emit, time_call  # noqa: E402
-
-from srha_hf.metrics import confusion_matrix, load_metric  # noqa: E402
+from benchmarks.common import emit, time_call
+from srha_hf.metrics import confusion_matrix, load_metric
 
 NUM_LABELS, IGNORE = 19, 255
 

@@ -2,7 +2,7 @@
 """PNG decoders side by side on GTAV-size (1914x1052) files: PIL against libspng (pyspng, what
 `srha_hf.data.decoding` uses when it is installed), OpenCV and torchvision, with a pixel-identity check.
 
-    python benchmarks/bench_png_decode.py [--images 3] [--rounds 5]
+    python -m benchmarks.bench_png_decode [--images 3] [--rounds 5]
 
 Formats: RGB images as the synthetic benchmark writes them (zlib level 1), at PIL's default level 6,
 and with photo-like pixel noise (level 6); GTAV RGB colour labels, GTAV palette labels and 8-bit grey
@@ -26,8 +26,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SIZE = (1914, 1052)
 

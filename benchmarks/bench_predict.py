@@ -27,13 +27,9 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from _common import emit, time_call  # noqa: E402
-
-from srha_hf import SRHAConfig, SRHAForSemanticSegmentation  # noqa: E402
-from srha_hf.inference import OnnxSegmenter, TorchSegmenter, collect_inputs, predict_files  # noqa: E402
+from benchmarks.common import emit, time_call
+from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
+from srha_hf.inference import OnnxSegmenter, TorchSegmenter, collect_inputs, predict_files
 
 
 def main():

@@ -1,16 +1,16 @@
 """RA: vectorized regional_alignment_loss against the plain per-image, per-region loop.
 
 Setting of issue 2: student layer1 features 256x192x192 for 2B=4 rows (B=2), teacher targets for B=2.
-Usage: python benchmarks/bench_ra.py [--device cpu|cuda] [--repeats N]
+Usage: python -m benchmarks.bench_ra [--device cpu|cuda] [--repeats N]
 """
 
 import argparse
 
 import torch
-from _common import emit, street_labels, time_call
-from reference_loops import ra_loop  # tests/, on sys.path through _common
 
+from benchmarks.common import emit, street_labels, time_call
 from srha_hf import regional_alignment_loss
+from tests.reference_loops import ra_loop  # the tests' oracle
 
 
 def main():

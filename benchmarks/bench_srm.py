@@ -1,16 +1,16 @@
 """SRM: vectorized semantic_rearrangement against the plain per-image, per-region loop.
 
 Setting of issue 2: B=2, layer0 features 64x192x192 (R50 at 768 crops), labels at 768x768.
-Usage: python benchmarks/bench_srm.py [--device cpu|cuda] [--repeats N]
+Usage: python -m benchmarks.bench_srm [--device cpu|cuda] [--repeats N]
 """
 
 import argparse
 
 import torch
-from _common import emit, street_labels, time_call
-from reference_loops import srm_loop  # tests/, on sys.path through _common
 
+from benchmarks.common import emit, street_labels, time_call
 from srha_hf import sample_mixing_weights, semantic_rearrangement
+from tests.reference_loops import srm_loop  # the tests' oracle
 
 
 def main():

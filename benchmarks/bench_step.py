@@ -10,15 +10,15 @@ median of several steps:
   the ratio ``srha / without_srha_terms`` is the cost of the HAC and PC terms themselves.
 * ``plain_deeplab``: DeepLabV3+ alone (no SRM, no teacher) on the B images, for context.
 
-Usage: python benchmarks/bench_step.py [--backbone resnet50] [--crop 256] [--batch 2] [--repeats 3]
+Usage: python -m benchmarks.bench_step [--backbone resnet50] [--crop 256] [--batch 2] [--repeats 3]
 """
 
 import argparse
 import statistics
 
 import torch
-from _common import emit, street_labels, time_call
 
+from benchmarks.common import emit, street_labels, time_call
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, build_teacher, compute_srha_loss, segmentation_losses
 
 

@@ -6,7 +6,7 @@ backbone at crop 256.
 * ``recipes``: for each recipe of ``configs/`` (its backbone and per-process batch), the median time of
   a full step (``compute_srha_loss`` + backward + SGD) at crop 256 on random data, ImageNet init off.
 
-Usage: python benchmarks/bench_train.py [--demo_steps 30] [--repeats 3] [--skip_demo]
+Usage: python -m benchmarks.bench_train [--demo_steps 30] [--repeats 3] [--skip_demo]
 """
 
 import argparse
@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _common import emit, street_labels, time_call
 
+from benchmarks.common import emit, street_labels, time_call
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, build_teacher, compute_srha_loss
 from srha_hf.training import build_optimizer, load_config
 

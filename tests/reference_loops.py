@@ -1,8 +1,8 @@
 """Plain per-image, per-region loops written straight from the method's formulas.
 
 They live with the tests, which own their oracles: the ground truth that the tests compare the
-vectorized code against, and the baseline the benchmarks time it against (the benchmark scripts put
-``tests/`` on ``sys.path`` through ``benchmarks/_common.py``) (they loop the way the authors' code does). Never use them on a hot path.
+vectorized code against, and the baseline the benchmarks time it against (the benchmark scripts, run from the
+repository root, import them as ``tests.reference_loops``) (they loop the way the authors' code does). Never use them on a hot path.
 ``dtype`` lets tests run them in float64.
 """
 

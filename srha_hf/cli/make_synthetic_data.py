@@ -1,11 +1,12 @@
 """Write the embedded synthetic benchmark (GTAV-like source; Cityscapes, BDD-100K, Mapillary and
 Synthia-like targets, each in its real on-disk layout and label encoding).
 
-    python scripts/make_synthetic_data.py data/synthetic [--num-train 100] [--num-val 20] [--size 384 212] [--seed 0] \
-        [--shift-scale 1] [--texture-shift 1] [--class-colour-spread 0] [--random-look]
+    python scripts/make_synthetic_data.py data/synthetic [--num-train 100] [--num-val 20] [--size 384 212] [--seed 0] [--random-look]
 
 `--random-look` writes a generic corpus instead (other scenes, a random look in every image, the same
-formats): what the pretraining stage of `pretrain_data: generic` trains on.
+formats): what the pretraining stage of `pretrain_data: generic` trains on. The trial benchmarks (stronger or
+weaker regional shifts, classes that change colour, class gratings) are research: `python -m
+experiments.make_trial_data` writes them.
 
 Deterministic and idempotent: rerunning with the same arguments reuses the existing files.
 """
@@ -17,7 +18,10 @@ import json
 import sys
 import time
 
-from srha_hf.data.synthetic import add_appearance_options, appearance_options, make_synthetic_benchmark, synthetic_eval_sizes
+from srha_hf.data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes
+
+# Flags of the trial benchmarks, which left this tool for experiments/make_trial_data.py.
+MOVED_FLAGS = ("--shift-scale", "--texture-shift", "--class-colour-spread", "--class-pattern")
 
 
 def main(argv=None) -> int:
@@ -28,17 +32,18 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, nargs=2, default=(384, 212), metavar=("W", "H"), help="GTAV image size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gtav-layout", choices=("presplit", "flat"), default="presplit")
-    add_appearance_options(parser)
     parser.add_argument("--random-look", action="store_true", help="a generic corpus: other scenes, each image with a random look of its own")
-    args = parser.parse_args(argv)
-    appearance = appearance_options(parser, args)
-    if args.random_look and (appearance["shift_scale"] != 1 or appearance["texture_shift"] != 1):
-        parser.error("--random-look: a generic corpus has no domain shift; leave --shift-scale and --texture-shift at 1")
+    args, rest = parser.parse_known_args(argv)
+    moved = [token for token in rest if token.split("=", 1)[0] in MOVED_FLAGS]
+    if moved:
+        parser.error(f"{moved[0].split('=', 1)[0]} writes a trial benchmark: it moved to python -m experiments.make_trial_data")
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     start = time.perf_counter()
     paths = make_synthetic_benchmark(
         args.root, args.num_train, args.num_val, tuple(args.size), args.seed, gtav_layout=args.gtav_layout, progress=True,
-        random_look=args.random_look, **appearance,
-    )
+        random_look=args.random_look,
+    )  # fmt: skip
     print(json.dumps({
         "roots": {k: str(v) for k, v in paths.items()},
         "eval_transform_kwargs": synthetic_eval_sizes(tuple(args.size)),

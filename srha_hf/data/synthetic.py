@@ -20,23 +20,19 @@ Version 2 (2026-12-02) made the small classes larger (poles, lights and signs sc
 width, pedestrians, bikes, wall and fence nearer the camera) so that a few hundred CPU steps can learn
 them, and doubled the targets' per-class colour shifts (magnitudes 80-95 instead of 45-60, at least
 half of it for every class) and their texture rescaling, so that a plain model's source-val mIoU is
-well above its target mIoU (a domain gap of about 20 points on the demo; `benchmarks/README.md`).
+well above its target mIoU (a domain gap of about 20 points on the demo; `experiments/README.md`).
 
 Version 3 (2026-12-03) made the small classes larger again (poles at least 4 px wide and 3 % of the width
 near the camera, lights and signs about 40 % larger, vehicles, bikes and pedestrians about 40 % larger,
 none of them in the farthest 30 % of the ground) and set the targets' per-class colour shifts to
 magnitudes 45-55 (version 2: 80-95), so that the demo's plain model reaches about 53 source-val and 39
-target mIoU (a domain gap of about 15 points) instead of 49 and 23-27 (`benchmarks/README.md`).
+target mIoU (a domain gap of about 15 points) instead of 49 and 23-27 (`experiments/README.md`).
 
-`make_synthetic_benchmark(..., shift_scale=s)` multiplies the targets' per-class colour shifts by `s`
-(1 = the benchmark above; its marker then records `s`): `benchmarks/dg_shift_strength.py` evaluates trained
-models on targets regenerated at growing scales. `texture_shift=t` does the same for the spread of the
-targets' per-class texture changes (0 = the source's textures in every target). `class_colour_spread=c`
-(default 0) moves every class's colour in every image of every domain by its own random offset of up to
-`c` (RGB), so that a class is no longer one colour (a trial benchmark; `domain_appearance`).
-`class_pattern=a` (default 0) adds to every pixel of each train class a grating of that class's own
-orientation and period with amplitude `a` grey levels, the same in every domain (`class_patterns`): content
-that survives SRM's change of a region's statistics (a trial benchmark).
+`make_synthetic_benchmark(..., random_look=True)` writes a *generic corpus* in the same formats (other
+scenes, a random look in every image): what the pretraining stage of ``pretrain_data: generic`` trains on.
+`appearance=` takes the one hook (:class:`~srha_hf.data.synthetic_scene.Appearance`) through which the trial
+benchmarks of ``experiments/`` (stronger or weaker regional shifts, classes that change colour from image to
+image, class gratings) repaint the scenes; with the default the files are the benchmark as shipped.
 """
 
 from __future__ import annotations
@@ -44,6 +40,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from PIL import Image
@@ -54,15 +51,20 @@ from .synthetic_scene import (  # noqa: F401 - re-exported: the scene is part of
     _DOMAIN_KEY,
     CLUTTER,
     CURB,
+    DOMAIN_STYLES,
     DOMAINS,
+    GENERIC,
     LANE_MARKING,
     MANHOLE,
     MOTORCYCLIST,
     NUM_KINDS,
+    SHIPPED,
     UNLABELED,
     UTILITY_POLE,
+    Appearance,
     DomainAppearance,
-    check_shift_scale,
+    DomainStyle,
+    check_amount,
     domain_appearance,
     draw_scene,
     random_appearance,
@@ -74,33 +76,6 @@ MARKER = ".srha_synthetic.json"
 PARTIAL = ".srha_synthetic_partial"
 # every synthetic domain is a benchmark; ACDC (an evaluation-only target, docs/method.md §6.7) has no synthetic twin
 assert set(DOMAINS) <= set(L.BENCHMARK_NAMES)
-
-# The appearance knobs of make_synthetic_benchmark as command-line options: (keyword, default, help).
-APPEARANCE_OPTIONS = (
-    ("shift_scale", 1.0, "multiplies the targets' per-class colour shifts (the regional domain shift); 1 = the benchmark as shipped"),
-    ("texture_shift", 1.0, "multiplies the spread of the targets' per-class texture changes; 1 = as shipped, 0 = the source's textures"),
-    ("class_colour_spread", 0.0, "moves each class's colour by its own random offset of up to this length (RGB) in every image; 0 = as shipped"),
-    ("class_pattern", 0.0, "amplitude (grey levels) of a grating of each class's own orientation and period, alike in every domain; 0 = as shipped"),
-)
-
-
-def add_appearance_options(parser) -> None:
-    """Add ``--shift-scale``, ``--texture-shift`` and ``--class-colour-spread`` to an argparse parser."""
-    for name, default, text in APPEARANCE_OPTIONS:
-        parser.add_argument("--" + name.replace("_", "-"), type=float, default=default, help=text)
-
-
-def appearance_options(parser, args) -> dict:
-    """The appearance options of parsed ``args`` as make_synthetic_benchmark's keyword arguments; a bad value
-    ends the command through ``parser.error`` naming the flag."""
-    values = {}
-    for name, _, _ in APPEARANCE_OPTIONS:
-        try:
-            values[name] = check_shift_scale(getattr(args, name), name)
-        except ValueError as err:
-            parser.error(f"--{name.replace('_', '-')}: {err}")
-    return values
-
 
 # Native ids of every kind, per dataset (each then decoded by that dataset's table in labels.py).
 _CITYSCAPES_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
@@ -255,6 +230,17 @@ def _write_sample(domain: str, out: Path, split: str, i: int, global_index: int,
         _synthia_label(out / "GT" / "LABELS" / split / f"{stem}.png", native, instance)
 
 
+def _appearance(random_look: bool, appearance: Optional[Appearance]) -> Appearance:
+    """The hook of ``random_look`` / ``appearance`` (a hook's own ``generic`` must agree with ``random_look``)."""
+    if appearance is None:
+        return GENERIC if random_look else SHIPPED
+    if not isinstance(appearance, Appearance):
+        raise TypeError(f"appearance must be a srha_hf.data.synthetic_scene.Appearance, got {type(appearance).__name__}")
+    if random_look and not appearance.generic:
+        raise ValueError(f"random_look=True asks for a generic corpus but the appearance {appearance!r} is not generic (use its for_generic())")
+    return appearance
+
+
 def render_sample(
     domain: str,
     split: str,
@@ -262,37 +248,28 @@ def render_sample(
     width: int,
     height: int,
     seed: int = 0,
-    shift_scale: float = 1.0,
-    texture_shift: float = 1.0,
-    class_colour_spread: float = 0.0,
+    *,
     random_look: bool = False,
-    class_pattern: float = 0.0,
+    appearance: Optional[Appearance] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``(H, W)`` kind map and ``(H, W, 3)`` uint8 image of sample ``index`` of ``split`` ("train" or "val")
     of ``domain``, drawn at ``width`` x ``height``: the sample that `generate_domain` writes (with the same
-    seed and appearance options, when that sample has this size; `domain_size` gives it). The kind map depends
-    on none of the appearance options (`shift_scale`, `texture_shift`, `class_colour_spread`, `class_pattern`):
-    only the colours and textures do (`domain_appearance`).
+    seed and appearance, when that sample has this size; `domain_size` gives it). The kind map depends on the
+    look only through ``generic``.
 
     ``random_look=True`` draws the sample of a *generic* corpus instead: another scene (its own random
     stream) painted with a look of its own (`random_appearance`), for the pretraining stage's stand-in for
-    ImageNet; ``shift_scale`` and ``texture_shift`` must then be 1 (they shape the domains' looks)."""
+    ImageNet. ``appearance`` (default: the shipped benchmark, or the generic corpus) is the hook of a trial
+    benchmark (:class:`Appearance`)."""
     if domain not in _DOMAIN_KEY:
         raise ValueError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    appearance = _appearance(random_look, appearance)
     key = [seed, _DOMAIN_KEY[domain], ("train", "val").index(split), index]
-    if random_look:
-        if shift_scale != 1.0 or texture_shift != 1.0:
-            raise ValueError(
-                f"a generic corpus (random_look) has no domain shift: shift_scale and texture_shift must be 1, got {shift_scale}, {texture_shift}"
-            )
-        rng = np.random.default_rng(key + [1])  # other scenes than the benchmark's
-        kind = draw_scene(width, height, rng)
-        return kind, render(kind, random_appearance(rng, class_colour_spread, class_pattern), rng)
-    rng = np.random.default_rng(key)
+    rng = np.random.default_rng(key + [1] if appearance.generic else key)  # a generic corpus: other scenes than the benchmark's
     kind = draw_scene(width, height, rng)
-    return kind, render(kind, domain_appearance(domain, seed, shift_scale, texture_shift, class_colour_spread, class_pattern), rng)
+    return kind, render(kind, appearance.look(domain, seed, rng), rng, appearance)
 
 
 def generate_domain(
@@ -304,13 +281,11 @@ def generate_domain(
     size,
     seed: int,
     gtav_layout: str = "presplit",
-    shift_scale: float = 1.0,
-    texture_shift: float = 1.0,
-    class_colour_spread: float = 0.0,
     random_look: bool = False,
-    class_pattern: float = 0.0,
+    appearance: Optional[Appearance] = None,
 ) -> None:
     """Write one synthetic benchmark into `out` (which must not exist yet or be empty)."""
+    appearance = _appearance(random_look, appearance)
     paths = {"gtav_layout": gtav_layout, "gtav_split": {}, "mapillary_config": mapillary_config()}
     out.mkdir(parents=True, exist_ok=True)
     if domain == "mapillary":
@@ -319,9 +294,7 @@ def generate_domain(
     for split, count in (("train", num_train), ("val", num_val)):
         for i in range(count):
             w, h = domain_size(domain, size, global_index)
-            kind, image = render_sample(
-                domain, split, i, w, h, seed, shift_scale, texture_shift, class_colour_spread, random_look, class_pattern
-            )  # fmt: skip
+            kind, image = render_sample(domain, split, i, w, h, seed, appearance=appearance)
             _write_sample(domain, out, split, i, global_index, kind, image, paths)
             global_index += 1
     if domain == "gtav":
@@ -331,7 +304,7 @@ def generate_domain(
             (split_dir / f"gtav_split_{split}.txt").write_text("".join(n + "\n" for n in names))
 
 
-def _params(num_train, num_val, size, seed, gtav_layout, appearance: dict, random_look: bool = False) -> dict:
+def _params(num_train, num_val, size, seed, gtav_layout, appearance: Appearance) -> dict:
     params = {
         "version": SYNTHETIC_VERSION,
         "num_train": int(num_train),
@@ -340,11 +313,11 @@ def _params(num_train, num_val, size, seed, gtav_layout, appearance: dict, rando
         "seed": int(seed),
         "gtav_layout": gtav_layout,
     }
-    for name, default, _ in APPEARANCE_OPTIONS:  # recorded only when not the default: existing caches' markers stay valid
-        if appearance[name] != default:
-            params[name] = float(appearance[name])
-    if random_look:
-        params["random_look"] = True
+    extra = appearance.marker()  # {} for the benchmark as shipped: existing caches' markers stay valid
+    clash = sorted(set(extra) & set(params))
+    if clash:
+        raise ValueError(f"the appearance {appearance!r} records {clash} in its marker: those names are the benchmark's own")
+    params.update(extra)
     return params
 
 
@@ -357,11 +330,8 @@ def make_synthetic_benchmark(
     *,
     gtav_layout: str = "presplit",
     progress: bool = False,
-    shift_scale: float = 1.0,
-    texture_shift: float = 1.0,
-    class_colour_spread: float = 0.0,
     random_look: bool = False,
-    class_pattern: float = 0.0,
+    appearance: Optional[Appearance] = None,
 ) -> dict:
     """Write the five synthetic benchmarks under `root` (see the module docstring); return their roots.
 
@@ -369,26 +339,17 @@ def make_synthetic_benchmark(
     complete benchmark made with the same arguments (its marker file, written last and atomically,
     says so) nothing is written. A benchmark made with other arguments is replaced; folders that this
     function did not make are never overwritten. `size` is the (W, H) of the GTAV-like source images;
-    the other domains keep their benchmark's aspect ratio at the same width (`domain_size`). `shift_scale`
-    multiplies the size of the targets' per-class colour shifts and `texture_shift` the spread of their
-    per-class texture changes (`domain_appearance`; 1 = the benchmark as shipped, 0 = no such shift), for
-    measuring how a model copes with a growing or shrinking regional shift. `class_colour_spread` gives every
-    class a different colour in every image (0 = as shipped), and `class_pattern` every class a grating of its
-    own in every domain (0 = as shipped). `random_look=True` writes a *generic corpus* in the same five
-    formats instead: other scenes, each image painted with a random look of its own
-    (`random_appearance`), so that no domain and no colour is shared with the benchmark; the pretraining
-    stage trains on its GTAV-format part with `pretrain_data: generic`."""
+    the other domains keep their benchmark's aspect ratio at the same width (`domain_size`).
+    `random_look=True` writes a *generic corpus* in the same five formats instead: other scenes, each image
+    painted with a random look of its own (`random_appearance`), so that no domain and no colour is shared
+    with the benchmark; the pretraining stage trains on its GTAV-format part with `pretrain_data: generic`."""
     if gtav_layout not in ("presplit", "flat"):
         raise ValueError(f"gtav_layout must be 'presplit' or 'flat', got {gtav_layout!r}")
     if num_train < 1 or num_val < 1:
         raise ValueError(f"num_train and num_val must be >= 1, got {num_train}, {num_val}")
-    given = {"shift_scale": shift_scale, "texture_shift": texture_shift, "class_colour_spread": class_colour_spread, "class_pattern": class_pattern}
-    appearance = {name: check_shift_scale(value, name) for name, value in given.items()}
-    random_look = bool(random_look)
-    if random_look and (appearance["shift_scale"] != 1.0 or appearance["texture_shift"] != 1.0):
-        raise ValueError("random_look writes a generic corpus with no domain shift: leave shift_scale and texture_shift at 1")
+    appearance = _appearance(bool(random_look), appearance)
     root = Path(root).expanduser()
-    params = _params(num_train, num_val, size, seed, gtav_layout, appearance, random_look)
+    params = _params(num_train, num_val, size, seed, gtav_layout, appearance)
     result = {d: root / d for d in DOMAINS}
     marker = root / MARKER
     if marker.is_file():
@@ -419,7 +380,7 @@ def make_synthetic_benchmark(
     for domain in domains:
         generate_domain(
             domain, root / domain, num_train=num_train, num_val=num_val, size=size, seed=seed, gtav_layout=gtav_layout,
-            random_look=random_look, **appearance,
+            appearance=appearance,
         )  # fmt: skip
     write_text_atomic(marker, json.dumps(params))
     (root / PARTIAL).unlink()

@@ -10,11 +10,15 @@ horizon, vehicles, people, riders and bikes, and a little unlabeled clutter.
 `render(kind, domain_appearance(domain, seed), rng)` paints it: a per-kind colour plus texture (noise,
 stripes, vertical gradient); every target domain shifts each class's colour and texture *differently*
 (and adds its own global tone), the regional domain shift that SRHA's semantic rearrangement targets.
+
+`Appearance` is the one hook that changes how the scenes are painted: the shipped benchmark, the generic
+corpus of the pretraining stage, and the trial benchmarks of ``experiments/`` (which subclass it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -57,24 +61,32 @@ _DOMAIN_STYLE = {
 }
 _DOMAIN_KEY = {name: i for i, name in enumerate(DOMAINS)}
 
-# Class patterns (`class_pattern`): each of the 19 classes gets a grating of its own orientation and
-# period, drawn in the same way in every domain (content that a change of colour statistics leaves in
-# place, as the outlines and parts of real objects are). Orientations 0-150 degrees in steps of 30, periods
-# 1/48, 1/32 and 1/21 of the image width (8, 12 and 18 px at 384 px: coarse enough to survive layer0's
-# stride 4); class 18 (bicycle) gets a check (two crossed gratings). The other kinds have none.
-_PATTERN_ANGLE = np.deg2rad(np.array([30.0 * (k % 6) for k in range(19)], dtype=np.float32))
-_PATTERN_PERIOD = np.array([(1 / 48, 1 / 32, 1 / 21)[(k // 6) % 3] for k in range(19)], dtype=np.float32)
+
+@dataclass(frozen=True)
+class DomainStyle:
+    """How strongly a domain shifts each class (``shift``: the size of the per-class colour shifts in RGB
+    units; ``tex``: the spread, in log space, of the per-class texture rescaling) and its global tone."""
+
+    shift: float
+    tex: float
+    gain: float
+    offset: float
+    cast: tuple
+    sat: float
 
 
-def check_shift_scale(shift_scale, name: str = "shift_scale") -> float:
-    """`shift_scale` as a float, or a ValueError naming it (as `name`) unless it is a finite number >= 0."""
+DOMAIN_STYLES = {name: DomainStyle(**style) for name, style in _DOMAIN_STYLE.items()}
+
+
+def check_amount(value, name: str) -> float:
+    """`value` as a float, or a ValueError naming it (as `name`) unless it is a finite number >= 0."""
     try:
-        value = float(shift_scale)
+        number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {shift_scale!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {shift_scale!r}")
-    return value
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}") from None
+    if not np.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
 
 
 @dataclass
@@ -85,63 +97,34 @@ class DomainAppearance:
     offset: float
     cast: np.ndarray
     sat: float
-    # per image, each kind's colour moves by a random RGB offset of up to this length (0: not at all)
-    class_colour_spread: float = 0.0
-    # amplitude (grey levels) of each class's own grating, the same in every domain (0: none)
-    class_pattern: float = 0.0
 
 
-def domain_appearance(
-    domain: str,
-    seed: int = 0,
-    shift_scale: float = 1.0,
-    texture_shift: float = 1.0,
-    class_colour_spread: float = 0.0,
-    class_pattern: float = 0.0,
-) -> DomainAppearance:
+def domain_appearance(domain: str, seed: int = 0, style: Optional[DomainStyle] = None) -> DomainAppearance:
     """The per-class appearance of a domain: the source palette shifted per class (a different random
     direction and size for every class: a regional shift), textures rescaled per class, plus a tone.
 
-    `shift_scale` multiplies the size of every class's colour shift (the regional shift) and nothing
-    else: the directions, the texture rescaling and the global tone are the same random draws at every
-    scale, so that `benchmarks/dg_shift_strength.py` grows one factor at a time. 1 is the benchmark as
-    shipped; the source (GTAV) has no per-class shift at any scale.
-
-    `texture_shift` likewise multiplies the spread of the per-class texture rescaling (in log space: the
-    amplitudes and the stripe frequencies); 0 gives every target the source's textures, so that only the
-    colours and the tone move. The random draws are the same at every value.
-
-    `class_colour_spread` (RGB units, every domain, the source included) makes `render` move each kind's
-    colour in every image by its own random offset of length uniform in [0, spread]: objects of one class
-    then differ in colour from image to image, as real cars and buildings do, and a pixel's colour alone no
-    longer names its class (`benchmarks/synthetic_colour_baseline.py`). 0, the benchmark as shipped,
-    leaves every image as it was.
-
-    `class_pattern` (grey levels, every domain alike) adds to every pixel of each of the 19 classes a
-    grating of that class's own orientation and period (`class_patterns`): content that survives a change of
-    a region's colour statistics, such as SRM's. 0, as shipped, adds nothing and draws nothing."""
-    shift_scale = check_shift_scale(shift_scale)
-    texture_shift = check_shift_scale(texture_shift, "texture_shift")
-    class_colour_spread = check_shift_scale(class_colour_spread, "class_colour_spread")
-    class_pattern = check_shift_scale(class_pattern, "class_pattern")
-    if domain not in _DOMAIN_STYLE:
+    ``style`` (default ``DOMAIN_STYLES[domain]``, the benchmark as shipped) sets the sizes: the random draws
+    (directions, sizes relative to ``style.shift``, texture factors relative to ``style.tex``) depend on the
+    domain and the seed alone, so a restyled domain (a trial benchmark of ``experiments/``) changes one factor
+    at a time. The source (GTAV) has no per-class shift."""
+    if domain not in DOMAIN_STYLES:
         raise ValueError(f"unknown domain {domain!r} (expected one of {', '.join(DOMAINS)})")
-    style = _DOMAIN_STYLE[domain]
+    style = DOMAIN_STYLES[domain] if style is None else style
     rng = np.random.default_rng([seed, 7, _DOMAIN_KEY[domain]])
     direction = rng.normal(size=(NUM_KINDS, 3)).astype(np.float32)
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    magnitude = shift_scale * style["shift"] * rng.uniform(0.5, 1.0, size=(NUM_KINDS, 1)).astype(np.float32)
+    magnitude = style.shift * rng.uniform(0.5, 1.0, size=(NUM_KINDS, 1)).astype(np.float32)
     colors = np.clip(_BASE_COLORS + direction * magnitude, 0, 255)
-    spread = texture_shift * style["tex"]
+    spread = style.tex
     tex_scale = np.exp(spread * rng.normal(size=(NUM_KINDS, 1))).astype(np.float32)
     texture = _BASE_TEXTURE.copy()
     texture[:, :3] *= tex_scale
     texture[:, 3:5] *= np.exp(0.3 * spread * rng.normal(size=(NUM_KINDS, 1))).astype(np.float32)
-    cast = np.asarray(style["cast"], np.float32)
-    return DomainAppearance(colors, texture, style["gain"], style["offset"], cast, style["sat"], class_colour_spread, class_pattern)
+    cast = np.asarray(style.cast, np.float32)
+    return DomainAppearance(colors, texture, style.gain, style.offset, cast, style.sat)
 
 
-def random_appearance(rng: np.random.Generator, class_colour_spread: float = 0.0, class_pattern: float = 0.0) -> DomainAppearance:
+def random_appearance(rng: np.random.Generator) -> DomainAppearance:
     """A look drawn afresh for one image of a *generic* corpus (``make_synthetic_benchmark(...,
     random_look=True)``, the pretraining stage's ``pretrain_data: generic``): every kind gets an
     independent colour, uniform in [10, 245] per channel, so that no colour names a class; its textures keep
@@ -154,8 +137,48 @@ def random_appearance(rng: np.random.Generator, class_colour_spread: float = 0.0
     texture[:, 3:5] *= np.exp(0.3 * rng.normal(size=(NUM_KINDS, 1))).astype(np.float32)
     gain, offset, sat = float(rng.uniform(0.7, 1.1)), float(rng.uniform(-8.0, 8.0)), float(rng.uniform(0.7, 1.3))
     cast = rng.uniform(-12.0, 12.0, size=3).astype(np.float32)
-    spread = check_shift_scale(class_colour_spread, "class_colour_spread")
-    return DomainAppearance(colors, texture, gain, offset, cast, sat, spread, check_shift_scale(class_pattern, "class_pattern"))
+    return DomainAppearance(colors, texture, gain, offset, cast, sat)
+
+
+class Appearance:
+    """How the synthetic benchmark paints its scenes: the one hook through which a trial benchmark (the
+    variants of ``experiments/``) changes the images. This base class is the benchmark as shipped
+    (``generic=False``) or the generic corpus of the pretraining stage's ``pretrain_data: generic``
+    (``generic=True``: other scenes, from their own random stream, each painted with `random_appearance`).
+
+    A subclass may override:
+
+    * :meth:`look` — the look of one image (called after its scene is drawn from ``rng``);
+    * :meth:`adjust` — the image's per-kind colours and its shading, after every draw of the shipped image
+      (draws made here come after all of those, so the rest of the image stays as shipped);
+    * :meth:`marker` — what tells its files apart from the shipped ones: recorded in the benchmark's marker
+      (so another look never reuses them) and in the pretraining stage's cache key;
+    * :meth:`for_generic` — the look of the generic corpus that goes with it.
+
+    The kind maps depend on ``generic`` alone, never on the look."""
+
+    def __init__(self, generic: bool = False):
+        self.generic = bool(generic)
+
+    def look(self, domain: str, seed: int, rng: np.random.Generator) -> DomainAppearance:
+        return random_appearance(rng) if self.generic else domain_appearance(domain, seed)
+
+    def adjust(self, kind: np.ndarray, colors: np.ndarray, shade: np.ndarray, rng: np.random.Generator):
+        """``(colors, shade)`` to paint with: ``colors`` (NUM_KINDS, 3) float32, ``shade`` (H, W) float32."""
+        return colors, shade
+
+    def marker(self) -> dict:
+        return {"random_look": True} if self.generic else {}
+
+    def for_generic(self) -> "Appearance":
+        return Appearance(generic=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.marker()})"
+
+
+SHIPPED = Appearance()
+GENERIC = Appearance(generic=True)
 
 
 # ---- scene layout --------------------------------------------------------------------------------
@@ -344,42 +367,21 @@ def _noise(shape, cells, rng):
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def class_patterns(kind: np.ndarray) -> np.ndarray:
-    """(H, W) float32 in [-1, 1]: every pixel of a train class carries its class's grating (`_PATTERN_ANGLE`,
-    `_PATTERN_PERIOD`; bicycle a check), every other kind 0. A function of the kind map alone."""
-    h, w = kind.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    labelled = kind < 19
-    k = np.where(labelled, kind, 0)
-    angle, period = _PATTERN_ANGLE[k], _PATTERN_PERIOD[k] * w
-    phase = 2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period
-    wave = np.sin(phase)
-    check = k == 18  # bicycle: the sign of the grating times that of the crossed one (its pixels only)
-    a, y, x = angle[check], yy[check], xx[check]
-    crossed = np.sin(2 * np.pi * (y * np.cos(a) - x * np.sin(a)) / period[check])
-    wave[check] = np.sign(wave[check]) * np.sign(crossed)
-    return np.where(labelled, wave, 0.0).astype(np.float32)
-
-
-def render(kind: np.ndarray, look: DomainAppearance, rng: np.random.Generator) -> np.ndarray:
-    """(H, W, 3) uint8 image of a kind map: per-kind colour and textures gathered through tables."""
+def render(kind: np.ndarray, look: DomainAppearance, rng: np.random.Generator, appearance: Appearance = SHIPPED) -> np.ndarray:
+    """(H, W, 3) uint8 image of a kind map: per-kind colour and textures gathered through tables, then
+    ``appearance.adjust`` (the shipped benchmark's is the identity)."""
     h, w = kind.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     colors = look.colors * rng.uniform(0.92, 1.08, size=(NUM_KINDS, 1)).astype(np.float32)
     tex = look.texture[kind]  # (H, W, 6)
     fine, coarse = _noise((h, w), 2, rng), _noise((h, w), 12, rng)
-    if look.class_colour_spread > 0:  # drawn after everything else, so that the rest of the image is unchanged
-        direction = rng.normal(size=(NUM_KINDS, 3)).astype(np.float32)
-        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-        colors = colors + direction * (look.class_colour_spread * rng.uniform(0.0, 1.0, size=(NUM_KINDS, 1))).astype(np.float32)
     shade = (
         tex[..., 0] * fine
         + tex[..., 1] * coarse
         + tex[..., 2] * np.sin(2 * np.pi * (xx * tex[..., 3] + yy * tex[..., 4]))
         + tex[..., 5] * (yy / h - 0.5)
     )
-    if look.class_pattern > 0:  # no random draw: every other value of the image stays as it was
-        shade = shade + look.class_pattern * class_patterns(kind)
+    colors, shade = appearance.adjust(kind, colors, shade, rng)
     image = colors[kind] + shade[..., None]
     gray = image.mean(axis=2, keepdims=True)
     image = gray + (image - gray) * look.sat

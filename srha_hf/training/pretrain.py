@@ -3,7 +3,7 @@
 SRHA assumes that student and teacher start from a backbone whose weights were learned before SRHA
 training: ImageNet in the paper. From a random initialisation the prediction-consistency term pulls the
 two halves' predictions together before the network can segment, and the frozen random ``layer0`` never
-learns (measured in ``benchmarks/README.md``). Where ``backbone_pretrained`` cannot be set (no network,
+learns (measured in ``experiments/README.md``). Where ``backbone_pretrained`` cannot be set (no network,
 no weights file), ``pretrain_steps: N`` runs a short *plain* DeepLabV3+ stage first, on the source's
 train split: cross-entropy and the dsn term only, no SRM, no teacher, every stage trained (``layer0``
 included, as ImageNet training does). Its backbone ``layer0..layer4`` is written as a safetensors file in
@@ -30,6 +30,8 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_write, write_json_atomic
 from ..data.labels import BENCHMARK_NAMES
+from ..data.synthetic import SYNTHETIC_VERSION
+from ..data.synthetic_scene import SHIPPED, Appearance
 
 BACKBONE_FILE = "backbone.safetensors"
 STAGE_FILE = "stage.json"
@@ -47,16 +49,13 @@ PLAIN_MODEL_KWARGS = {
 LEARNING_KEYS = (
     "source_dataset", "gtav_root", "synthia_root", "cityscapes_root", "bdd100k_root", "mapillary_root",
     "train_split", "gtav_split_file", "size_mismatch", "mixed_precision", "synthetic_data", "synthetic_num_train",
-    "synthetic_num_val", "synthetic_size", "synthetic_class_colour_spread", "synthetic_class_pattern", "synthetic_random_look",
-    "crop_size", "scale_min", "scale_max", "color_jitter", "gaussian_blur", "blur_p", "blur_rounding",
+    "synthetic_num_val", "synthetic_size", "crop_size", "scale_min", "scale_max", "color_jitter", "gaussian_blur", "blur_p", "blur_rounding",
     "shift_centroid_by_padding", "exact_resize", "class_uniform", "class_uniform_pct", "class_uniform_tile",
     "class_uniform_whole_tiles_only", "backbone", "batch_size", "lr", "decoder_lr", "momentum", "weight_decay",
     "poly_power", "seed",
 )  # fmt: skip
 # Learning keys added after caches existed, with the default at which they leave the cache key as it was.
-OPTIONAL_LEARNING_KEYS = {
-    "synthetic_class_colour_spread": 0.0, "synthetic_class_pattern": 0.0, "synthetic_random_look": False, "pretrain_data": "source",
-}  # fmt: skip
+OPTIONAL_LEARNING_KEYS = {"pretrain_data": "source"}
 GENERIC_FOLDER = "generic"  # pretrain_data: generic: the corpus is <synthetic_root>/generic
 # What it shares but that only decides how it runs or is evaluated (left out of the cache key).
 RUN_KEYS = ("val_split", "synthetic_root", "centroid_cache_dir", "centroid_num_proc", "num_workers", "mapillary_crop", "eval_drop_remainder",
@@ -75,7 +74,7 @@ def stage_config(config):
     """The :class:`TrainConfig` of the plain pretraining stage of ``config`` (which has ``pretrain_steps > 0``)."""
     shared = {name: getattr(config, name) for name in LEARNING_KEYS + RUN_KEYS}
     if config.pretrain_data == "generic":  # the generic corpus's GTAV-format part instead of the source
-        shared.update(source_dataset="gtav", synthetic_root=str(Path(config.synthetic_root) / GENERIC_FOLDER), synthetic_random_look=True)
+        shared.update(source_dataset="gtav", synthetic_root=str(Path(config.synthetic_root) / GENERIC_FOLDER))
     return type(config)(
         **shared,
         val_datasets=[shared["source_dataset"]],
@@ -92,10 +91,18 @@ def stage_config(config):
     )
 
 
-def stage_key(config) -> str:
+def stage_appearance(config, appearance: Optional[Appearance] = None) -> Optional[Appearance]:
+    """The synthetic data's look for the stage of ``config``: the run's own (``appearance``, a trial benchmark's
+    hook, default the benchmark as shipped), or its generic corpus for ``pretrain_data: generic``."""
+    if config.pretrain_data == "generic":
+        return (appearance or SHIPPED).for_generic()
+    return appearance
+
+
+def stage_key(config, appearance: Optional[Appearance] = None) -> str:
     """A short hash of what determines the stage's weights (:data:`LEARNING_KEYS`, the stage's model
-    keys, its length, the stage recipe and, for synthetic data, the benchmark version); adding an
-    unrelated recipe key later does not invalidate existing caches."""
+    keys, its length, the stage recipe and, for synthetic data, the benchmark version and the marker of a
+    trial benchmark's ``appearance``); adding an unrelated recipe key later does not invalidate existing caches."""
     fields = {name: getattr(config, name) for name in LEARNING_KEYS}
     fields["pretrain_data"] = config.pretrain_data
     for name, default in OPTIONAL_LEARNING_KEYS.items():  # in the hash only when set, so that older caches stay valid
@@ -105,20 +112,20 @@ def stage_key(config) -> str:
     if config.synthetic_data:  # the same benchmark wherever it is stored
         for name in BENCHMARK_NAMES:
             fields.pop(f"{name}_root", None)
-        from ..data.synthetic import SYNTHETIC_VERSION
-
         fields["synthetic_version"] = SYNTHETIC_VERSION
+        if appearance is not None and appearance.marker():  # a trial benchmark (the shipped one adds nothing)
+            fields["synthetic_appearance"] = appearance.marker()
     else:
         fields["root"] = str(Path(config.data_root(config.source_dataset) or "").resolve())
     text = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def stage_dir(config) -> Path:
+def stage_dir(config, appearance: Optional[Appearance] = None) -> Path:
     base = config.pretrain_dir or (
         str(Path(config.synthetic_root) / "pretrained") if config.synthetic_data else str(Path(config.output_dir) / "pretrain")
     )
-    return Path(base) / f"{config.backbone}-{config.source_dataset}-{config.pretrain_steps}steps-{stage_key(config)}"
+    return Path(base) / f"{config.backbone}-{config.source_dataset}-{config.pretrain_steps}steps-{stage_key(config, appearance)}"
 
 
 def read_stage(folder: Path) -> Optional[Dict[str, object]]:
@@ -143,14 +150,15 @@ def extract_backbone(model_dir: Path, out_file: Path) -> int:
     return len(backbone)
 
 
-def ensure_pretrained_backbone(config, train: Callable[..., dict], log=print) -> Path:
+def ensure_pretrained_backbone(config, train: Callable[..., dict], log=print, appearance: Optional[Appearance] = None) -> Path:
     """Run (or reuse) the pretraining stage of ``config``; return the backbone file's path.
 
     ``train`` is the training function that runs the stage (:func:`srha_hf.training.trainer.train`,
-    which calls this before its own run): ``train(stage_config, recipe="pretrain")``. Every process of a
+    which calls this before its own run): ``train(stage_config, recipe="pretrain", appearance=...)``, with the
+    synthetic look of :func:`stage_appearance` (``appearance`` is the run's: a trial benchmark's hook or None). Every process of a
     distributed launch calls this: the stage itself is a distributed run, the main process writes the
     backbone file and ``stage.json``, the others wait for them."""
-    folder = stage_dir(config)
+    folder = stage_dir(config, appearance)
     state = PartialState()
     info = read_stage(folder)
     if info is not None:
@@ -162,7 +170,7 @@ def ensure_pretrained_backbone(config, train: Callable[..., dict], log=print) ->
         data = f"the generic corpus in {stage.synthetic_root} (other scenes, a random look per image)"
     log(f"pretraining stage (the offline stand-in for ImageNet weights): plain DeepLabV3+ on {data} for {config.pretrain_steps} steps, "
         f"cached in {folder}")  # fmt: skip
-    outcome = train(stage, recipe="pretrain")
+    outcome = train(stage, recipe="pretrain", appearance=stage_appearance(config, appearance))
     if outcome["status"] != "completed":
         raise RuntimeError(f"the pretraining stage stopped at step {outcome['step']}: run again to resume it")
     state.wait_for_everyone()
@@ -174,7 +182,7 @@ def ensure_pretrained_backbone(config, train: Callable[..., dict], log=print) ->
             "source_dataset": config.source_dataset,
             "pretrain_data": config.pretrain_data,
             "steps": config.pretrain_steps,
-            "key": stage_key(config),
+            "key": stage_key(config, appearance),
             "tensors": count,
             "source_val_miou": round(float(result["mean_iou"]) * 100, 2),
             "settings": stage.to_dict(),

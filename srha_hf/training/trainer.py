@@ -40,6 +40,7 @@ from ..atomic import write_json_atomic
 from ..data import SRHATrainDataset, SRMCollator, build_train_transform, describe_dataset, load_benchmark
 from ..data.labels import BENCHMARK_NAMES
 from ..data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes
+from ..data.synthetic_scene import Appearance
 from ..data.uniform import EpochSampler
 from ..evaluation import evaluate_model
 from ..evaluation_report import write_evaluation_report
@@ -54,6 +55,8 @@ from .precision import describe as describe_precision
 from .precision import resolve_mixed_precision
 from .pretrain import ensure_pretrained_backbone
 from .results import print_results_table, target_mean, write_all_results
+
+APPEARANCE_FILE = "synthetic_appearance.json"  # a run on a trial benchmark: its Appearance hook's marker
 
 
 class NonFiniteLossError(RuntimeError):
@@ -77,10 +80,13 @@ def _hardware(accelerator) -> str:
     return f"{accelerator.num_processes} CPU process(es) on {os.cpu_count()} cores ({platform.machine()}, {capability} kernels)"
 
 
-def resolve_data(config: TrainConfig, accelerator) -> tuple:
-    """Data roots per dataset (generating the synthetic benchmark when asked) and evaluation sizes.
+def resolve_data(config: TrainConfig, accelerator, appearance: Optional[Appearance] = None) -> tuple:
+    """Data roots per dataset (generating the synthetic benchmark when asked, painted by ``appearance``: a
+    trial benchmark's hook, default the benchmark as shipped) and evaluation sizes.
 
     Every root the run needs is checked before any work, naming the config key to set."""
+    if appearance is not None and not config.synthetic_data:
+        raise ConfigError(f"an appearance ({appearance!r}) paints the synthetic benchmark: it needs synthetic_data: true")
     eval_sizes = None
     roots = {name: config.data_root(name) for name in BENCHMARK_NAMES}
     if config.synthetic_data:
@@ -92,9 +98,7 @@ def resolve_data(config: TrainConfig, accelerator) -> tuple:
                 num_train=config.synthetic_num_train,
                 num_val=config.synthetic_num_val,
                 size=size,
-                class_colour_spread=config.synthetic_class_colour_spread,
-                class_pattern=config.synthetic_class_pattern,
-                random_look=config.synthetic_random_look,
+                appearance=appearance,
             )
         accelerator.wait_for_everyone()
         roots = {name: str(Path(config.synthetic_root) / name) for name in roots}
@@ -200,8 +204,12 @@ class TrainingRun:
                 "accumulation_steps": self.accumulation_steps, "config": self.config.to_dict(), "recipe": self.recipe}  # fmt: skip
 
 
-def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
+def train(config: TrainConfig, recipe: str = "custom", appearance: Optional[Appearance] = None) -> Dict[str, object]:
     """Run one training job; returns ``{"status", "step", "results", "model_dir"}``.
+
+    ``appearance`` (synthetic data only; default the benchmark as shipped) is the hook of a trial benchmark
+    (:class:`srha_hf.data.synthetic_scene.Appearance`; ``experiments/train_trial.py``): the benchmark is
+    generated with it, and the pretraining stage's cache key records it.
 
     ``status`` is ``"completed"`` or ``"interrupted"`` (SIGTERM: a checkpoint was saved). A non-finite
     loss raises :class:`NonFiniteLossError` naming the step; the last good checkpoint stays."""
@@ -209,8 +217,8 @@ def train(config: TrainConfig, recipe: str = "custom") -> Dict[str, object]:
     if config.pretrain_steps > 0:  # before this run's Accelerator: the stage is a run of its own
         main = PartialState().is_main_process
         log = lambda message: main and print(f"[srha] {message}", flush=True)  # noqa: E731
-        backbone_init = str(ensure_pretrained_backbone(config, train, log=log))
-    run = setup(config, recipe, backbone_init)
+        backbone_init = str(ensure_pretrained_backbone(config, train, log=log, appearance=appearance))
+    run = setup(config, recipe, backbone_init, appearance)
     start_step, start_time = run.step, time.time()
     if train_loop(run) == "interrupted":
         return stop_interrupted(run)
@@ -240,10 +248,10 @@ def build_accelerator(config: TrainConfig) -> Tuple[Any, Optional[str]]:
     return accelerator, trackers
 
 
-def setup_data(config: TrainConfig, accelerator, output_dir: Path) -> dict:
+def setup_data(config: TrainConfig, accelerator, output_dir: Path, appearance: Optional[Appearance] = None) -> dict:
     """The source split as a class-uniform training set, its epoch sampler and SRM collator, and the
     val splits (the source's own last, when ``eval_source``). Every root is checked before any work."""
-    roots, eval_sizes = resolve_data(config, accelerator)
+    roots, eval_sizes = resolve_data(config, accelerator, appearance)
 
     def load(name: str, split: str):
         return load_benchmark(name, roots[name], split, split_file=config.split_file_for(name, split), size_mismatch=config.size_mismatch)
@@ -302,7 +310,7 @@ def setup_models(config: TrainConfig, accelerator, backbone_init: Optional[str])
             "collator": collator}  # fmt: skip
 
 
-def setup(config: TrainConfig, recipe: str, backbone_init: Optional[str]) -> TrainingRun:
+def setup(config: TrainConfig, recipe: str, backbone_init: Optional[str], appearance: Optional[Appearance] = None) -> TrainingRun:
     """Accelerator, output folder (with ``train_config.yaml``), data, models, the resumed position and
     the trackers: a :class:`TrainingRun` ready for :func:`train_loop`."""
     set_cudnn_determinism(config.deterministic)
@@ -311,8 +319,10 @@ def setup(config: TrainConfig, recipe: str, backbone_init: Optional[str]) -> Tra
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, output_dir / "train_config.yaml")
+        if appearance is not None:  # a trial benchmark's look, beside the config it trained with
+            write_json_atomic(output_dir / APPEARANCE_FILE, {"appearance": type(appearance).__name__, "marker": appearance.marker()}, indent=1)
     accelerator.wait_for_everyone()
-    data = setup_data(config, accelerator, output_dir)
+    data = setup_data(config, accelerator, output_dir, appearance)
     resume_path = resolve_checkpoint(output_dir, config.resume_from_checkpoint)
     if config.resume_from_checkpoint == "latest" and resume_path is None:
         _log(accelerator, f"no checkpoint in {output_dir} yet: starting fresh")

@@ -5,7 +5,7 @@ the start of SRHA training (the pretraining stage's backbone, random head), and 
 ``--rows`` (default: plain and full; any row whose run is in the sweep, e.g. ``plain,srm,srm_hac,full``, to
 see how well SRM's rearranged half is fitted).
 
-Usage: python benchmarks/pc_probe.py [--sweep outputs/dg_ablation/demo-pretrained] [--seed 304] [--batches 3] [--rows plain,full]
+Usage: python -m experiments.pc_probe [--sweep outputs/dg_ablation/demo-pretrained] [--seed 304] [--batches 3] [--rows plain,full]
 Prints JSON (means over the batches).
 """
 
@@ -15,14 +15,13 @@ import sys
 from pathlib import Path
 
 import torch
-from _common import machine
 
+from experiments.common import DEMO_CONFIG, ROOT, machine
+from experiments.train_trial import read_run_config
 from srha_hf import SRHAForSemanticSegmentation
 from srha_hf.data import SRHATrainDataset, SRMCollator, build_train_transform, load_benchmark
 from srha_hf.losses import prediction_consistency_loss, segmentation_losses
 from srha_hf.training import load_config
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def probe(student, batches, pc_weight):
@@ -51,7 +50,7 @@ def recipe(run: Path, seed: int):
     """The training config of the sweep's ``run`` folder (its ``train_config.yaml``: a variant's benchmark and
     recipe), or the demo recipe at ``seed`` for a run folder written before that file existed."""
     saved = run / "train_config.yaml"
-    return load_config(saved) if saved.is_file() else load_config(ROOT / "configs" / "demo.yaml", {"seed": seed})
+    return read_run_config(saved)[0] if saved.is_file() else load_config(DEMO_CONFIG, {"seed": seed})
 
 
 def main(argv=None) -> int:
@@ -66,7 +65,7 @@ def main(argv=None) -> int:
     models = {row: sweep / row / f"seed{args.seed}" / "model" for row in dict.fromkeys([*rows, "full"])}
     missing = [str(p) for p in models.values() if not (p / "model.safetensors").is_file()]
     if missing:
-        raise SystemExit(f"run the sweep first (benchmarks/dg_ablation.py): missing {', '.join(missing)}")
+        raise SystemExit(f"run the sweep first (python -m experiments.dg_ablation): missing {', '.join(missing)}")
     full_config = json.loads((models["full"] / "config.json").read_text())
     stage_file = full_config.get("backbone_pretrained_source")
     if stage_file and not Path(stage_file).is_absolute():  # recorded relative to the run's working folder

@@ -1,19 +1,20 @@
-"""benchmarks/dg_ablation.py's recipe variants: --set / --model-set reach the training command, need a
+"""experiments/dg_ablation.py's recipe variants: --set / --model-set reach the training command, need a
 --variant name, and a run folder refuses results made with other overrides."""
 
 import json
 
 import pytest
-from benchmark_modules import load_benchmark_module
+
+from experiments import dg_ablation
 
 
 @pytest.fixture(scope="module")
 def dg():
-    return load_benchmark_module("dg_ablation")
+    return dg_ablation
 
 
 def options(cmd):
-    return {cmd[i][2:]: json.loads(cmd[i + 1]) for i in range(4, len(cmd), 2)}
+    return {cmd[i][2:]: json.loads(cmd[i + 1]) for i in range(5, len(cmd), 2)}  # [python, -m, experiments.train_trial, --config, recipe, ...]
 
 
 def test_overrides_reach_the_command_and_the_default_is_unchanged(dg, tmp_path):

@@ -16,25 +16,26 @@ stand-in, the demo's recipe before 2026-12-06: ShuffleNetV2 from a 300-step pret
 source (one per seed, shared by the rows of that seed; srha_hf/training/pretrain.py), 250 steps, one
 DataLoader worker, ``pc_stop_gradient: true``. ``--init random``: the demo's backbone from random weights.
 
-Each (row, seed) run is ``scripts/train.py`` in its own folder under ``--out``; a finished run (its
+Each (row, seed) run is ``python -m experiments.train_trial`` (``scripts/train.py`` with the trial keys) in its
+own folder under ``--out``; a finished run (its
 ``all_results.json``) is read back, an unfinished one resumes from its last checkpoint, so a killed
 sweep continues where it stopped. Prints one JSON object, and writes ``results.json``, ``table.md`` (mean
 ± std over seeds per target, their average, and the source val mIoU) and ``ablation.png`` (grouped bars)
 into ``--out``.
 
 A *variant* changes the recipe of every row it runs: ``--set KEY=VALUE`` overrides a training-config
-key (``configs/demo.yaml`` / ``TrainConfig``, the value in YAML), ``--model-set KEY=VALUE`` an
+key (``configs/demo.yaml`` / ``TrainConfig``, or a trial key such as ``synthetic_class_pattern``; the value in YAML), ``--model-set KEY=VALUE`` an
 ``SRHAConfig`` key on top of each row's own ``model_kwargs``; both need ``--variant NAME``, which names the
 sweep folder (default ``outputs/dg_ablation/<scale>-<init>-<NAME>``) and is shown beside the rows' names.
 Each run folder records its overrides (``dg_ablation_run.json``); reading back a finished run made with
 other overrides is an error, so a variant name cannot silently reuse another variant's results.
 
 Usage:
-    python benchmarks/dg_ablation.py --scale demo            # 2 CPU cores: about 70 minutes
-    python benchmarks/dg_ablation.py --scale demo --init random --seeds 304 --rows plain,srm,srm_pc,full
-    python benchmarks/dg_ablation.py --scale gpu             # a GPU machine: more images, larger crops, more steps
-    python benchmarks/dg_ablation.py --seeds 304 --rows full --variant w150 --set pc_warmup_steps=150
-    python benchmarks/dg_ablation.py --seeds 304 --rows full --variant pc1-w150 --set pc_warmup_steps=150 --model-set pc_weight=1
+    python -m experiments.dg_ablation --scale demo            # 2 CPU cores: about 70 minutes
+    python -m experiments.dg_ablation --scale demo --init random --seeds 304 --rows plain,srm,srm_pc,full
+    python -m experiments.dg_ablation --scale gpu             # a GPU machine: more images, larger crops, more steps
+    python -m experiments.dg_ablation --seeds 304 --rows full --variant w150 --set pc_warmup_steps=150
+    python -m experiments.dg_ablation --seeds 304 --rows full --variant pc1-w150 --set pc_warmup_steps=150 --model-set pc_weight=1
 """
 
 from __future__ import annotations
@@ -50,17 +51,15 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import machine
 
+from experiments.common import DEMO_CONFIG, ROOT, SOURCE, TARGETS, machine
+from experiments.rows import ABLATION_ROWS as ROWS
+from experiments.trial_benchmark import CONFIG_KEYS
 from srha_hf.atomic import write_json_atomic, write_text_atomic
 from srha_hf.configuration_srha import DEFAULTS as SRHA_DEFAULTS
-from srha_hf.training.ablation import ABLATION_ROWS as ROWS
 from srha_hf.training.config import TrainConfig, load_config
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = ROOT / "configs" / "demo.yaml"  # the recipe every row and scale starts from
-TARGETS = ("cityscapes", "bdd100k", "mapillary", "synthia")
-SOURCE = "gtav"
+__all__ = ["DEMO_CONFIG", "ROOT", "SOURCE", "TARGETS", "ROWS", "SCALES", "RUN_RECORD", "read_run", "row_command", "main"]
 # Overrides of configs/demo.yaml per scale. "demo" is the demo recipe itself.
 SCALES = {
     "demo": {},
@@ -118,7 +117,8 @@ def parse_assignments(items: list, flag: str, allowed: set) -> dict:
 
 
 def train_keys() -> set:
-    return {f.name for f in dataclasses.fields(TrainConfig)}
+    """What ``--set`` may change: the training-config keys and the trial benchmark's (experiments.train_trial)."""
+    return {f.name for f in dataclasses.fields(TrainConfig)} | set(CONFIG_KEYS)
 
 
 def model_keys() -> set:
@@ -132,7 +132,8 @@ def recipe_model_kwargs() -> dict:
 
 
 def row_command(row: str, seed: int, init: str, scale: str, out: Path, extra: dict | None = None, model_extra: dict | None = None) -> list:
-    """The ``scripts/train.py`` command of one run: ``configs/demo.yaml`` with the scale's overrides, then
+    """The ``python -m experiments.train_trial`` command of one run (``scripts/train.py`` plus the trial keys):
+    ``configs/demo.yaml`` with the scale's overrides, then
     ``extra`` (``--set``), then the sweep's own keys; the model keys are the recipe's ``model_kwargs``, then
     the row's, then ``model_extra`` (``--model-set``)."""
     init_overrides, init_model = INITS[init]
@@ -152,7 +153,7 @@ def row_command(row: str, seed: int, init: str, scale: str, out: Path, extra: di
         checkpointing_steps=100,
         checkpoints_total_limit=1,
     )
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", str(DEMO_CONFIG)]
+    cmd = [sys.executable, "-m", "experiments.train_trial", "--config", str(DEMO_CONFIG)]  # run from ROOT
     for key, value in overrides.items():
         cmd += [f"--{key}", json.dumps(value)]  # JSON is YAML: the script parses it back exactly
     return cmd

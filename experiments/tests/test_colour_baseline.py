@@ -1,14 +1,15 @@
-"""benchmarks/synthetic_colour_baseline.py: the per-class Gaussian fit and its predictions against plain
+"""experiments/synthetic_colour_baseline.py: the per-class Gaussian fit and its predictions against plain
 loops over classes and pixels, an absent class never predicted, uint8 labels counted without overflow."""
 
 import numpy as np
 import pytest
-from benchmark_modules import load_benchmark_module
+
+from experiments import synthetic_colour_baseline
 
 
 @pytest.fixture(scope="module")
 def colour():
-    return load_benchmark_module("synthetic_colour_baseline")
+    return synthetic_colour_baseline
 
 
 def test_fit_and_predict_equal_plain_loops(colour):

@@ -1,6 +1,6 @@
 """The ablation under a growing regional shift: every finished run of a ``dg_ablation.py`` sweep,
 re-evaluated on the four synthetic targets regenerated with their per-class colour shifts multiplied by
-each ``--scales`` value (``make_synthetic_benchmark(..., shift_scale=s)``; 1 = the benchmark the sweep
+each ``--scales`` value (``make_trial_benchmark(..., shift_scale=s)``, experiments/trial_benchmark.py; 1 = the benchmark the sweep
 trained and evaluated on). ``--texture-shift T`` also multiplies the spread of the targets' per-class
 texture changes by ``T`` at every scale (``texture_shift=T``; 0 = the source's textures, so that only the
 colours and the global tone move; default 1, the benchmark's own textures).
@@ -8,7 +8,7 @@ colours and the global tone move; default 1, the benchmark's own textures).
 SRM is built for a regional shift (each class's appearance moving differently); this measures whether
 SRHA's rows lose less than plain training as that shift grows. Nothing is retrained: the source, the
 models and the label maps are the same at every scale, only the targets' class colours move further
-(same directions, texture changes and global tone; `srha_hf.data.synthetic_scene.domain_appearance`).
+(same directions, texture changes and global tone; `experiments.trial_benchmark.TrialAppearance`).
 
 For each scale the targets are written once under ``--data-root/<tag>`` (``x<scale>``, or ``x<scale>_t<T>``
 with a texture shift T other than 1; the sweep's recipe: image count, size and the generator's seed),
@@ -23,8 +23,8 @@ as mean ± std over seeds, and the paired difference to the plain row of the sam
 ``shift_strength.png`` (targets mean against the scale, one line per row) into ``--out``.
 
 Usage:
-    python benchmarks/dg_shift_strength.py outputs/dg_ablation/demo-pretrained --scales 1 1.4 1.8 2.4
-    python benchmarks/dg_shift_strength.py outputs/dg_ablation/demo-pretrained --scales 1 1.8 --texture-shift 0  # -> shift_strength_t0/
+    python -m experiments.dg_shift_strength outputs/dg_ablation/demo-pretrained --scales 1 1.4 1.8 2.4
+    python -m experiments.dg_shift_strength outputs/dg_ablation/demo-pretrained --scales 1 1.8 --texture-shift 0  # -> shift_strength_t0/
 """
 
 from __future__ import annotations
@@ -36,15 +36,14 @@ import sys
 import time
 from pathlib import Path
 
-from _common import machine
-from dg_ablation import DEMO_CONFIG, ROOT, RUN_RECORD, TARGETS, read_run
-from dg_ablation import SCALES as SWEEP_SCALES
-
+from experiments.common import DEMO_CONFIG, ROOT, TARGETS, evaluate_as_trained, machine
+from experiments.dg_ablation import RUN_RECORD, read_run
+from experiments.dg_ablation import SCALES as SWEEP_SCALES
+from experiments.rows import ABLATION_ROWS as ROWS
+from experiments.trial_benchmark import DEFAULTS, make_trial_benchmark, split_config_values
 from srha_hf.atomic import write_json_atomic, write_text_atomic
 from srha_hf.data import load_benchmark
-from srha_hf.data.synthetic import check_shift_scale, make_synthetic_benchmark, synthetic_eval_sizes
-from srha_hf.data.synthetic_scene import _DOMAIN_STYLE
-from srha_hf.training.ablation import ABLATION_ROWS as ROWS
+from srha_hf.data.synthetic_scene import DOMAIN_STYLES, check_amount
 from srha_hf.training.config import ConfigError, load_config
 from srha_hf.training.results import plain_results
 
@@ -81,39 +80,28 @@ def find_runs(sweep: Path, rows=None, seeds=None) -> list:
 
 
 def recipe_of(record: dict, sweep_scales: dict):
-    """The training config a sweep's run used: configs/demo.yaml, the scale's overrides, the variant's ``--set``."""
+    """The training config a sweep's run used and its trial look (None: the benchmark as shipped):
+    configs/demo.yaml, the scale's overrides, the variant's ``--set`` (trial keys included)."""
     overrides = {**sweep_scales.get(record.get("scale", "demo"), {}), **record.get("set", {})}
-    return load_config(DEMO_CONFIG, overrides)
+    try:
+        rest, look = split_config_values(overrides)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return load_config(DEMO_CONFIG, rest), look
 
 
-def synthetic_params(config) -> dict:
+def synthetic_params(config, look=None) -> dict:
     """What fixes the synthetic files of a recipe (every run of one sweep must agree on it)."""
     if not config.synthetic_data:
         raise SystemExit("the sweep's recipe does not train on the synthetic benchmark (synthetic_data: false)")
+    amounts = DEFAULTS if look is None else look.amounts
     return {
         "num_train": config.synthetic_num_train,
         "num_val": config.synthetic_num_val,
         "size": tuple(config.synthetic_size),
-        "class_colour_spread": config.synthetic_class_colour_spread,
-        "class_pattern": config.synthetic_class_pattern,
+        "class_colour_spread": amounts["class_colour_spread"],
+        "class_pattern": amounts["class_pattern"],
     }
-
-
-def evaluate_as_trained(model, datasets: dict, config) -> dict:
-    """``evaluate_model`` of ``model`` on ``datasets`` (``{name: val split}`` of the synthetic benchmark) with
-    the settings of training config ``config``, as the training script's final evaluation runs it."""
-    from srha_hf import evaluate_model
-
-    return evaluate_model(
-        model,
-        datasets,
-        batch_size=config.eval_batch_size,
-        mapillary_crop=config.mapillary_crop,
-        eval_sizes=synthetic_eval_sizes(tuple(config.synthetic_size)),
-        progress=False,
-        max_images=config.eval_max_images,
-        drop_remainder=config.eval_drop_remainder,
-    )
 
 
 def evaluate_run(folder: Path, datasets: dict, config) -> dict:
@@ -220,7 +208,7 @@ def parse_scales(parser, values) -> list:
     scales = []
     for value in values:
         try:
-            scales.append(check_shift_scale(value))
+            scales.append(check_amount(value, "shift_scale"))
         except ValueError as err:
             parser.error(f"--scales: {err}")
     if len(set(map(scale_tag, scales))) != len(scales):
@@ -243,7 +231,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     scales = parse_scales(parser, args.scales)
     try:
-        texture_shift = check_shift_scale(args.texture_shift, "texture_shift")
+        texture_shift = check_amount(args.texture_shift, "texture_shift")
     except ValueError as err:
         parser.error(f"--texture-shift: {err}")
     rows = None if args.rows is None else [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -259,10 +247,11 @@ def main(argv=None) -> int:
 
     runs = find_runs(sweep, rows, seeds)
     try:
-        configs = {(row, seed): recipe_of(record, SWEEP_SCALES) for row, seed, _, record in runs}
+        recipes = {(row, seed): recipe_of(record, SWEEP_SCALES) for row, seed, _, record in runs}
     except ConfigError as err:
         raise SystemExit(f"cannot rebuild the recipe of a run in {sweep}: {err}") from None
-    params = {json.dumps(synthetic_params(c), sort_keys=True) for c in configs.values()}
+    configs = {key: config for key, (config, _) in recipes.items()}
+    params = {json.dumps(synthetic_params(c, look), sort_keys=True) for c, look in recipes.values()}
     if len(params) != 1:
         raise SystemExit(f"the runs of {sweep} trained on different synthetic benchmarks ({sorted(params)}): pass --rows / --seeds")
     synth = json.loads(params.pop())
@@ -277,7 +266,7 @@ def main(argv=None) -> int:
     bar = tqdm(total=len(runs) * len(scales), desc="shift strength", dynamic_ncols=True)
     for scale in scales:
         tag = scale_tag(scale, texture_shift)
-        magnitudes[tag] = {t: round(_DOMAIN_STYLE[t]["shift"] * scale, 2) for t in TARGETS}
+        magnitudes[tag] = {t: round(DOMAIN_STYLES[t].shift * scale, 2) for t in TARGETS}
         root = data_root / tag
         datasets = None  # the targets of this scale, written and loaded at its first uncached evaluation
         for row, seed, folder, _ in runs:
@@ -287,7 +276,7 @@ def main(argv=None) -> int:
             else:
                 if datasets is None:
                     bar.set_postfix_str(f"writing the targets at {tag}")
-                    make_synthetic_benchmark(
+                    make_trial_benchmark(
                         root, synth["num_train"], synth["num_val"], tuple(synth["size"]), shift_scale=scale, texture_shift=texture_shift,
                         class_colour_spread=synth["class_colour_spread"], class_pattern=synth["class_pattern"],
                     )  # fmt: skip

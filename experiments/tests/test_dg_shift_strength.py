@@ -1,4 +1,4 @@
-"""benchmarks/dg_shift_strength.py on a tiny fake sweep: every run evaluated at every scale, the paired
+"""experiments/dg_shift_strength.py on a tiny fake sweep: every run evaluated at every scale, the paired
 differences to plain, the cache, the texture-shift variant and its folders, bad arguments named."""
 
 import json
@@ -6,8 +6,8 @@ import statistics
 
 import pytest
 import torch
-from benchmark_modules import load_benchmark_module
 
+from experiments import dg_shift_strength
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
 
 TINY_DATA = {"synthetic_num_train": 1, "synthetic_num_val": 1, "synthetic_size": [64, 36]}
@@ -16,7 +16,7 @@ TARGETS = ("cityscapes", "bdd100k", "mapillary", "synthia")
 
 @pytest.fixture(scope="module")
 def shift():
-    return load_benchmark_module("dg_shift_strength")
+    return dg_shift_strength
 
 
 @pytest.fixture(scope="module")

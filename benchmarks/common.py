@@ -1,4 +1,8 @@
-"""Shared helpers for the benchmark scripts: timing and realistic label maps. Each script prints JSON."""
+"""Shared helpers for the benchmark scripts: timing and realistic label maps. Each script prints JSON.
+
+The scripts run from the repository root as modules (``python -m benchmarks.bench_srm``), so that they import
+``benchmarks.common`` and the tests' oracles (``tests.reference_loops``, the plain per-region loops they time
+the vectorized code against) as packages, with no change to ``sys.path``."""
 
 from __future__ import annotations
 
@@ -6,17 +10,10 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import torch
-
-# The plain per-region loops the benchmarks time the vectorized code against live with the tests.
-TESTS = Path(__file__).resolve().parents[1] / "tests"
-if str(TESTS) not in sys.path:
-    sys.path.append(str(TESTS))
 
 
 def machine() -> dict:

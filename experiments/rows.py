@@ -1,4 +1,4 @@
-"""The rows of the paper's ablation (used by ``benchmarks/dg_ablation.py`` and its tests).
+"""The rows of the paper's ablation (used by ``experiments/dg_ablation.py`` and its tests).
 
 Each row is a set of :class:`~srha_hf.SRHAConfig` keys (``model_kwargs`` of a recipe) over the full SRHA
 objective; every other setting of the recipe stays the same:

@@ -1,4 +1,4 @@
-"""The probes of benchmarks/: bn_probe.py's BN re-estimate is a cumulative average of each layer's batch
+"""The probes of experiments/: bn_probe.py's BN re-estimate is a cumulative average of each layer's batch
 statistics over original images and leaves layer0 alone, a sweep without the run is refused by name;
 pc_probe.py reads the sweep's own recipe (a variant's benchmark), not the demo's."""
 
@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from benchmark_modules import load_benchmark_module
 
+from experiments import bn_probe, pc_probe
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
 
 
 def test_reestimate_bn_averages_each_layers_batch_statistics():
-    probe = load_benchmark_module("bn_probe")
+    probe = bn_probe
     torch.manual_seed(0)
     model = SRHAForSemanticSegmentation(SRHAConfig(backbone="shufflenetv2"))
     layer0 = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("layer0")}
@@ -41,21 +41,28 @@ def test_reestimate_bn_averages_each_layers_batch_statistics():
 
 
 def test_a_sweep_without_the_run_is_refused(tmp_path):
-    probe = load_benchmark_module("bn_probe")
+    probe = bn_probe
     with pytest.raises(SystemExit, match=r"run the sweep first .*srm[/\\]seed305"):
         probe.main([str(tmp_path), "--seed", "305", "--rows", "srm"])
 
 
 def test_pc_probe_reads_the_sweeps_own_recipe(tmp_path):
+    """A run folder from before train_config.yaml: the demo recipe; a variant's saved config, including one saved
+    while the trial keys were training-config keys: its own recipe (the trial key read by experiments)."""
+    import yaml
+
     from srha_hf.training import load_config
     from srha_hf.training.config import save_config
 
-    probe = load_benchmark_module("pc_probe")
-    demo = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    probe = pc_probe
+    demo = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
     run = tmp_path / "full" / "seed305"
     run.mkdir(parents=True)
     assert probe.recipe(run, 305) == load_config(demo, {"seed": 305})  # a run folder from before train_config.yaml
-    variant = load_config(demo, {"seed": 305, "synthetic_root": "outputs/synthetic_pat25", "synthetic_class_pattern": 25})
+    variant = load_config(demo, {"seed": 305, "synthetic_root": "outputs/synthetic_pat25"})
     save_config(variant, run / "train_config.yaml")
     got = probe.recipe(run, 305)
-    assert (got.synthetic_root, got.synthetic_class_pattern, got.seed) == ("outputs/synthetic_pat25", 25, 305)
+    assert (got.synthetic_root, got.seed) == ("outputs/synthetic_pat25", 305)
+    old = {**variant.to_dict(), "synthetic_class_pattern": 25.0, "synthetic_class_colour_spread": 0.0, "synthetic_random_look": False}
+    (run / "train_config.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+    assert probe.recipe(run, 305) == got

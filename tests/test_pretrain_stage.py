@@ -1,5 +1,5 @@
-"""The teacher starts as the student, each ablation row trains exactly its own objective, and the
-pretraining stage (the offline stand-in for ImageNet weights) initialises student and teacher."""
+"""The teacher starts as the student and the pretraining stage (the offline stand-in for ImageNet weights)
+initialises student and teacher (the ablation rows' own objectives: experiments/tests/test_ablation_rows.py)."""
 
 import json
 from pathlib import Path
@@ -11,11 +11,22 @@ from test_train import launch, run_args
 
 import srha_hf
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, build_teacher, compute_srha_loss, uses_teacher
+from srha_hf.data.synthetic_scene import SHIPPED, Appearance
 from srha_hf.training import load_config, parse_overrides
-from srha_hf.training.ablation import ABLATION_ROWS, ROW_TERMS
-from srha_hf.training.pretrain import BACKBONE_FILE, STAGE_FILE, stage_config, stage_dir
+from srha_hf.training.pretrain import BACKBONE_FILE, STAGE_FILE, stage_appearance, stage_config, stage_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Marked(Appearance):
+    """A look that names itself in its marker (as a trial benchmark's does)."""
+
+    def __init__(self, marker: dict):
+        super().__init__()
+        self._marker = marker
+
+    def marker(self) -> dict:
+        return dict(self._marker)
 
 
 def tiny(**kw):
@@ -76,33 +87,6 @@ def test_teacher_starts_as_the_pretrained_student_and_stays_fixed(tmp_path):
     assert not torch.equal(student.layer3[0].conv[0][0].weight, before["layer3.0.conv.0.0.weight"])
 
 
-@pytest.mark.parametrize("row", list(ABLATION_ROWS))
-def test_each_ablation_row_trains_exactly_its_terms(row):
-    torch.manual_seed(0)
-    config = tiny(**ABLATION_ROWS[row][1])
-    student = SRHAForSemanticSegmentation(config).train()
-    expected_terms, rows_per_image = ROW_TERMS[row]
-    assert uses_teacher(config) == ("ga" in expected_terms)
-    teacher = build_teacher(config, student) if uses_teacher(config) else None
-    calls = {"student": [], "teacher": 0}
-    student.register_forward_hook(lambda m, args, out: calls["student"].append(out.logits.shape[0]))
-    if teacher is not None:
-        teacher.register_forward_hook(lambda m, args, out: calls.__setitem__("teacher", calls["teacher"] + 1))
-    optimizer = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=0.01)
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(2):
-        x, labels = street_batch(gen)
-        loss, terms = compute_srha_loss(student, teacher, x, labels, generator=gen)
-        assert set(terms) == expected_terms
-        assert torch.allclose(loss.detach(), sum(terms.values()))
-        assert all(torch.isfinite(v) and v >= 0 for v in terms.values())
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    assert calls["student"] == [2 * rows_per_image] * 2
-    assert calls["teacher"] == (2 if teacher is not None else 0)
-
-
 def test_alignment_without_a_teacher_is_refused():
     student = SRHAForSemanticSegmentation(tiny()).train()
     x, labels = street_batch(torch.Generator().manual_seed(0))
@@ -138,11 +122,12 @@ def test_the_pretraining_stage_stands_in_for_imagenet():
     assert stage_dir(demo) != stage_dir(stand_in(lr=0.01))
     how = {"num_workers": 1, "eval_batch_size": 2, "synthetic_root": "/elsewhere", "eval_drop_remainder": False}
     assert stage_dir(demo).name == stage_dir(stand_in(**how)).name
-    # a learning key added later leaves the key of its default as it was (the cache name of the demo's
-    # stage before synthetic_class_colour_spread existed), and changes it when set
+    # the cache name of the demo's stage as it was before the later learning keys existed; a trial benchmark's
+    # look (an Appearance hook with a marker) changes it, the shipped look does not
     assert stage_dir(demo).name == "shufflenetv2-gtav-300steps-8635897d0b3d"
-    assert stage_dir(demo) != stage_dir(stand_in(synthetic_class_colour_spread=30))
-    assert stage_dir(demo) != stage_dir(stand_in(synthetic_class_pattern=25))
+    assert stage_dir(demo, SHIPPED) == stage_dir(demo) == stage_dir(demo, Appearance())
+    assert stage_dir(demo, _Marked({"class_pattern": 25.0})) != stage_dir(demo)
+    assert stage_dir(demo, _Marked({"class_pattern": 25.0})) != stage_dir(demo, _Marked({"class_pattern": 30.0}))
     with pytest.raises(Exception, match="are alternatives"):
         load_config(ROOT / "configs" / "demo.yaml", parse_overrides(["--pretrain_steps", "300"]))
 
@@ -155,9 +140,12 @@ def test_a_generic_stage_trains_on_its_own_corpus():
     demo = stand_in()
     generic = stand_in(pretrain_data="generic", synthetic_root="/data/synth")
     stage = stage_config(generic)
-    assert (stage.source_dataset, stage.val_datasets, stage.synthetic_random_look) == ("gtav", ["gtav"], True)
-    assert Path(stage.synthetic_root) == Path("/data/synth/generic") and not stage_config(demo).synthetic_random_look
-    assert (generic.source_dataset, generic.synthetic_root, generic.synthetic_random_look) == ("gtav", "/data/synth", False)
+    assert (stage.source_dataset, stage.val_datasets) == ("gtav", ["gtav"])
+    assert Path(stage.synthetic_root) == Path("/data/synth/generic") and Path(stage_config(demo).synthetic_root) != Path("/data/synth/generic")
+    assert (generic.source_dataset, generic.synthetic_root) == ("gtav", "/data/synth")
+    # the stage paints the generic corpus: the shipped generic look, or a trial look's own generic version
+    assert stage_appearance(generic) is not None and stage_appearance(generic).generic and stage_appearance(demo) is None
+    assert stage_appearance(generic, _Marked({"class_pattern": 25.0})).marker() == {"random_look": True}
     assert stage_dir(generic).parent == Path("/data/synth/pretrained") and stage_dir(generic).name != stage_dir(demo).name
     with pytest.raises(ConfigError, match="pretrain_data must be 'source' or 'generic', got 'imagenet'"):
         load_config(ROOT / "configs" / "demo.yaml", {"pretrain_data": "imagenet"})

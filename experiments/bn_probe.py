@@ -7,7 +7,7 @@ model before and after, on the source's val split and the four targets, as the t
 
 If SRM's cost came from the mixed statistics, the SRM rows would recover and plain training would not move.
 
-Usage: python benchmarks/bn_probe.py outputs/dg_ablation/demo-pretrained [--seed 304] [--rows plain,srm,full] [--batches 50]
+Usage: python -m experiments.bn_probe outputs/dg_ablation/demo-pretrained [--seed 304] [--rows plain,srm,full] [--batches 50]
 Prints JSON (mIoU in % per dataset, and the targets' mean, per row: as trained and re-estimated).
 """
 
@@ -20,13 +20,11 @@ import sys
 from pathlib import Path
 
 import torch
-from _common import machine
-from dg_ablation import SOURCE, TARGETS
-from dg_shift_strength import evaluate_as_trained
 
+from experiments.common import SOURCE, TARGETS, evaluate_as_trained, machine
+from experiments.train_trial import read_run_config
 from srha_hf import SRHAForSemanticSegmentation
 from srha_hf.data import SRHATrainDataset, build_train_transform, load_benchmark
-from srha_hf.training import load_config
 
 
 def evaluate(model, datasets, config) -> dict:
@@ -63,8 +61,8 @@ def main(argv=None) -> int:
     folders = {row: sweep / row / f"seed{args.seed}" for row in rows}
     missing = [str(f) for f in folders.values() if not (f / "model" / "model.safetensors").is_file() or not (f / "train_config.yaml").is_file()]
     if missing:
-        raise SystemExit(f"run the sweep first (benchmarks/dg_ablation.py): no finished run in {', '.join(missing)}")
-    config = load_config(folders[rows[0]] / "train_config.yaml")
+        raise SystemExit(f"run the sweep first (python -m experiments.dg_ablation): no finished run in {', '.join(missing)}")
+    config, _ = read_run_config(folders[rows[0]] / "train_config.yaml")  # a trial run's look is already in its files
     if not config.synthetic_data:
         raise SystemExit(f"{folders[rows[0]]}: the probe reads the synthetic benchmark (synthetic_data: false there)")
     root = Path(config.synthetic_root)

@@ -14,8 +14,8 @@ benchmark is written first when ``--root`` has none (the demo's recipe, or ``--s
 benchmark whose classes change colour from image to image).
 
 Usage:
-    python benchmarks/synthetic_colour_baseline.py                      # outputs/synthetic, the demo's benchmark
-    python benchmarks/synthetic_colour_baseline.py --root outputs/colour_x1.8 --shift-scale 1.8
+    python -m experiments.synthetic_colour_baseline                      # outputs/synthetic, the demo's benchmark
+    python -m experiments.synthetic_colour_baseline --root outputs/colour_x1.8 --shift-scale 1.8
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import machine
 
+from experiments.common import ROOT, machine
+from experiments.trial_benchmark import add_options, make_trial_benchmark, options_from_args
 from srha_hf.data import load_benchmark
 from srha_hf.data.labels import CLASS_NAMES
-from srha_hf.data.synthetic import DOMAINS, add_appearance_options, appearance_options, make_synthetic_benchmark
+from srha_hf.data.synthetic import DOMAINS
 from srha_hf.metrics.mean_iou import scores_from_confusion_matrix
 
-ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 19
 CHUNK = 262_144  # pixels per block of the likelihood matrix (CHUNK x 19 x 3 floats)
 
@@ -99,12 +99,12 @@ def main(argv=None) -> int:
     parser.add_argument("--num-train", type=int, default=100, help="images per split when the benchmark is written (the demo's 100)")
     parser.add_argument("--num-val", type=int, default=20)
     parser.add_argument("--size", type=int, nargs=2, default=(384, 212), metavar=("W", "H"))
-    add_appearance_options(parser)
+    add_options(parser)
     args = parser.parse_args(argv)
-    appearance = appearance_options(parser, args)
+    appearance = options_from_args(parser, args)
     root = Path(args.root)
     start = time.time()
-    make_synthetic_benchmark(root, args.num_train, args.num_val, tuple(args.size), progress=True, **appearance)  # reused when made so
+    make_trial_benchmark(root, args.num_train, args.num_val, tuple(args.size), progress=True, **appearance)  # reused when made so
     model = fit(*pixels("gtav", root / "gtav", "train"))
     domains = {}
     for name in DOMAINS:
