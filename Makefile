@@ -40,7 +40,7 @@ test: install
 
 # The unit lane, to run while working: tests/ without the subprocess (slow) and whole-tool (integration) tests.
 test-fast: install
-	$(VENV)/bin/ruff check srha_hf scripts tests benchmarks
+	$(VENV)/bin/ruff check srha_hf scripts tests benchmarks experiments
 	$(PY) -m pytest -q -m "not slow and not integration" tests
 
 # The package as installed from a wheel, away from the source tree (also run by .ci/run).
