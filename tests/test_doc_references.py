@@ -40,3 +40,14 @@ def test_no_file_cites_documents_outside_the_repository():
     pattern = re.compile(r"\bSPEC(?:\.md)? ?§|\bSPEC\.md\b|\bDESIGN\.md\b")
     offenders = [str(p.relative_to(ROOT)) for p in cited_files() if p != Path(__file__) and pattern.search(p.read_text(encoding="utf-8"))]
     assert not offenders, offenders
+
+
+def test_relative_links_of_the_markdown_pages_resolve():
+    pages = [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md")), *sorted(ROOT.glob("benchmarks/*.md")), *sorted(ROOT.glob("experiments/*.md"))]
+    broken = [
+        f"{page.relative_to(ROOT)}: {link}"
+        for page in pages
+        for link in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8"))
+        if not link.startswith(("http://", "https://", "mailto:")) and not (page.parent / link).exists()
+    ]
+    assert not broken, broken
