@@ -11,22 +11,16 @@ Deterministic and idempotent, as the product's tool: rerunning with the same arg
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 from experiments.trial_benchmark import add_options, make_trial_benchmark, options_from_args
-from srha_hf.data.synthetic import synthetic_eval_sizes
+from srha_hf.cli.make_synthetic_data import add_benchmark_arguments, print_summary
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("root", help="output folder (gets gtav/, cityscapes/, bdd100k/, mapillary/, synthia/)")
-    parser.add_argument("--num-train", type=int, default=100, help="training images per dataset")
-    parser.add_argument("--num-val", type=int, default=20, help="validation images per dataset")
-    parser.add_argument("--size", type=int, nargs=2, default=(384, 212), metavar=("W", "H"), help="GTAV image size")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--gtav-layout", choices=("presplit", "flat"), default="presplit")
+    add_benchmark_arguments(parser)
     add_options(parser)
     parser.add_argument("--random-look", action="store_true", help="a generic corpus (no domain shift) with the class spread / pattern")
     args = parser.parse_args(argv)
@@ -38,11 +32,7 @@ def main(argv=None) -> int:
         args.root, args.num_train, args.num_val, tuple(args.size), args.seed, gtav_layout=args.gtav_layout, progress=True,
         random_look=args.random_look, **amounts,
     )  # fmt: skip
-    print(json.dumps({
-        "roots": {k: str(v) for k, v in paths.items()},
-        "eval_transform_kwargs": synthetic_eval_sizes(tuple(args.size)),
-        "seconds": round(time.perf_counter() - start, 2),
-    }, indent=1))  # fmt: skip
+    print_summary(paths, args.size, start)
     return 0
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import yaml
 
 from experiments.trial_benchmark import TrialAppearance, split_config_values
+from srha_hf.cli.train import run_training
 from srha_hf.training.config import ConfigError, load_config, parse_overrides
-from srha_hf.training.trainer import APPEARANCE_FILE, NonFiniteLossError, train
+from srha_hf.training.trainer import APPEARANCE_FILE
 
 
 def trial_config(config_path=None, overrides=None, appearance_file=None):
@@ -69,16 +70,7 @@ def main(argv=None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    recipe = Path(args.config).stem if args.config else "custom"
-    try:
-        outcome = train(config, recipe=recipe, appearance=look)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0 if outcome["status"] in ("completed", "interrupted") else 1
+    return run_training(config, args.config, appearance=look)
 
 
 if __name__ == "__main__":

@@ -4,18 +4,8 @@ import pytest
 import torch
 
 from experiments.rows import ABLATION_ROWS, ROW_TERMS
-from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, build_teacher, compute_srha_loss, uses_teacher
-
-
-def tiny(**kw):
-    return SRHAConfig(backbone="mobilenetv2", **kw)
-
-
-def street_batch(gen, batch=2, size=64):
-    labels = torch.randint(0, 19, (batch, size // 8, size // 8), generator=gen)
-    labels = labels.repeat_interleave(8, 1).repeat_interleave(8, 2)
-    labels[:, :4] = 255
-    return torch.randn(batch, 3, size, size, generator=gen), labels
+from srha_hf import SRHAForSemanticSegmentation, build_teacher, compute_srha_loss, uses_teacher
+from tests.test_pretrain_stage import street_batch, tiny
 
 
 @pytest.mark.parametrize("row", list(ABLATION_ROWS))

@@ -24,14 +24,28 @@ from srha_hf.data.synthetic import make_synthetic_benchmark, synthetic_eval_size
 MOVED_FLAGS = ("--shift-scale", "--texture-shift", "--class-colour-spread", "--class-pattern")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every writer of the synthetic benchmark takes (this tool, experiments' trial data)."""
     parser.add_argument("root", help="output folder (gets gtav/, cityscapes/, bdd100k/, mapillary/, synthia/)")
     parser.add_argument("--num-train", type=int, default=100, help="training images per dataset")
     parser.add_argument("--num-val", type=int, default=20, help="validation images per dataset")
     parser.add_argument("--size", type=int, nargs=2, default=(384, 212), metavar=("W", "H"), help="GTAV image size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gtav-layout", choices=("presplit", "flat"), default="presplit")
+
+
+def print_summary(paths, size, start: float) -> None:
+    """The JSON line the writers print: the dataset roots, the evaluation sizes and the seconds taken."""
+    print(json.dumps({
+        "roots": {k: str(v) for k, v in paths.items()},
+        "eval_transform_kwargs": synthetic_eval_sizes(tuple(size)),
+        "seconds": round(time.perf_counter() - start, 2),
+    }, indent=1))  # fmt: skip
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_benchmark_arguments(parser)
     parser.add_argument("--random-look", action="store_true", help="a generic corpus: other scenes, each image with a random look of its own")
     args, rest = parser.parse_known_args(argv)
     moved = [token for token in rest if token.split("=", 1)[0] in MOVED_FLAGS]
@@ -44,11 +58,7 @@ def main(argv=None) -> int:
         args.root, args.num_train, args.num_val, tuple(args.size), args.seed, gtav_layout=args.gtav_layout, progress=True,
         random_look=args.random_look,
     )  # fmt: skip
-    print(json.dumps({
-        "roots": {k: str(v) for k, v in paths.items()},
-        "eval_transform_kwargs": synthetic_eval_sizes(tuple(args.size)),
-        "seconds": round(time.perf_counter() - start, 2),
-    }, indent=1))  # fmt: skip
+    print_summary(paths, args.size, start)
     return 0
 
 

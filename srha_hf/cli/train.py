@@ -24,11 +24,18 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    return run_training(config, args.config)
+
+
+def run_training(config, config_path=None, appearance=None) -> int:
+    """Train ``config`` (the recipe named after ``config_path``'s file) and turn the outcome into an exit
+    status: 0 completed or interrupted (a checkpoint was saved), 2 a config error, 1 a non-finite loss.
+    ``appearance``: a trial benchmark's hook (``experiments/train_trial.py``)."""
     from srha_hf.training.trainer import NonFiniteLossError, train
 
-    recipe = Path(args.config).stem if args.config else "custom"
+    recipe = Path(config_path).stem if config_path else "custom"
     try:
-        outcome = train(config, recipe=recipe)
+        outcome = train(config, recipe=recipe, appearance=appearance)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
