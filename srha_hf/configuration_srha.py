@@ -33,9 +33,11 @@ class SRHAConfig(PretrainedConfig):
     Args:
         backbone (`str`, defaults to `"resnet50"`): `"resnet50"`, `"resnet101"`, `"mobilenetv2"` or
             `"shufflenetv2"` (the paper's four), or `"efficientnet_lite0"` (not the paper's: its ImageNet
-            weights install offline, docs/method.md §1.2).
+            weights install offline, docs/method.md §1.2), or a name registered with
+            `srha_hf.backbones.register_backbone`.
         decode_head (`str`, defaults to `"deeplabv3plus"`): `"deeplabv3plus"` (docs/method.md §1.3) or
-            `"mask2former"` (docs/method.md §4; the `m2f_*` arguments).
+            `"mask2former"` (docs/method.md §4; the `m2f_*` arguments), or a name registered with
+            `srha_hf.heads.register_decode_head`.
         ignore_index (`int`, defaults to 255): the label value that no loss or metric counts.
         backbone_pretrained (`str`, *optional*): ImageNet initialisation of the backbone: `None` (random
             init, the default), `"imagenet"` (this backbone's own ImageNet weights: torchvision's
