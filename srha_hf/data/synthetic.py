@@ -342,7 +342,10 @@ def make_synthetic_benchmark(
     the other domains keep their benchmark's aspect ratio at the same width (`domain_size`).
     `random_look=True` writes a *generic corpus* in the same five formats instead: other scenes, each image
     painted with a random look of its own (`random_appearance`), so that no domain and no colour is shared
-    with the benchmark; the pretraining stage trains on its GTAV-format part with `pretrain_data: generic`."""
+    with the benchmark; the pretraining stage trains on its GTAV-format part with `pretrain_data: generic`.
+    `appearance` (default: the benchmark as shipped, or the generic corpus) is a trial benchmark's hook
+    (:class:`~srha_hf.data.synthetic_scene.Appearance`, as ``experiments/trial_benchmark.py`` subclasses it):
+    its `marker()` goes into the marker file, so files of another look are never reused."""
     if gtav_layout not in ("presplit", "flat"):
         raise ValueError(f"gtav_layout must be 'presplit' or 'flat', got {gtav_layout!r}")
     if num_train < 1 or num_val < 1:
