@@ -11,7 +11,7 @@ import pytest
 from srha_hf.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-# Names the README has published (as of srha_hf 0.1.0 and since): top-level and dotted.
+# Names the README and the docs pages have published (as of srha_hf 0.1.0 and since): top-level and dotted.
 PUBLIC = [
     "srha_hf.SRHAConfig", "srha_hf.SRHAForSemanticSegmentation", "srha_hf.SRHAImageProcessor", "srha_hf.SRHASemanticSegmenterOutput",
     "srha_hf.SRHATeacher", "srha_hf.build_teacher", "srha_hf.compute_srha_loss", "srha_hf.uses_teacher", "srha_hf.update_teacher_ema",
@@ -21,6 +21,10 @@ PUBLIC = [
     "srha_hf.inference.predict_image", "srha_hf.conversion.M2F_RULES", "srha_hf.backbones.BackboneLoadError",
     "srha_hf.modeling_srha.style_elimination", "srha_hf.efficientnet_lite.Lite0Classifier", "srha_hf.protocols.make_protocol",
     "srha_hf.data.class_subsets.resolve_class_subset", "srha_hf.data.split_by_condition",
+    # the plug-in points (docs/development.md)
+    "srha_hf.backbones.BackboneSpec", "srha_hf.backbones.register_backbone", "srha_hf.backbones.available_backbones",
+    "srha_hf.backbones.torchvision_imagenet", "srha_hf.heads.DecodeHead", "srha_hf.heads.register_decode_head",
+    "srha_hf.heads.available_decode_heads", "srha_hf.data.synthetic_scene.Appearance", "srha_hf.cli.train.run_training",
 ]  # fmt: skip
 
 
