@@ -38,15 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from srha_hf.conversion import CheckpointMismatchError, convert_original_checkpoint
+    from srha_hf.conversion import convert_original_checkpoint
 
     try:
         report = convert_original_checkpoint(args.checkpoint, args.arch, args.output, overwrite=args.overwrite,
                                              repo_id=args.repo_id, progress=not args.no_progress)  # fmt: skip
-    except CheckpointMismatchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # CheckpointMismatchError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2))
