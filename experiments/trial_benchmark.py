@@ -85,11 +85,9 @@ class TrialAppearance(Appearance):
             )
 
     def look(self, domain, seed, rng):
-        if self.generic:
+        if self.generic or domain not in DOMAIN_STYLES:  # for an unknown domain the library raises, naming it
             return super().look(domain, seed, rng)
-        base = DOMAIN_STYLES[domain] if domain in DOMAIN_STYLES else None
-        if base is None:
-            return domain_appearance(domain, seed)  # the library names the unknown domain
+        base = DOMAIN_STYLES[domain]
         style = dataclasses.replace(base, shift=self.amounts["shift_scale"] * base.shift, tex=self.amounts["texture_shift"] * base.tex)
         return domain_appearance(domain, seed, style)
 
