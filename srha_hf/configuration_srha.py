@@ -13,7 +13,6 @@ from .data.labels import CLASS_NAMES
 from .heads import available_decode_heads
 from .srm import DEFAULT_CONCENTRATION
 
-DECODE_HEADS = available_decode_heads()  # the built-in heads; a head registered later is accepted too
 TEACHER_MODES = ("faithful", "lean")
 ALIGNMENT_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 

@@ -168,8 +168,8 @@ def build_lite0_stages() -> Tuple[LiteStage, LiteStage, LiteStage, LiteStage, Li
 
 
 class Lite0Stages(nn.Module):
-    """The five stages as one module (children ``layer0..layer4``) as a torchvision-like "model" for
-    :func:`srha_hf.backbones.split_stages`."""
+    """The five stages as one module (children ``layer0..layer4``), the network that the
+    ``efficientnet_lite0`` backbone spec builds and splits (:mod:`srha_hf.backbones.efficientnet_lite0`)."""
 
     def __init__(self):
         super().__init__()

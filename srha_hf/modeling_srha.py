@@ -14,6 +14,7 @@ from transformers import initialization as init
 from .backbones import backbone_spec, load_backbone_weights
 from .configuration_srha import SRHAConfig
 from .heads import DecodeHead, decode_head_class
+from .heads.base import kaiming_init
 from .outputs import SRHASemanticSegmenterOutput  # noqa: F401 - the output type, importable from here as before
 from .srm import STD_EPS, SemanticRearrangement
 
@@ -44,11 +45,9 @@ class SRHAPreTrainedModel(PreTrainedModel):
         running statistics."""
         if getattr(module, "_srha_head", False) and self.decode_head.init_module(module):
             return
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
+        if kaiming_init(module, "fan_out"):
+            return
+        if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
             if module.weight is not None:
                 init.ones_(module.weight)
                 init.zeros_(module.bias)

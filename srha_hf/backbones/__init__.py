@@ -29,7 +29,6 @@ from .registry import (
     BackboneSpec,
     available_backbones,
     backbone_spec,
-    check_backbone,
     register_backbone,
 )
 
@@ -56,6 +55,6 @@ def torchvision_key_to_stage_key(name: str, key: str) -> Optional[str]:
 
 __all__ = [
     "BACKBONES", "IMAGENET_SOURCES", "PAPER_BACKBONES", "BackboneLoadError", "BackboneSpec", "available_backbones",
-    "backbone_spec", "build_torchvision_model", "check_backbone", "load_backbone_weights", "load_imagenet_state_dict",
+    "backbone_spec", "build_torchvision_model", "load_backbone_weights", "load_imagenet_state_dict",
     "read_state_dict_file", "register_backbone", "split_stages", "torchvision_imagenet", "torchvision_key_to_stage_key",
 ]  # fmt: skip

@@ -81,7 +81,3 @@ def backbone_spec(name: str) -> BackboneSpec:
     except (KeyError, TypeError):
         raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(_REGISTRY)}") from None
 
-
-def check_backbone(name: str) -> str:
-    backbone_spec(name)
-    return name

@@ -36,6 +36,17 @@ def as_model_output(return_dict: bool, loss: Optional[torch.Tensor], values: Seq
     return ((loss,) + out) if loss is not None else out
 
 
+def kaiming_init(module: nn.Module, mode: str) -> bool:
+    """Kaiming-normal weights (``mode`` "fan_in" or "fan_out", ReLU gain) and zero bias for a conv or a linear;
+    returns whether ``module`` was one."""
+    if not isinstance(module, (nn.Conv2d, nn.Linear)):
+        return False
+    init.kaiming_normal_(module.weight, mode=mode, nonlinearity="relu")
+    if module.bias is not None:
+        init.zeros_(module.bias)
+    return True
+
+
 class DecodeHead(nn.Module):
     """The contract of a decode head.
 
@@ -43,8 +54,6 @@ class DecodeHead(nn.Module):
     passes its own config to every call, so a head reads its switches at run time.
     """
 
-    #: the ``SRHAConfig.decode_head`` value (set by :func:`register_decode_head`)
-    name: str = ""
     #: ``compute_srha_loss`` asks the forward for the loss (``return_loss=True``) when this is set, and
     #: otherwise computes the segmentation terms itself with :meth:`training_terms`.
     loss_in_forward: bool = False
@@ -80,12 +89,7 @@ class DecodeHead(nn.Module):
         """Initialise one of the head's modules at model creation (``SRHAPreTrainedModel._init_weights``);
         return ``False`` to leave it to the model's rule for norms. Default (docs/method.md §1.3): convs and
         linears Kaiming-normal fan_in with zero bias."""
-        if not isinstance(module, (nn.Conv2d, nn.Linear)):
-            return False
-        init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-        if module.bias is not None:
-            init.zeros_(module.bias)
-        return True
+        return kaiming_init(module, "fan_in")
 
 
 _HEADS: Dict[str, Type[DecodeHead]] = {}
@@ -99,7 +103,6 @@ def register_decode_head(name: str) -> Callable[[Type[DecodeHead]], Type[DecodeH
             raise TypeError(f"register_decode_head({name!r}) takes a DecodeHead subclass, got {cls!r}")
         if name in _HEADS and _HEADS[name] is not cls:
             raise ValueError(f"decode head {name!r} is already registered as {_HEADS[name].__qualname__}")
-        cls.name = name
         _HEADS[name] = cls
         return cls
 
