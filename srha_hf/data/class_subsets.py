@@ -13,6 +13,7 @@ from typing import Dict, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..metrics.mean_iou import scores_from_confusion_matrix
 from .labels import CLASS_NAMES
 
 _NOT_IN_SYNTHIA = ("terrain", "truck", "train")
@@ -44,13 +45,10 @@ def resolve_class_subset(subset: Union[str, Sequence[str]], class_names: Sequenc
 
 def subset_mean_iou(matrix, class_names: Sequence[str], classes: Sequence[str]) -> float:
     """The mean IoU over ``classes`` from a (n, n) confusion matrix (rows ground truth) whose classes are
-    ``class_names``; NaN-IoU classes (absent from ground truth and prediction) are left out."""
-    m = np.asarray(matrix, dtype=np.float64)
+    ``class_names``: the per-class IoUs of :func:`~srha_hf.metrics.scores_from_confusion_matrix`, NaN-IoU
+    classes (absent from ground truth and prediction) left out."""
     index = [list(class_names).index(c) for c in classes]
-    diag = np.diag(m)[index]
-    union = m.sum(axis=1)[index] + m.sum(axis=0)[index] - diag
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = diag / union
+    iou = scores_from_confusion_matrix(matrix)["per_category_iou"][index]  # the 19-class result's IoUs
     return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
 
 
