@@ -107,14 +107,29 @@ class MBConvBlock(nn.Module):
 
 class ImageNetToLiteInput(nn.Module):
     """ImageNet-normalised pixels ``x = (r − μ)/σ`` to Lite0's ``(255·r − 127)/128``, per channel:
-    ``x·255σ/128 + (255μ − 127)/128`` (constants, not parameters: nothing in the state dict)."""
+    ``x·255σ/128 + (255μ − 127)/128`` (constants, not parameters: nothing in the state dict; the model's
+    ``_init_weights`` re-creates them through :meth:`reset_constants` when a saved model is loaded)."""
 
     def __init__(self):
         super().__init__()
+        scale, shift = self.constants()
+        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("shift", shift, persistent=False)
+
+    @staticmethod
+    def constants() -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)``, each ``(1, 3, 1, 1)`` float32, computed from the ImageNet mean and std."""
         mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("scale", std * 255.0 / 128.0, persistent=False)
-        self.register_buffer("shift", (mean * 255.0 - 127.0) / 128.0, persistent=False)
+        return std * 255.0 / 128.0, (mean * 255.0 - 127.0) / 128.0
+
+    @torch.no_grad()
+    def reset_constants(self) -> None:
+        """Re-create the (unsaved) buffers in place: ``from_pretrained`` builds the model on the meta device
+        and calls ``_init_weights``, which calls this (docs/method.md §1.2)."""
+        scale, shift = self.constants()
+        self.scale.copy_(scale)
+        self.shift.copy_(shift)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)

@@ -4,7 +4,8 @@ style elimination (docs/method.md §2)."""
 from __future__ import annotations
 
 import copy
-from typing import Optional, Tuple
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -30,11 +31,47 @@ def style_elimination(x: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
 STAGES = ("layer0", "layer1", "layer2", "layer3", "layer4")
 
 
+@contextmanager
+def _running_stats_frozen(module: nn.Module) -> Iterator[None]:
+    """The BatchNorms inside ``module`` compute exactly as in training, and their running statistics and
+    ``num_batches_tracked`` are put back afterwards: the recomputation that gradient checkpointing runs in
+    the backward pass must not update them a second time (and must save the same tensors as the forward,
+    so the norms themselves stay untouched)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for norm, values in zip(norms, saved):
+                for buffer, value in zip((norm.running_mean, norm.running_var, norm.num_batches_tracked), values):
+                    buffer.copy_(value)
+
+
+def _checkpointable(stage: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``stage``'s call for a checkpoint function: the first call is the forward, every later one is the
+    backward's recomputation, run with the BatchNorm running statistics frozen (:func:`_running_stats_frozen`),
+    so that a checkpointed step updates them exactly once, as an ordinary step does."""
+    calls = []
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if not calls:
+            calls.append(1)
+            return stage(x)
+        with _running_stats_frozen(stage):
+            return stage(x)
+
+    return run
+
+
 class SRHAPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and the transformers conventions of the SRHA models. There is no base model
+    (as in transformers' UperNet): ``base_model_prefix`` stays transformers' empty default."""
+
     config_class = SRHAConfig
-    base_model_prefix = "srha"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
+    supports_gradient_checkpointing = True
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -42,7 +79,13 @@ class SRHAPreTrainedModel(PreTrainedModel):
         DeepLabV3+: Kaiming-normal fan_in for convs with zero bias, docs/method.md §1.3; Mask2Former: the
         reference's scheme). Backbone (random init only; ImageNet weights are loaded afterwards):
         Kaiming-normal fan_out, as torchvision's ResNet and MobileNetV2. Norms: weight 1, bias 0, fresh
-        running statistics."""
+        running statistics. A module with unsaved constants (a ``reset_constants()`` method, e.g. Lite0's
+        input conversion) re-creates them here: a model loaded with ``from_pretrained`` is first built on
+        the meta device, and whatever the state dict does not hold comes back only through this method."""
+        reset_constants = getattr(module, "reset_constants", None)
+        if callable(reset_constants):
+            reset_constants()
+            return
         if getattr(module, "_srha_head", False) and self.decode_head.init_module(module):
             return
         if kaiming_init(module, "fan_out"):
@@ -85,7 +128,11 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             self.add_module(name, stage)
         self.srm = SemanticRearrangement(config)
 
-        self._attach_decode_head(decode_head_class(config.decode_head)(config, spec.channels))
+        head = decode_head_class(config.decode_head)(config, spec.channels)
+        self._attach_decode_head(head)
+        # device_map="auto" places whole blocks (those with a residual or a concatenation inside)
+        self._no_split_modules = sorted(set(spec.no_split_modules) | set(head.no_split_modules))
+        self.gradient_checkpointing = False
 
         if config.freeze_layer0:
             self.layer0.requires_grad_(False)
@@ -127,6 +174,36 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             self.layer0.eval()
         return self
 
+    def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """One backbone stage, under the checkpoint function that ``gradient_checkpointing_enable`` set when
+        that is on, the model is training, gradients are recorded and the stage has trainable weights."""
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and any(p.requires_grad for p in stage.parameters()):
+            return self._gradient_checkpointing_func(_checkpointable(stage), x)
+        return stage(x)
+
+    def backbone_forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: Optional[torch.Tensor] = None,
+        srm_weights: Optional[torch.Tensor] = None,
+        generator: Optional[torch.Generator] = None,
+        check_labels: bool = True,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """docs/method.md §1.1 steps 1-4, returning all five stage outputs ``(f0, f1, f2, f3, f4)``: ``f0`` is
+        layer0's output as the rest of the network receives it before style elimination (with SRM's
+        rearranged copy appended in training), ``f1..f4`` the outputs of layer1..layer4."""
+        x = self._run_stage(self.layer0, pixel_values)
+        if labels is not None and self.training and self.config.srm:
+            x = self.srm(x, labels, srm_weights, generator, check_labels=check_labels)
+        f0 = x
+        if self.config.style_elimination:
+            x = style_elimination(x, unbiased=self.config.style_elimination_unbiased_std)
+        f1 = self._run_stage(self.layer1, x)
+        f2 = self._run_stage(self.layer2, f1)
+        f3 = self._run_stage(self.layer3, f2)
+        f4 = self._run_stage(self.layer4, f3)
+        return f0, f1, f2, f3, f4
+
     def forward_features(
         self,
         pixel_values: torch.Tensor,
@@ -137,16 +214,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Backbone part of docs/method.md §1.1 steps 1-4: returns ``(f1, f2, f3, f4)``. SRM runs when labels
         are given, the model is in training mode and ``config.srm`` is on."""
-        x = self.layer0(pixel_values)
-        if labels is not None and self.training and self.config.srm:
-            x = self.srm(x, labels, srm_weights, generator, check_labels=check_labels)
-        if self.config.style_elimination:
-            x = style_elimination(x, unbiased=self.config.style_elimination_unbiased_std)
-        f1 = self.layer1(x)
-        f2 = self.layer2(f1)
-        f3 = self.layer3(f2)
-        f4 = self.layer4(f3)
-        return f1, f2, f3, f4
+        return self.backbone_forward(pixel_values, labels, srm_weights, generator, check_labels)[1:]
 
     def forward(
         self,
@@ -155,10 +223,10 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         srm_weights: Optional[torch.Tensor] = None,
         generator: Optional[torch.Generator] = None,
         output_features: Optional[bool] = None,
+        output_hidden_states: Optional[bool] = None,
         return_dict: Optional[bool] = None,
         return_loss: bool = True,
         check_labels: bool = True,
-        **kwargs,
     ):
         r"""
         Args:
@@ -167,6 +235,10 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             srm_weights: ``(B, R, R)`` SRM mixing weights (see :func:`srha_hf.semantic_rearrangement`);
                 drawn from ``generator`` (or torch's global RNG) when omitted.
             output_features: return aux logits and layer1-4 features also in eval mode.
+            output_hidden_states: return the backbone's five stage outputs (layer0..layer4, see
+                :meth:`backbone_forward`) as ``hidden_states`` (default ``config.output_hidden_states``).
+            return_dict: a :class:`~srha_hf.SRHASemanticSegmenterOutput` (default ``config.return_dict``), or
+                the tuple of its non-``None`` fields in order, ``hidden_states`` last.
             return_loss: compute ``loss`` when ``labels`` are given (``compute_srha_loss`` turns it off
                 for DeepLabV3+, which computes CE and aux itself, so they are not computed twice).
             check_labels: check that ``labels`` hold train IDs before SRM (``compute_srha_loss``, which
@@ -177,10 +249,19 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         if labels is not None and labels.shape[0] != pixel_values.shape[0]:
             raise ValueError(f"labels batch {labels.shape[0]} does not match pixel_values batch {pixel_values.shape[0]}")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         with_extras = self.training or bool(output_features)
 
-        features = self.forward_features(pixel_values, labels, srm_weights, generator, check_labels=check_labels)
-        return self.decode_head(
-            features, pixel_values.shape[-2:], labels, self.config,
+        f0, *features = self.backbone_forward(pixel_values, labels, srm_weights, generator, check_labels=check_labels)
+        outputs = self.decode_head(
+            tuple(features), pixel_values.shape[-2:], labels, self.config,
             with_extras=with_extras, return_dict=return_dict, return_loss=return_loss,
         )  # fmt: skip
+        if not output_hidden_states:
+            return outputs
+        hidden_states = (f0, *features)
+        if return_dict:
+            outputs["hidden_states"] = hidden_states  # the last field, so to_tuple() keeps the tuple's order
+            return outputs
+        return outputs + (hidden_states,)
