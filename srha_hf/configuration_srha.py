@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from transformers import PretrainedConfig
+from transformers.utils import logging
 
 from .backbones import available_backbones
 from .data.labels import CLASS_NAMES
 from .heads import available_decode_heads
 from .srm import DEFAULT_CONCENTRATION
+
+logger = logging.get_logger(__name__)
 
 TEACHER_MODES = ("faithful", "lean")
 ALIGNMENT_LAYERS = ("layer1", "layer2", "layer3", "layer4")
@@ -27,7 +30,14 @@ _TRANSFORMERS_KEYS = frozenset(inspect.signature(PretrainedConfig.__init__).para
 
 class SRHAConfig(PretrainedConfig):
     r"""Configuration of :class:`~srha_hf.SRHAForSemanticSegmentation` and of its SRHA objective. Every
-    default is the authors' value; an unknown keyword is an error naming the closest valid one.
+    default is the authors' value.
+
+    Unknown keys: a keyword given to the constructor that is neither SRHAConfig's nor transformers' is an
+    error naming the closest valid one (``SRHAConfig(pc_wieght=5)``). A saved ``config.json``
+    (``from_pretrained``, ``from_dict``, ``from_json_file``) may hold keys that a tool set on the config
+    after it was built (``config.use_cache = False``): those are kept as attributes, as transformers keeps
+    them, and saved again. An unknown key of a ``config.json`` that is close to one of SRHAConfig's own
+    (a hand-edited typo: it changes nothing) is also kept, with a warning naming the key it resembles.
 
     Args:
         backbone (`str`, defaults to `"resnet50"`): `"resnet50"`, `"resnet101"`, `"mobilenetv2"` or
@@ -172,11 +182,53 @@ class SRHAConfig(PretrainedConfig):
             setattr(self, name, value)
         super().__init__(num_labels=num_labels, **kwargs)
 
+    @classmethod
+    def from_dict(cls, config_dict: Dict[str, Any], **kwargs):
+        """As transformers' ``from_dict``, keeping a saved config's unknown keys (see the class docstring)."""
+        known, extra = _split_saved_keys(config_dict)
+        outcome = super().from_dict(known, **kwargs)
+        config = outcome[0] if isinstance(outcome, tuple) else outcome
+        _keep_saved_keys(config, extra)
+        return outcome
+
+    @classmethod
+    def from_json_file(cls, json_file):
+        """As transformers' ``from_json_file``, keeping a saved config's unknown keys (see the class docstring)."""
+        known, extra = _split_saved_keys(cls._dict_from_json_file(json_file))
+        config = cls(**known)
+        _keep_saved_keys(config, extra)
+        return config
+
 
 # Every argument of SRHAConfig besides num_labels, with its default (the authors' value).
 DEFAULTS = {
     name: p.default for name, p in inspect.signature(SRHAConfig.__init__).parameters.items() if name not in ("self", "num_labels", "kwargs")
 }
+
+
+def _closest_key(key: str) -> Optional[str]:
+    close = difflib.get_close_matches(key, list(DEFAULTS) + ["num_labels", "id2label", "label2id"], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _split_saved_keys(config_dict: Dict[str, Any]):
+    """A saved config's keys that the constructor takes, and the others (set on the config after it was built)."""
+    known = {k: v for k, v in config_dict.items() if k in DEFAULTS or k in _TRANSFORMERS_KEYS}
+    return known, {k: v for k, v in config_dict.items() if k not in known}
+
+
+def _keep_saved_keys(config: "SRHAConfig", extra: Dict[str, Any]) -> None:
+    """Set a saved config's unknown keys on ``config``; warn for those that look like a typo of SRHAConfig's own."""
+    for key, value in extra.items():
+        setattr(config, key, value)
+        close = _closest_key(key)
+        if close is not None:
+            logger.warning(
+                f"config.json has the key {key!r}, which SRHAConfig does not take; did you mean {close!r}? "
+                f"It is kept as an attribute and changes nothing ({close!r} is {getattr(config, close, None)!r})."
+            )
+        else:
+            logger.info(f"config.json key {key!r} is not SRHAConfig's; kept as an attribute")
 
 
 def check_config_keys(kwargs: dict) -> None:
@@ -186,8 +238,8 @@ def check_config_keys(kwargs: dict) -> None:
     if not unknown:
         return
     key = unknown[0]
-    close = difflib.get_close_matches(key, list(DEFAULTS) + ["num_labels", "id2label", "label2id"], n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; SRHAConfig takes {', '.join(DEFAULTS)}"
+    close = _closest_key(key)
+    hint = f"; did you mean {close!r}?" if close else f"; SRHAConfig takes {', '.join(DEFAULTS)}"
     raise ValueError(f"SRHAConfig got an unknown key {key!r}{hint}")
 
 

@@ -28,6 +28,9 @@ class SRHASemanticSegmenterOutput(ModelOutput):
         masks_queries_logits: Mask2Former only: ``(N, Q, h2, w2)`` mask logits of the final set (stride 4).
         auxiliary_predictions: Mask2Former only (training, or ``output_features=True``): the earlier
             prediction sets, query-only first, each ``{"class_queries_logits", "masks_queries_logits"}``.
+        hidden_states: with ``output_hidden_states=True``: the backbone's five stage outputs ``(f0, ..., f4)``
+            (layer0..layer4; ``f0`` as the network receives it, before style elimination, with SRM's
+            rearranged copy appended in training).
     """
 
     loss: Optional[torch.FloatTensor] = None
@@ -37,3 +40,4 @@ class SRHASemanticSegmenterOutput(ModelOutput):
     class_queries_logits: Optional[torch.FloatTensor] = None
     masks_queries_logits: Optional[torch.FloatTensor] = None
     auxiliary_predictions: Optional[Tuple[dict, ...]] = None
+    hidden_states: Optional[Tuple[torch.FloatTensor, ...]] = None

@@ -33,4 +33,5 @@ def imagenet(source: str) -> Dict[str, torch.Tensor]:
 
 register_backbone(BackboneSpec(
     "efficientnet_lite0", Lite0Stages, split, (16, 40, 80, 320, 1280), (2, 8, 16, 16, 16), lite0_key_to_stage_key, imagenet,
+    no_split_modules=("MBConvBlock",),
 ))  # fmt: skip

@@ -38,5 +38,5 @@ def key_map(key: str) -> Optional[str]:
 
 register_backbone(BackboneSpec(
     "mobilenetv2", lambda: tvm.mobilenet_v2(weights=None), split, (16, 32, 64, 320, 1280), (2, 8, 16, 16, 16), key_map,
-    torchvision_imagenet("MobileNet_V2_Weights"), paper=True,
+    torchvision_imagenet("MobileNet_V2_Weights"), paper=True, no_split_modules=("InvertedResidual",),
 ))  # fmt: skip

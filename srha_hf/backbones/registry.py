@@ -42,6 +42,8 @@ class BackboneSpec:
         imagenet: ``imagenet(source)`` → the network's own ImageNet state dict for ``source`` in
             :data:`IMAGENET_SOURCES` (raises :class:`BackboneLoadError` when it cannot be had).
         paper: one of the paper's four backbones.
+        no_split_modules: class names of the network's blocks that ``device_map="auto"`` must keep on one
+            device (a residual sum or a concatenation inside), the model's ``_no_split_modules``.
     """
 
     name: str
@@ -52,6 +54,7 @@ class BackboneSpec:
     key_map: Callable[[str], Optional[str]]
     imagenet: Callable[[str], Dict[str, torch.Tensor]]
     paper: bool = False
+    no_split_modules: Tuple[str, ...] = ()
 
 
 _REGISTRY: Dict[str, BackboneSpec] = {}

@@ -46,9 +46,9 @@ def key_map(key: str) -> Optional[str]:
 
 register_backbone(BackboneSpec(
     "resnet50", lambda: tvm.resnet50(weights=None), split, CHANNELS, STRIDES, key_map,
-    torchvision_imagenet("ResNet50_Weights"), paper=True,
+    torchvision_imagenet("ResNet50_Weights"), paper=True, no_split_modules=("Bottleneck",),
 ))  # fmt: skip
 register_backbone(BackboneSpec(
     "resnet101", lambda: tvm.resnet101(weights=None), split, CHANNELS, STRIDES, key_map,
-    torchvision_imagenet("ResNet101_Weights"), paper=True,
+    torchvision_imagenet("ResNet101_Weights"), paper=True, no_split_modules=("Bottleneck",),
 ))  # fmt: skip

@@ -28,5 +28,5 @@ def key_map(key: str) -> Optional[str]:
 
 register_backbone(BackboneSpec(
     "shufflenetv2", lambda: tvm.shufflenet_v2_x1_0(weights=None), split, (24, 116, 232, 464, 1024), (4, 8, 16, 16, 16),
-    key_map, torchvision_imagenet("ShuffleNet_V2_X1_0_Weights"), paper=True,
+    key_map, torchvision_imagenet("ShuffleNet_V2_X1_0_Weights"), paper=True, no_split_modules=("InvertedResidual",),
 ))  # fmt: skip

@@ -27,13 +27,13 @@ from transformers import initialization as init
 from ..outputs import SRHASemanticSegmenterOutput
 
 
-def as_model_output(return_dict: bool, loss: Optional[torch.Tensor], values: Sequence, **fields):
-    """The model's output: a :class:`~srha_hf.SRHASemanticSegmenterOutput` of ``fields``, or (``return_dict``
-    off) the tuple ``(loss, *values)`` without the ``None`` entries."""
-    if return_dict:
-        return SRHASemanticSegmenterOutput(loss=loss, **fields)
-    out = tuple(v for v in values if v is not None)
-    return ((loss,) + out) if loss is not None else out
+def as_model_output(return_dict: bool, loss: Optional[torch.Tensor], values: Optional[Sequence] = None, **fields):
+    """The model's output: a :class:`~srha_hf.SRHASemanticSegmenterOutput` of ``loss`` and ``fields``, or
+    (``return_dict`` off) its ``to_tuple()``: the non-``None`` fields in the output's field order, so that the
+    tuple and the dict hold the same tensors in the same order (transformers' convention). ``values`` is
+    no longer read (the tuple once came from it); it stays for heads written against the old signature."""
+    output = SRHASemanticSegmenterOutput(loss=loss, **fields)
+    return output if return_dict else output.to_tuple()
 
 
 def kaiming_init(module: nn.Module, mode: str) -> bool:
@@ -57,6 +57,9 @@ class DecodeHead(nn.Module):
     #: ``compute_srha_loss`` asks the forward for the loss (``return_loss=True``) when this is set, and
     #: otherwise computes the segmentation terms itself with :meth:`training_terms`.
     loss_in_forward: bool = False
+    #: class names of the head's modules that ``device_map="auto"`` must keep on one device (the model's
+    #: ``_no_split_modules`` adds them to the backbone's)
+    no_split_modules: Tuple[str, ...] = ()
 
     def __init__(self, config, channels: Sequence[int]):
         super().__init__()

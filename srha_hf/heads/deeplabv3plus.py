@@ -67,6 +67,8 @@ class DeepLabV3PlusDecode(DecodeHead):
     """docs/method.md §1.3: ASPP + decoder on layer4 and layer1 (main logits at the input size, bilinear with
     ``align_corners=True`` as the reference), the ``dsn`` auxiliary head on layer3; loss CE + ``aux_weight``·CE_aux."""
 
+    no_split_modules = ("ASPP",)
+
     def __init__(self, config, channels: Sequence[int]):
         super().__init__(config, channels)
         self.aspp = ASPP(channels[4], config.aspp_channels, config.aspp_rates)

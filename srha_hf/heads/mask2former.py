@@ -386,6 +386,7 @@ class Mask2FormerDecode(DecodeHead):
     scores of §4.4 at the input size as ``logits``, and the set loss computed in the forward."""
 
     loss_in_forward = True  # the set loss needs the query predictions, which only the forward has
+    no_split_modules = ("Mask2FormerHead",)  # its pixel decoder and transformer exchange features in its forward
 
     def __init__(self, config, channels: Sequence[int]):
         super().__init__(config, channels)
