@@ -189,6 +189,10 @@ def load_segmenter(
             if offline and not local.exists()
             else ""
         )
+        weights = sorted(local.glob("*.safetensors")) if local.is_dir() else []
+        if type(exc).__name__ == "SafetensorError" and weights:  # name the file, not only the folder
+            damaged = str(weights[0]) if len(weights) == 1 else f"a .safetensors file in {name}"
+            hint += f" ({damaged} is truncated or damaged: save the model again with save_pretrained)"
         raise ModelLoadError(f"could not load model {name!r}: {type(exc).__name__}: {exc}{hint}") from exc
     try:
         processor = AutoImageProcessor.from_pretrained(name, revision=revision, cache_dir=cache_dir)

@@ -23,9 +23,11 @@ import os
 import signal
 import sys
 
+from srha_hf.cli import ArgumentParser, fail
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--model", action="append", required=True,
                    help="model folder, Hub repo id (org/name) or .onnx file; repeat for a model dropdown")  # fmt: skip
@@ -85,8 +87,7 @@ def main(argv=None) -> int:
     try:
         import gradio  # noqa: F401 - fail early, before the models load
     except ImportError:
-        print("error: the browser demo needs gradio: pip install -e '.[app]'", file=sys.stderr)
-        return 2
+        return fail("the browser demo needs gradio: pip install -e '.[app]'")
     from srha_hf.browser_demo import build_interface, launch
     from srha_hf.inference import ModelLoadError
 
@@ -94,14 +95,12 @@ def main(argv=None) -> int:
         _check_args(args)
         demo, examples = _load(args)
     except (ValueError, FileNotFoundError, ModelLoadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     page = build_interface(demo, examples)
     try:
         local_url, share_url = launch(page, host=args.host, port=args.port, share=args.share)
     except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     print(f"browser demo running on {local_url}" + (f" (public link: {share_url})" if share_url else ""), flush=True)
     print("press Ctrl+C to stop", file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the server like Ctrl+C

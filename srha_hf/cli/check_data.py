@@ -14,7 +14,6 @@ layout is unusable.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from srha_hf.cli import ArgumentParser, UsageError, check_output, fail
 from srha_hf.data import labels as L
 from srha_hf.data.benchmarks import (
     ACDC_CONDITIONS,
@@ -222,8 +222,25 @@ def format_report(name: str, root: str, reports: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def check_args(args):
+    """The dataset's spec once the arguments, the root folder and the --json path are checked (a
+    UsageError or ValueError saying what is wrong otherwise)."""
+    spec = get_spec(args.dataset)
+    if not Path(args.root).is_dir():
+        raise UsageError(f"{spec.name} root not found: {args.root} (expected layout: {spec.layout})")
+    if args.gtav_split_file and spec.name != "gtav":
+        raise UsageError(f"--gtav_split_file is for GTAV, not {spec.name}")
+    if args.conditions and spec.name != "acdc":
+        raise UsageError(f"--conditions is for ACDC, not {spec.name}")
+    if args.conditions:
+        acdc_conditions(args.conditions)
+    if args.json_path:
+        check_output(args.json_path, "--json")
+    return spec
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="the dataset root folder")
     parser.add_argument("--dataset", required=True, help=f"one of {', '.join(BENCHMARKS)}")
     parser.add_argument("--split", nargs="+", help="splits to check (default: all of the dataset's splits)")
@@ -239,26 +256,10 @@ def main(argv=None) -> int:
                         help="how the loader handles image/label size mismatches (default: next for GTAV, drop otherwise)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        spec = get_spec(args.dataset)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if not Path(args.root).is_dir():
-        print(f"error: {spec.name} root not found: {args.root}\nexpected layout: {spec.layout}", file=sys.stderr)
-        return 2
+        spec = check_args(args)
+    except (UsageError, ValueError) as err:
+        return fail(err)
     splits = args.split or list(spec.splits)
-    if args.gtav_split_file and spec.name != "gtav":
-        print(f"error: --gtav_split_file is for GTAV, not {spec.name}", file=sys.stderr)
-        return 2
-    if args.conditions and spec.name != "acdc":
-        print(f"error: --conditions is for ACDC, not {spec.name}", file=sys.stderr)
-        return 2
-    if args.conditions:
-        try:
-            acdc_conditions(args.conditions)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
     reports = [check_split(spec.name, args.root, s, args.limit, not args.no_progress, args.gtav_split_file,
                            args.size_mismatch, args.conditions) for s in splits]  # fmt: skip
     if not args.split and not all("error" in r for r in reports):

@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from srha_hf.cli import ArgumentParser, UsageError, check_output, fail
 from srha_hf.conversion import ARCHS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--checkpoint", required=True, help="the authors' .pth checkpoint")
     p.add_argument("--arch", required=True, choices=list(ARCHS), help="the checkpoint's architecture")
@@ -41,11 +43,13 @@ def main(argv=None) -> int:
     from srha_hf.conversion import convert_original_checkpoint
 
     try:
+        if Path(args.checkpoint).is_dir():
+            raise UsageError(f"--checkpoint {args.checkpoint} is a folder; expected the authors' .pth checkpoint file")
+        check_output(args.output, "--output", folder=True)
         report = convert_original_checkpoint(args.checkpoint, args.arch, args.output, overwrite=args.overwrite,
                                              repo_id=args.repo_id, progress=not args.no_progress)  # fmt: skip
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:  # CheckpointMismatchError is a ValueError
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError, FileExistsError, UsageError) as exc:  # CheckpointMismatchError is a ValueError
+        return fail(exc)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -34,13 +34,11 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-
-class UsageError(Exception):
-    """A bad argument, missing model or missing dataset: reported before any work starts."""
+from srha_hf.cli import ArgumentParser, UsageError, check_output, fail
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="model directory (save_pretrained) or Hub id")
     p.add_argument("--revision", default=None, help="Hub revision of --model")
     p.add_argument("--dataset", required=True, nargs="+", action="extend", metavar="NAME",
@@ -185,9 +183,20 @@ def image_normalisation(model: str, revision=None):
     return IMAGENET_MEAN, IMAGENET_STD
 
 
+def load_model(args):
+    """The model of --model, loaded as predict and export-onnx load it (srha_hf.segmenters.load_segmenter:
+    a damaged config.json or weights file is a UsageError naming it)."""
+    from srha_hf.inference import ModelLoadError, load_segmenter
+
+    try:
+        return load_segmenter(args.model, device="cpu", revision=args.revision).model
+    except ModelLoadError as err:
+        raise UsageError(f"--model: {err}") from None
+
+
 def check_inputs(args, parser):
-    """(model config, roots, datasets) once every argument, the model and each dataset are checked; a
-    UsageError saying what is wrong otherwise."""
+    """(model config, roots, datasets, model) once every argument, the output paths, the model and each
+    dataset are checked; a UsageError saying what is wrong otherwise."""
     for flag in ("batch_size", "max_images"):
         value = getattr(args, flag)
         if value is not None and value < 1:
@@ -203,6 +212,10 @@ def check_inputs(args, parser):
         except ValueError as err:
             raise UsageError(f"--dataset {name}: {err}") from None
     args.eval_protocol = protocol_from(args)
+    check_output(args.output_json, "--output_json")
+    for flag in ("output_dir", "save_predictions"):
+        if getattr(args, flag) is not None:
+            check_output(getattr(args, flag), f"--{flag}", folder=True)
     from srha_hf.data.class_subsets import resolve_class_subset
 
     for subset in args.class_subset:
@@ -217,7 +230,8 @@ def check_inputs(args, parser):
         except ValueError as err:
             raise UsageError(f"--format {args.prediction_format}: {err}") from None
     roots = resolve_roots(args.dataset, args.data_root)
-    return config, roots, load_datasets(args.dataset, roots, args.split)
+    datasets = load_datasets(args.dataset, roots, args.split)
+    return config, roots, datasets, load_model(args)
 
 
 def protocol_from(args):
@@ -270,15 +284,12 @@ def run_metadata(args, roots, eval_sizes, accelerator) -> dict:
     }
 
 
-def evaluate(args, config, roots, datasets, accelerator, precision_source) -> None:
-    """Evaluate on every dataset; the main process prints the tables and writes the report."""
-    from transformers import AutoModelForSemanticSegmentation
-
+def evaluate(args, model, roots, datasets, accelerator, precision_source) -> None:
+    """Evaluate ``model`` on every dataset; the main process prints the tables and writes the report."""
     from srha_hf.evaluation import evaluate_model
     from srha_hf.evaluation_report import format_iou_table, write_evaluation_report
     from srha_hf.training.precision import describe
 
-    model = AutoModelForSemanticSegmentation.from_pretrained(args.model, revision=args.revision, config=config)
     model.to(accelerator.device)
     mean, std = image_normalisation(args.model, args.revision)
     eval_sizes = eval_sizes_from(args)
@@ -311,16 +322,15 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:  # everything that can be missing is checked before any work
-        config, roots, datasets = check_inputs(args, parser)
+        _, roots, datasets, model = check_inputs(args, parser)
     except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(err)
 
     import torch
 
     accelerator, precision_source = build_accelerator(args)
     try:
-        evaluate(args, config, roots, datasets, accelerator, precision_source)
+        evaluate(args, model, roots, datasets, accelerator, precision_source)
         accelerator.wait_for_everyone()
     finally:
         accelerator.end_training()  # destroys the process group (else torchrun's processes abort at exit)

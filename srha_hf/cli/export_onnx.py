@@ -18,9 +18,11 @@ import argparse
 import json
 import sys
 
+from srha_hf.cli import ArgumentParser, UsageError, check_output, fail
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--model", required=True, help="model folder (save_pretrained) or Hub repo id")
     p.add_argument("--output", required=True, help="the .onnx file to write")
@@ -44,34 +46,30 @@ def main(argv=None) -> int:
         if not args.no_check:
             import onnxruntime  # noqa: F401
     except ImportError as exc:
-        print(f"error: {exc.name} is not installed: pip install onnx onnxruntime", file=sys.stderr)
-        return 2
+        return fail(f"{exc.name} is not installed: pip install onnx onnxruntime")
     import torch
 
     from srha_hf.inference import ModelLoadError, load_segmenter
     from srha_hf.onnx_export import DEFAULT_CHECK_SIZES, ExportCheckError, export_onnx
 
     if not args.output.lower().endswith(".onnx"):
-        print(f"error: --output must name a .onnx file, got {args.output}", file=sys.stderr)
-        return 2
+        return fail(f"--output must name a .onnx file, got {args.output}")
     if args.model.lower().endswith(".onnx"):
-        print("error: --model is already an ONNX file", file=sys.stderr)
-        return 2
+        return fail(f"--model {args.model} is already an ONNX file (expected a model folder or Hub repo id)")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
+        check_output(args.output, "--output")
         segmenter = load_segmenter(args.model, device="cpu", revision=args.revision, cache_dir=args.cache_dir)
-    except ModelLoadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ModelLoadError, UsageError) as exc:
+        return fail(exc)
     sizes = [tuple(s) for s in args.check_size] if args.check_size else list(DEFAULT_CHECK_SIZES)
     try:
         report = export_onnx(segmenter.model, args.output, processor=segmenter.processor, opset=args.opset,
                              trace_size=tuple(args.trace_size), check=not args.no_check, check_sizes=sizes,
                              atol=args.atol, source=args.model, threads=args.threads)  # fmt: skip
     except ExportCheckError as exc:
-        print(f"error: {exc}; {args.output} was not written", file=sys.stderr)
-        return 1
+        return fail(f"{exc}; {args.output} was not written", status=1)
     print(json.dumps(report, indent=2))
     return 0
 

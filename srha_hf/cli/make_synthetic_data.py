@@ -18,6 +18,7 @@ import json
 import sys
 import time
 
+from srha_hf.cli import ArgumentParser, UsageError, check_output, fail
 from srha_hf.data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes
 
 # Flags of the trial benchmarks, which left this tool for experiments/make_trial_data.py.
@@ -34,6 +35,16 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gtav-layout", choices=("presplit", "flat"), default="presplit")
 
 
+def check_benchmark_arguments(args) -> None:
+    """A UsageError naming the first argument of :func:`add_benchmark_arguments` the writer cannot use."""
+    for flag in ("num_train", "num_val"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if min(args.size) < 1:
+        raise UsageError(f"--size must be two positive numbers W H, got {' '.join(map(str, args.size))}")
+    check_output(args.root, "root", folder=True)
+
+
 def print_summary(paths, size, start: float) -> None:
     """The JSON line the writers print: the dataset roots, the evaluation sizes and the seconds taken."""
     print(json.dumps({
@@ -44,7 +55,7 @@ def print_summary(paths, size, start: float) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     add_benchmark_arguments(parser)
     parser.add_argument("--random-look", action="store_true", help="a generic corpus: other scenes, each image with a random look of its own")
     args, rest = parser.parse_known_args(argv)
@@ -53,6 +64,10 @@ def main(argv=None) -> int:
         parser.error(f"{moved[0].split('=', 1)[0]} writes a trial benchmark: it moved to python -m experiments.make_trial_data")
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        check_benchmark_arguments(args)
+    except UsageError as exc:
+        return fail(exc)
     start = time.perf_counter()
     paths = make_synthetic_benchmark(
         args.root, args.num_train, args.num_val, tuple(args.size), args.seed, gtav_layout=args.gtav_layout, progress=True,

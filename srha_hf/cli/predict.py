@@ -22,9 +22,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from srha_hf.cli import ArgumentParser, UsageError, check_output, fail
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--model", required=True, help="model folder, Hub repo id (org/name) or .onnx file")
     p.add_argument("--input", required=True, help="an image file or a folder of images")
@@ -58,6 +60,7 @@ def _check_args(args) -> None:
     check_image_options(args.resize, args.max_size, args.alpha)
     if args.num_workers < 0:
         raise ValueError(f"--num_workers must be >= 0, got {args.num_workers}")
+    check_output(args.output, "--output", folder=True)
 
 
 def main(argv=None) -> int:
@@ -77,9 +80,8 @@ def main(argv=None) -> int:
         segmenter = load_segmenter(args.model, device=args.device, revision=args.revision, cache_dir=args.cache_dir,
                                    mixed_precision=args.mixed_precision, threads=args.threads)  # fmt: skip
         check_prediction_format(args.prediction_format, segmenter.num_labels)
-    except (ValueError, FileNotFoundError, ModelLoadError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError, ModelLoadError, UsageError) as exc:
+        return fail(exc)
     if collected.skipped:
         print(f"skipping {len(collected.skipped)} file(s) without an image extension", file=sys.stderr)
     print(f"{len(collected.items)} image(s), model {args.model} ({segmenter.backend} on {segmenter.device})", file=sys.stderr)

@@ -38,7 +38,19 @@ def resolve_checkpoint(output_dir, value: Optional[str]) -> Optional[Path]:
         return found[-1] if found else None
     path = Path(value)
     if not (path / STATE_FILE).is_file():
-        raise FileNotFoundError(f"resume_from_checkpoint={value!r}: {path} is not a checkpoint folder (no {STATE_FILE})")
+        if not path.exists():
+            what = "does not exist"
+        elif not path.is_dir():
+            what = "is a file, not a checkpoint folder"
+        elif (path / "config.json").is_file():
+            what = "is a model folder (save_pretrained: config and weights only), not a training checkpoint"
+        else:
+            what = f"is not a training checkpoint (no {STATE_FILE})"
+        raise FileNotFoundError(
+            f"resume_from_checkpoint={value!r}: {path} {what}; a resumable checkpoint is a checkpoint-<step> folder that "
+            f"training writes under output_dir, holding {STATE_FILE} beside Accelerate's saved model, optimizer and "
+            "random states (or pass 'latest')"
+        )
     return path
 
 
