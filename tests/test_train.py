@@ -252,3 +252,26 @@ def test_two_process_cpu_training(synthetic_root, tmp_path):
     assert (out_dir / "model" / "model.safetensors").is_file()
     assert out.stdout.count("trained 2 steps") == 1  # logged once, by the main process
     assert "CPU process(es)" in (out_dir / "model" / "README.md").read_text() and "× 2 process(es)" in (out_dir / "model" / "README.md").read_text()
+
+
+@pytest.mark.slow  # a subprocess test
+def test_the_published_model_reevaluated_gives_the_runs_own_numbers(synthetic_root, tmp_path):
+    """What a user takes away is what was trained: ``srha-evaluate`` on the run's ``model/`` folder (a Lite0
+    model from ImageNet, whose input conversion is not in the state dict) prints the training run's final
+    evaluation to the last digit, source val and targets."""
+    from srha_hf.cli.evaluate import main as evaluate_main
+
+    out_dir = tmp_path / "run"
+    launch(run_args(synthetic_root, out_dir, "--max_iter", "2", "--backbone", "efficientnet_lite0", "--backbone_pretrained", "imagenet",
+                    "--eval_source", "true", "--eval_max_images", "3"))  # fmt: skip
+    trained = json.loads((out_dir / "all_results.json").read_text())["results"]
+    assert set(trained) == {"gtav", "cityscapes", "mapillary"}
+    json_path = tmp_path / "eval" / "results.json"
+    rc = evaluate_main(["--model", str(out_dir / "model"), "--dataset", "gtav", "cityscapes", "mapillary", "--data_root", str(synthetic_root),
+                        "--synthetic_size", "160", "88", "--max_images", "3", "--output_json", str(json_path), "--num_overlays", "0",
+                        "--no_progress", "--cpu"])  # fmt: skip
+    assert rc == 0
+    reloaded = json.loads(json_path.read_text())["results"]
+    for name, result in trained.items():
+        assert reloaded[name]["mean_iou"] == result["mean_iou"], name
+        assert reloaded[name]["per_category_iou"] == result["per_category_iou"], name
