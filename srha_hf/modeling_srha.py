@@ -181,17 +181,19 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             return self._gradient_checkpointing_func(_checkpointable(stage), x)
         return stage(x)
 
-    def backbone_forward(
+    def forward_features(
         self,
         pixel_values: torch.Tensor,
         labels: Optional[torch.Tensor] = None,
         srm_weights: Optional[torch.Tensor] = None,
         generator: Optional[torch.Generator] = None,
         check_labels: bool = True,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """docs/method.md §1.1 steps 1-4, returning all five stage outputs ``(f0, f1, f2, f3, f4)``: ``f0`` is
-        layer0's output as the rest of the network receives it before style elimination (with SRM's
-        rearranged copy appended in training), ``f1..f4`` the outputs of layer1..layer4."""
+        include_layer0: bool = False,
+    ) -> Tuple[torch.Tensor, ...]:
+        """Backbone part of docs/method.md §1.1 steps 1-4: returns ``(f1, f2, f3, f4)``, the outputs of
+        layer1..layer4. SRM runs when labels are given, the model is in training mode and ``config.srm`` is
+        on. With ``include_layer0``, ``(f0, f1, f2, f3, f4)``: ``f0`` is layer0's output as the rest of the
+        network receives it, before style elimination (with SRM's rearranged copy appended in training)."""
         x = self._run_stage(self.layer0, pixel_values)
         if labels is not None and self.training and self.config.srm:
             x = self.srm(x, labels, srm_weights, generator, check_labels=check_labels)
@@ -202,19 +204,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         f2 = self._run_stage(self.layer2, f1)
         f3 = self._run_stage(self.layer3, f2)
         f4 = self._run_stage(self.layer4, f3)
-        return f0, f1, f2, f3, f4
-
-    def forward_features(
-        self,
-        pixel_values: torch.Tensor,
-        labels: Optional[torch.Tensor] = None,
-        srm_weights: Optional[torch.Tensor] = None,
-        generator: Optional[torch.Generator] = None,
-        check_labels: bool = True,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Backbone part of docs/method.md §1.1 steps 1-4: returns ``(f1, f2, f3, f4)``. SRM runs when labels
-        are given, the model is in training mode and ``config.srm`` is on."""
-        return self.backbone_forward(pixel_values, labels, srm_weights, generator, check_labels)[1:]
+        return (f0, f1, f2, f3, f4) if include_layer0 else (f1, f2, f3, f4)
 
     def forward(
         self,
@@ -236,7 +226,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
                 drawn from ``generator`` (or torch's global RNG) when omitted.
             output_features: return aux logits and layer1-4 features also in eval mode.
             output_hidden_states: return the backbone's five stage outputs (layer0..layer4, see
-                :meth:`backbone_forward`) as ``hidden_states`` (default ``config.output_hidden_states``).
+                :meth:`forward_features`) as ``hidden_states`` (default ``config.output_hidden_states``).
             return_dict: a :class:`~srha_hf.SRHASemanticSegmenterOutput` (default ``config.return_dict``), or
                 the tuple of its non-``None`` fields in order, ``hidden_states`` last.
             return_loss: compute ``loss`` when ``labels`` are given (``compute_srha_loss`` turns it off
@@ -253,7 +243,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             output_hidden_states = self.config.output_hidden_states
         with_extras = self.training or bool(output_features)
 
-        f0, *features = self.backbone_forward(pixel_values, labels, srm_weights, generator, check_labels=check_labels)
+        f0, *features = self.forward_features(pixel_values, labels, srm_weights, generator, check_labels, include_layer0=True)
         outputs = self.decode_head(
             tuple(features), pixel_values.shape[-2:], labels, self.config,
             with_extras=with_extras, return_dict=return_dict, return_loss=return_loss,
