@@ -23,12 +23,17 @@ $(CORE_STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $(CORE_STAMP)
 
-# ... then the test and app extras (pytest, ruff, onnx, selenium, cityscapesscripts, gradio).
+# ... then the test and app extras (pytest, ruff, onnx, selenium, cityscapesscripts, gradio), and transformers'
+# common model tests from the sdist of the installed transformers (into $(VENV)/transformers_common_tests/;
+# tests/transformers_common/fetch.py, a no-op when they are current).
 $(STAMP): $(CORE_STAMP)
 	$(PY) -m pip install --quiet -e '.[test,app]'
+	$(PY) tests/transformers_common/fetch.py
 	touch $(STAMP)
 
+# the fetch again on every install: fetches anew only when the installed transformers changed since
 install: $(STAMP)
+	$(PY) tests/transformers_common/fetch.py
 
 demo: $(CORE_STAMP)
 	$(VENV)/bin/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
