@@ -182,6 +182,11 @@ class SRHAConfig(PretrainedConfig):
             setattr(self, name, value)
         super().__init__(num_labels=num_labels, **kwargs)
 
+    @property
+    def num_stages(self) -> int:
+        """The backbone's stages, layer0..layer4: the number of ``hidden_states`` (not a setting, not saved)."""
+        return 5
+
     @classmethod
     def from_dict(cls, config_dict: Dict[str, Any], **kwargs):
         """As transformers' ``from_dict``, keeping a saved config's unknown keys (see the class docstring)."""

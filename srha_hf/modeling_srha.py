@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
+from functools import partial
 from typing import Callable, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .backbones import backbone_spec, load_backbone_weights
 from .configuration_srha import SRHAConfig
@@ -33,35 +36,47 @@ STAGES = ("layer0", "layer1", "layer2", "layer3", "layer4")
 
 @contextmanager
 def _running_stats_frozen(module: nn.Module) -> Iterator[None]:
-    """The BatchNorms inside ``module`` compute exactly as in training, and their running statistics and
-    ``num_batches_tracked`` are put back afterwards: the recomputation that gradient checkpointing runs in
-    the backward pass must not update them a second time (and must save the same tensors as the forward,
-    so the norms themselves stay untouched)."""
+    """The BatchNorms inside ``module`` compute exactly as in training, but update copies of their running
+    statistics and ``num_batches_tracked``, and get their own tensors back afterwards: the recomputation that
+    gradient checkpointing runs in the backward pass must not update them a second time. (The norms keep
+    their settings, so the recomputation saves the same tensors as the forward; no saved tensor is written
+    in place.)"""
+    names = ("running_mean", "running_var", "num_batches_tracked")
     norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in norms]
+    originals = [[getattr(m, name) for name in names] for m in norms]
+    for norm, tensors in zip(norms, originals):
+        for name, tensor in zip(names, tensors):
+            setattr(norm, name, tensor.clone())
     try:
         yield
     finally:
-        with torch.no_grad():
-            for norm, values in zip(norms, saved):
-                for buffer, value in zip((norm.running_mean, norm.running_var, norm.num_batches_tracked), values):
-                    buffer.copy_(value)
+        for norm, tensors in zip(norms, originals):
+            for name, tensor in zip(names, tensors):
+                setattr(norm, name, tensor)
 
 
-def _checkpointable(stage: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``stage``'s call for a checkpoint function: the first call is the forward, every later one is the
-    backward's recomputation, run with the BatchNorm running statistics frozen (:func:`_running_stats_frozen`),
-    so that a checkpointed step updates them exactly once, as an ordinary step does."""
-    calls = []
+class StageRunner(GradientCheckpointingLayer):
+    """Runs one backbone stage (``layer0`` … ``layer4``), which it refers to but does not hold: the stage stays
+    the model's own child, under the authors' name, and the runner adds nothing to the state dict.
 
-    def run(x: torch.Tensor) -> torch.Tensor:
-        if not calls:
-            calls.append(1)
-            return stage(x)
-        with _running_stats_frozen(stage):
-            return stage(x)
+    It is what transformers' conventions act on: ``activation_checkpointing_enable`` checkpoints it (a
+    ``GradientCheckpointingLayer``), and ``output_hidden_states`` records its outputs (``_can_record_outputs``).
+    Under checkpointing, every call after the forward is the backward's recomputation, run with the stage's
+    BatchNorm running statistics frozen (:func:`_running_stats_frozen`): a checkpointed step updates them
+    exactly once, as an ordinary step does.
+    """
 
-    return run
+    def __init__(self, stage: nn.Module):
+        super().__init__()
+        object.__setattr__(self, "stage", stage)  # a reference, not a child
+        self.calls = 0  # forwards since the model's last call of this stage
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == 1:
+            return self.stage(x)
+        with _running_stats_frozen(self.stage):
+            return self.stage(x)
 
 
 class SRHAPreTrainedModel(PreTrainedModel):
@@ -72,6 +87,10 @@ class SRHAPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
+    # output_hidden_states: the five stage outputs, recorded from the stage runners (not the pixels before them)
+    _can_record_outputs = {
+        "hidden_states": OutputRecorder(StageRunner, capture_initial_hidden_state=False, num_hidden_layers_key="num_stages"),
+    }
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -132,7 +151,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         self._attach_decode_head(head)
         # device_map="auto" places whole blocks (those with a residual or a concatenation inside)
         self._no_split_modules = sorted(set(spec.no_split_modules) | set(head.no_split_modules))
-        self.gradient_checkpointing = False
+        self.stage_runners = nn.ModuleList(StageRunner(stage) for stage in stages)
 
         if config.freeze_layer0:
             self.layer0.requires_grad_(False)
@@ -174,12 +193,35 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             self.layer0.eval()
         return self
 
-    def _run_stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """One backbone stage, under the checkpoint function that ``gradient_checkpointing_enable`` set when
-        that is on, the model is training, gradients are recorded and the stage has trainable weights."""
-        if self.gradient_checkpointing and self.training and torch.is_grad_enabled() and any(p.requires_grad for p in stage.parameters()):
-            return self._gradient_checkpointing_func(_checkpointable(stage), x)
-        return stage(x)
+    def _run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Backbone stage ``index`` through its :class:`StageRunner`. A frozen stage (no trainable weight) is
+        never checkpointed. Under reentrant checkpointing a stage whose input needs no gradient (layer1 after a
+        frozen layer0) gets an input that does, or its weights would get no gradient."""
+        runner = self.stage_runners[index]
+        runner.calls = 0
+        checkpointing = runner.gradient_checkpointing
+        if not any(p.requires_grad for p in runner.stage.parameters()):
+            runner.gradient_checkpointing = False
+        elif checkpointing and self.training and torch.is_grad_enabled() and not x.requires_grad:
+            if getattr(runner._gradient_checkpointing_func, "keywords", {}).get("use_reentrant", True) is not False:
+                x = x.detach().requires_grad_(True)
+        try:
+            return runner(x)
+        finally:
+            runner.gradient_checkpointing = checkpointing
+
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func: Callable = None, every_n_layers: int = 1):
+        """transformers' own, except that the decode head's layers always checkpoint without reentrancy:
+        transformers' Mask2Former decoder layer takes its tensors as keyword arguments, which reentrant
+        checkpointing cannot differentiate through."""
+        kwargs = {} if gradient_checkpointing_func is None else {"gradient_checkpointing_func": gradient_checkpointing_func}
+        super()._set_gradient_checkpointing(enable, every_n_layers=every_n_layers, **kwargs)
+        func = getattr(gradient_checkpointing_func, "func", None)
+        if enable and func is not None and gradient_checkpointing_func.keywords.get("use_reentrant", True) is not False:
+            head_func = partial(func, **{**gradient_checkpointing_func.keywords, "use_reentrant": False})
+            for module in self.decode_head.modules():
+                if hasattr(module, "gradient_checkpointing"):
+                    module._gradient_checkpointing_func = head_func
 
     def forward_features(
         self,
@@ -188,24 +230,21 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         srm_weights: Optional[torch.Tensor] = None,
         generator: Optional[torch.Generator] = None,
         check_labels: bool = True,
-        include_layer0: bool = False,
-    ) -> Tuple[torch.Tensor, ...]:
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Backbone part of docs/method.md §1.1 steps 1-4: returns ``(f1, f2, f3, f4)``, the outputs of
-        layer1..layer4. SRM runs when labels are given, the model is in training mode and ``config.srm`` is
-        on. With ``include_layer0``, ``(f0, f1, f2, f3, f4)``: ``f0`` is layer0's output as the rest of the
-        network receives it, before style elimination (with SRM's rearranged copy appended in training)."""
-        x = self._run_stage(self.layer0, pixel_values)
+        layer1..layer4. SRM runs when labels are given, the model is in training mode and ``config.srm`` is on."""
+        x = self._run_stage(0, pixel_values)
         if labels is not None and self.training and self.config.srm:
             x = self.srm(x, labels, srm_weights, generator, check_labels=check_labels)
-        f0 = x
         if self.config.style_elimination:
             x = style_elimination(x, unbiased=self.config.style_elimination_unbiased_std)
-        f1 = self._run_stage(self.layer1, x)
-        f2 = self._run_stage(self.layer2, f1)
-        f3 = self._run_stage(self.layer3, f2)
-        f4 = self._run_stage(self.layer4, f3)
-        return (f0, f1, f2, f3, f4) if include_layer0 else (f1, f2, f3, f4)
+        f1 = self._run_stage(1, x)
+        f2 = self._run_stage(2, f1)
+        f3 = self._run_stage(3, f2)
+        f4 = self._run_stage(4, f3)
+        return f1, f2, f3, f4
 
+    @capture_outputs
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -225,8 +264,11 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             srm_weights: ``(B, R, R)`` SRM mixing weights (see :func:`srha_hf.semantic_rearrangement`);
                 drawn from ``generator`` (or torch's global RNG) when omitted.
             output_features: return aux logits and layer1-4 features also in eval mode.
-            output_hidden_states: return the backbone's five stage outputs (layer0..layer4, see
-                :meth:`forward_features`) as ``hidden_states`` (default ``config.output_hidden_states``).
+            output_hidden_states: return the outputs of the five backbone stages layer0..layer4 as
+                ``hidden_states`` (default ``config.output_hidden_states``; recorded by transformers'
+                ``capture_outputs`` from the :class:`StageRunner` modules). ``layer0``'s is the stage's own
+                output (before SRM, so it has the batch's ``B`` rows in training while layer1..4 have ``2B``).
+                A list of indices (negative ones counted from the end) keeps only those, the others ``None``.
             return_dict: a :class:`~srha_hf.SRHASemanticSegmenterOutput` (default ``config.return_dict``), or
                 the tuple of its non-``None`` fields in order, ``hidden_states`` last.
             return_loss: compute ``loss`` when ``labels`` are given (``compute_srha_loss`` turns it off
@@ -238,20 +280,11 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             raise ValueError(f"pixel_values must be (B, 3, H, W), got shape {tuple(pixel_values.shape)}")
         if labels is not None and labels.shape[0] != pixel_values.shape[0]:
             raise ValueError(f"labels batch {labels.shape[0]} does not match pixel_values batch {pixel_values.shape[0]}")
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
+        # capture_outputs takes return_dict (a keyword) and makes the tuple itself, after adding hidden_states
         with_extras = self.training or bool(output_features)
-
-        f0, *features = self.forward_features(pixel_values, labels, srm_weights, generator, check_labels, include_layer0=True)
+        features = self.forward_features(pixel_values, labels, srm_weights, generator, check_labels=check_labels)
         outputs = self.decode_head(
-            tuple(features), pixel_values.shape[-2:], labels, self.config,
-            with_extras=with_extras, return_dict=return_dict, return_loss=return_loss,
+            features, pixel_values.shape[-2:], labels, self.config,
+            with_extras=with_extras, return_dict=True, return_loss=return_loss,
         )  # fmt: skip
-        if not output_hidden_states:
-            return outputs
-        hidden_states = (f0, *features)
-        if return_dict:
-            outputs["hidden_states"] = hidden_states  # the last field, so to_tuple() keeps the tuple's order
-            return outputs
-        return outputs + (hidden_states,)
+        return outputs.to_tuple() if return_dict is False else outputs

@@ -88,7 +88,9 @@ class SRHAModelTester:
         self.expected_num_hidden_layers = len(spec.channels)
 
     def config_kwargs(self):
-        return dict(backbone=self.backbone, decode_head=self.decode_head, **TINY_HEADS[self.decode_head])
+        # layer0 trains here (the recipes freeze it, method §1.4): a frozen layer0's output, hidden_states[0], has
+        # no gradient to retain (test_retain_grad_hidden_states_attentions); freezing has its own tests (test_model.py)
+        return dict(backbone=self.backbone, decode_head=self.decode_head, freeze_layer0=False, **TINY_HEADS[self.decode_head])
 
     def get_config(self):
         return SRHAConfig(num_labels=self.num_labels, **self.config_kwargs())
@@ -191,6 +193,13 @@ class SRHACommonTests(ModelTesterMixin):
     def test_capture_outputs_decorator(self):
         self._assert_records_hidden_states()
         super().test_capture_outputs_decorator()
+
+    # Upstream's reason for the same skip (Vocos, Xcodec, Qwen2.5-VL; LoMa: "includes a VGG-19 descriptor network and is
+    # not a small model"). UperNet, Segformer and DPT pass it with tiny backbones; SRHA's backbones are fixed ImageNet
+    # architectures with no width setting: EfficientNet-Lite0 3.37M and ShuffleNetV2 1.25M parameters alone.
+    @unittest.skip(reason="We cannot configure to output a smaller model.")
+    def test_model_is_small(self):
+        pass
 
     @unittest.skip(reason="SRHA does not use inputs_embeds")  # upstream: UperNet, Segformer, DPT (the same reason)
     def test_inputs_embeds(self):

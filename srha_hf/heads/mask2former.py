@@ -53,7 +53,8 @@ Deviations (numerically irrelevant or documented):
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -177,6 +178,11 @@ class Mask2FormerHead(nn.Module):
 def _default_linear_(linear: nn.Linear) -> None:
     """PyTorch's own ``nn.Linear`` initialisation, through the flag-aware ``transformers`` init."""
     init.kaiming_uniform_(linear.weight, a=math.sqrt(5))
+    _default_bias_(linear)
+
+
+def _default_bias_(linear: nn.Linear) -> None:
+    """PyTorch's own ``nn.Linear`` bias initialisation, U(±1/√fan_in)."""
     if linear.bias is not None:
         fan_in = linear.weight.shape[1]
         bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
@@ -234,8 +240,9 @@ def init_mask2former_weights(module: nn.Module) -> None:
     role = getattr(module, "_m2f_role", None)
     if block is not None:
         _hf_init(block)  # the reference's MSDeformAttn._reset_parameters
-    elif role == "xavier_weight":
+    elif role == "xavier_weight":  # the reference's _reset_parameters touches matrices only: the bias keeps PyTorch's
         init.xavier_uniform_(module.weight)
+        _default_bias_(module)
     elif role == "xavier_zero_bias":
         init.xavier_uniform_(module.weight)
         init.zeros_(module.bias)
@@ -344,6 +351,21 @@ def mask2former_set_loss(
     return sum(weighted.values()), weighted
 
 
+@contextmanager
+def _seeded_points(device: torch.device, enabled: bool) -> Iterator[None]:
+    """The set loss samples its points from torch's global generator. Outside training (a validation loss)
+    they are drawn from seed 0 inside a forked generator, so the loss is a function of the inputs alone and
+    the caller's random stream is left as it was; in training they are drawn as the reference draws them."""
+    if not enabled:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.random.default_generator.manual_seed(0)
+        if device.type == "cuda":
+            torch.cuda.manual_seed(0)
+        yield
+
+
 def semantic_inference(
     class_queries_logits: torch.Tensor, masks_queries_logits: torch.Tensor, size, query_chunk: int = 20
 ) -> torch.Tensor:
@@ -400,7 +422,8 @@ class Mask2FormerDecode(DecodeHead):
             labels_all = labels
             if labels.shape[0] != logits.shape[0]:  # SRM doubled the batch: both halves share the labels
                 labels_all = labels.repeat(logits.shape[0] // labels.shape[0], 1, 1)
-            loss, _ = mask2former_set_loss(classes, masks, labels_all, config)
+            with _seeded_points(logits.device, enabled=not self.mask2former.training):
+                loss, _ = mask2former_set_loss(classes, masks, labels_all, config)
         auxiliary = None
         if with_extras:
             auxiliary = tuple({"class_queries_logits": c, "masks_queries_logits": m} for c, m in zip(classes[:-1], masks[:-1]))
