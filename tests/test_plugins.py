@@ -88,7 +88,8 @@ def test_a_new_backbone_and_head_build_train_and_round_trip(registries, tmp_path
     assert "linear_probe_test" in available_decode_heads()
     config = SRHAConfig(backbone="tiny", decode_head="linear_probe_test", num_labels=5, pc_weight=1.0, **NO_HAC)
     model = SRHAForSemanticSegmentation(config)
-    assert [n for n, _ in model.named_children()] == ["layer0", "layer1", "layer2", "layer3", "layer4", "srm", "classifier"]
+    # stage_runners: weightless GradientCheckpointingLayers that run the stages (modeling_srha.StageRunner)
+    assert [n for n, _ in model.named_children()] == ["layer0", "layer1", "layer2", "layer3", "layer4", "srm", "classifier", "stage_runners"]
     assert model.layer3[0].in_channels == 16 and model.decode_head.classifier is model.classifier
 
     model.train()
@@ -146,7 +147,7 @@ def test_the_head_is_held_not_registered_and_shares_its_modules():
     model = SRHAForSemanticSegmentation(config)
     head = model.decode_head
     assert isinstance(head, DeepLabV3PlusDecode)
-    assert [n for n, _ in model.named_children()][6:] == ["aspp", "bot_aspp", "bot_fine", "final1", "final2", "dsn"]
+    assert [n for n, _ in model.named_children()][6:] == ["aspp", "bot_aspp", "bot_fine", "final1", "final2", "dsn", "stage_runners"]
     assert all(getattr(model, name) is child for name, child in head.named_children())
     assert not any(name.startswith("decode_head") for name, _ in model.named_parameters())
     ids = [id(p) for p in model.parameters()]
