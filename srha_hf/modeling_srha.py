@@ -55,6 +55,12 @@ def _running_stats_frozen(module: nn.Module) -> Iterator[None]:
                 setattr(norm, name, tensor)
 
 
+def _reentrant(checkpoint_func) -> bool:
+    """Whether the checkpoint function that ``activation_checkpointing_enable`` set (a ``functools.partial``
+    of torch's ``checkpoint``) checkpoints reentrantly: unless ``use_reentrant=False`` was given."""
+    return getattr(checkpoint_func, "keywords", {}).get("use_reentrant", True) is not False
+
+
 class StageRunner(GradientCheckpointingLayer):
     """Runs one backbone stage (``layer0`` … ``layer4``), which it refers to but does not hold: the stage stays
     the model's own child, under the authors' name, and the runner adds nothing to the state dict.
@@ -202,9 +208,8 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         checkpointing = runner.gradient_checkpointing
         if not any(p.requires_grad for p in runner.stage.parameters()):
             runner.gradient_checkpointing = False
-        elif checkpointing and self.training and torch.is_grad_enabled() and not x.requires_grad:
-            if getattr(runner._gradient_checkpointing_func, "keywords", {}).get("use_reentrant", True) is not False:
-                x = x.detach().requires_grad_(True)
+        elif checkpointing and self.training and torch.is_grad_enabled() and not x.requires_grad and _reentrant(runner._gradient_checkpointing_func):
+            x = x.detach().requires_grad_(True)
         try:
             return runner(x)
         finally:
@@ -217,7 +222,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         kwargs = {} if gradient_checkpointing_func is None else {"gradient_checkpointing_func": gradient_checkpointing_func}
         super()._set_gradient_checkpointing(enable, every_n_layers=every_n_layers, **kwargs)
         func = getattr(gradient_checkpointing_func, "func", None)
-        if enable and func is not None and gradient_checkpointing_func.keywords.get("use_reentrant", True) is not False:
+        if enable and func is not None and _reentrant(gradient_checkpointing_func):
             head_func = partial(func, **{**gradient_checkpointing_func.keywords, "use_reentrant": False})
             for module in self.decode_head.modules():
                 if hasattr(module, "gradient_checkpointing"):

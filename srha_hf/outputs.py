@@ -29,8 +29,8 @@ class SRHASemanticSegmenterOutput(ModelOutput):
         auxiliary_predictions: Mask2Former only (training, or ``output_features=True``): the earlier
             prediction sets, query-only first, each ``{"class_queries_logits", "masks_queries_logits"}``.
         hidden_states: with ``output_hidden_states=True``: the backbone's five stage outputs ``(f0, ..., f4)``
-            (layer0..layer4; ``f0`` as the network receives it, before style elimination, with SRM's
-            rearranged copy appended in training).
+            (layer0..layer4; ``f0`` is layer0's own output, before SRM, so in training it has ``B`` rows
+            and the others ``2B``).
     """
 
     loss: Optional[torch.FloatTensor] = None

@@ -95,7 +95,7 @@ class DeepLabV3PlusDecode(DecodeHead):
             ce, aux = segmentation_losses(logits, labels, aux_logits, config.ignore_index)
             loss = ce if aux is None else ce + config.aux_weight * aux
         kept = features if with_extras else None
-        return as_model_output(return_dict, loss, (logits, aux_logits, kept), logits=logits, aux_logits=aux_logits, features=kept)
+        return as_model_output(return_dict, loss, logits=logits, aux_logits=aux_logits, features=kept)
 
     def training_terms(self, outputs, labels, config):
         ce, aux = segmentation_losses(outputs.logits, labels, outputs.aux_logits, config.ignore_index)

@@ -428,7 +428,7 @@ class Mask2FormerDecode(DecodeHead):
         if with_extras:
             auxiliary = tuple({"class_queries_logits": c, "masks_queries_logits": m} for c, m in zip(classes[:-1], masks[:-1]))
         kept = features if with_extras else None
-        return as_model_output(return_dict, loss, (logits, kept), logits=logits, features=kept, class_queries_logits=classes[-1],
+        return as_model_output(return_dict, loss, logits=logits, features=kept, class_queries_logits=classes[-1],
                                masks_queries_logits=masks[-1], auxiliary_predictions=auxiliary)  # fmt: skip
 
     def training_terms(self, outputs, labels, config):
