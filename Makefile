@@ -23,15 +23,14 @@ $(CORE_STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $(CORE_STAMP)
 
-# ... then the test and app extras (pytest, ruff, onnx, selenium, cityscapesscripts, gradio), and transformers'
-# common model tests from the sdist of the installed transformers (into $(VENV)/transformers_common_tests/;
-# tests/transformers_common/fetch.py, a no-op when they are current).
+# ... then the test and app extras (pytest, ruff, onnx, selenium, cityscapesscripts, gradio).
 $(STAMP): $(CORE_STAMP)
 	$(PY) -m pip install --quiet -e '.[test,app]'
-	$(PY) tests/transformers_common/fetch.py
 	touch $(STAMP)
 
-# the fetch again on every install: fetches anew only when the installed transformers changed since
+# and transformers' common model tests from the sdist of the installed transformers (into
+# $(VENV)/transformers_common_tests/; tests/transformers_common/fetch.py): on every install, fetched anew only
+# when the installed transformers (or our stand-in modules) changed since, a no-op otherwise
 install: $(STAMP)
 	$(PY) tests/transformers_common/fetch.py
 
