@@ -46,6 +46,14 @@ def evaluate_model(model, datasets, **kwargs):
     return _evaluate(model, datasets, **kwargs)
 
 
+def evaluate_corruptions(model, datasets, corruptions="all", severities=(1, 2, 3, 4, 5), **kwargs):
+    """mIoU of ``model`` clean and under common corruptions, the Cityscapes-C protocol of docs/method.md §8.7
+    (see :func:`srha_hf.evaluation.evaluate_corruptions`; needs ``pip install "srha_hf[robustness]"``)."""
+    from .evaluation import evaluate_corruptions as _evaluate
+
+    return _evaluate(model, datasets, corruptions, severities, **kwargs)
+
+
 AutoConfig.register(SRHAConfig.model_type, SRHAConfig, exist_ok=True)
 AutoModelForSemanticSegmentation.register(SRHAConfig, SRHAForSemanticSegmentation, exist_ok=True)
 AutoImageProcessor.register(SRHAConfig, fast_image_processor_class=SRHAImageProcessor, exist_ok=True)
@@ -63,6 +71,7 @@ __all__ = [
     "uses_teacher",
     "compute_srha_loss",
     "pc_warmup_factor",
+    "evaluate_corruptions",
     "evaluate_model",
     "global_alignment_loss",
     "load_benchmark",

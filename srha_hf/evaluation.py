@@ -46,6 +46,7 @@ MIXED_PRECISION = {None: None, "no": None, "fp32": None, "fp16": torch.float16, 
 
 __all__ = [
     "benchmark_of",
+    "evaluate_corruptions",
     "evaluate_model",
     "predict",
     "shard_indices",
@@ -95,12 +96,13 @@ def shard_indices(length: int, rank: int, world: int, *, drop_remainder: bool = 
 class EvalDataset(torch.utils.data.Dataset):
     """`load_benchmark` examples -> evaluation resizing -> (normalised pixels, uint8 label, index, image path)."""
 
-    def __init__(self, dataset, indices: Sequence[int], transform, name: str, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, dataset, indices: Sequence[int], transform, name: str, mean=IMAGENET_MEAN, std=IMAGENET_STD, corruption=None):
         self.dataset = dataset
         self.indices = list(indices)
         self.transform = transform
         self.name = name
         self.mean, self.std = tuple(mean), tuple(std)
+        self.corruption = corruption  # a srha_hf.corruptions.Corruption: applied after the evaluation resizing
 
     def __len__(self):
         return len(self.indices)
@@ -117,7 +119,10 @@ class EvalDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         image, label, path = self.load(i, with_path=True)
-        pixels = to_tensors(np.asarray(image), mean=self.mean, std=self.std)
+        array = np.asarray(image)
+        if self.corruption is not None:  # in the DataLoader's worker when there are workers; seeded per image
+            array = self.corruption(array, path, self.indices[i])
+        pixels = to_tensors(array, mean=self.mean, std=self.std)
         return pixels, torch.from_numpy(np.ascontiguousarray(label)), self.indices[i], path
 
 
@@ -354,6 +359,7 @@ def evaluate_model(
     prediction_format: str = "trainid",
     protocol: Optional[EvalProtocol] = None,
     class_subsets: Sequence = (),
+    corruption=None,
 ) -> Dict[str, dict]:
     """Evaluate `model` on each target dataset; returns `{name: result}` in the order given.
 
@@ -372,6 +378,9 @@ def evaluate_model(
     `protocol`: an :class:`~srha_hf.protocols.EvalProtocol` (`make_protocol`), default whole-image single
     scale. `class_subsets`: names (`synthia16`, `synthia13`) or class-name lists whose mIoU every dataset
     also reports, from the same confusion matrix; a Synthia dataset always reports both Synthia subsets.
+    `corruption`: a :class:`~srha_hf.corruptions.Corruption` applied to every image after the evaluation
+    resizing (in the DataLoader workers, seeded per image; docs/method.md §8.7); :func:`evaluate_corruptions`
+    runs a whole suite.
 
     Per dataset: `mean_iou`, `mean_accuracy`, `overall_accuracy`, `frequency_weighted_iou`,
     `per_category_iou` / `per_category_accuracy` (class name -> value, NaN for a class absent from both
@@ -399,19 +408,81 @@ def evaluate_model(
             start = time.perf_counter()
             length = len(dataset) if max_images is None else min(len(dataset), max_images)
             shard = shard_indices(length, rank, world, drop_remainder=drop_remainder)
-            loader = torch.utils.data.DataLoader(EvalDataset(dataset, shard, transform, key, image_mean, image_std),
+            loader = torch.utils.data.DataLoader(EvalDataset(dataset, shard, transform, key, image_mean, image_std, corruption),
                                                  shuffle=False, collate_fn=_collate, **loading)  # fmt: skip
             saver = None if save_predictions is None else PredictionSaver(save_predictions, key, dataset, prediction_format)
-            desc = f"eval {key}" + (f" (rank 0 of {world})" if world > 1 else "")
+            desc = f"eval {key}" + (f" [{corruption.label()}]" if corruption is not None else "") + (f" (rank 0 of {world})" if world > 1 else "")
             with _progress(len(shard), desc, progress and rank == 0) as bar:
                 hist, count, group_names, written = _count_dataset(net, loader, dataset, saver, bar, counting)
             subsets = _subsets_for(kind, class_subsets, num_labels)
             results[key] = _gathered_result(hist, count, reduce, names, kind, start, written, subsets, group_names)
             results[key].update(protocol=protocol.describe(), label_set=_label_set(names))
+            if corruption is not None:
+                results[key]["corruption"] = {"name": corruption.name, "severity": corruption.severity, "seed": corruption.seed}
     finally:
         for module, training in modes.items():
             module.training = training
     return results
+
+
+def evaluate_corruptions(
+    model,
+    datasets,
+    corruptions="all",
+    severities: Sequence[int] = (1, 2, 3, 4, 5),
+    *,
+    seed: int = 0,
+    done: Optional[Mapping] = None,
+    on_cell=None,
+    **kwargs,
+) -> Dict[str, dict]:
+    """Evaluate `model` on each dataset clean and under every corruption × severity (docs/method.md §8.7).
+
+    `corruptions`: ``"all"`` (the 19 of imagecorruptions), ``"cityscapes-c"`` (the published 16), a family or
+    names (:func:`srha_hf.corruptions.resolve_corruptions`); `severities`: integers 1-5; `seed`: the base of
+    the per-image seeds (:func:`srha_hf.corruptions.corruption_seed`). Every other keyword goes to
+    :func:`evaluate_model`, which runs once clean and once per cell, each image corrupted after the
+    evaluation resizing in the DataLoader workers; across processes each cell is the single-process result.
+    `done`: ``{"clean": {key: result}, "cells": {name: {severity: {key: result}}}}`` already evaluated (a
+    resumed run), not evaluated again; `on_cell(name, severity, {key: result})`: called after each cell (and
+    with ``name=None`` after the clean pass), e.g. to save progress. Needs the ``robustness`` extra
+    (:class:`~srha_hf.corruptions.MissingExtraError` before any work otherwise).
+
+    Returns ``{key: {"clean": result, "corrupted": {name: {"1": result, ...}}, "summary":
+    summarise_corruptions(...), "corruptions": [...], "severities": [...], "seed": seed, "package": ...}}``."""
+    from .corruptions import Corruption, package_version, require_imagecorruptions, resolve_corruptions, resolve_severities, summarise_corruptions
+
+    require_imagecorruptions()
+    names, levels = resolve_corruptions(corruptions), resolve_severities(severities)
+    cells = [Corruption(name, level, int(seed)) for name in names for level in levels]  # checked before any work
+    done = done or {}
+    clean = done.get("clean") or evaluate_model(model, datasets, **kwargs)
+    if on_cell is not None and not done.get("clean"):
+        on_cell(None, None, clean)
+    table: Dict[str, Dict[str, Dict[str, dict]]] = {key: {} for key in clean}
+    finished = done.get("cells") or {}
+    for cell in cells:
+        results = (finished.get(cell.name) or {}).get(str(cell.severity))
+        if results is None:
+            results = evaluate_model(model, datasets, corruption=cell, **kwargs)
+            if on_cell is not None:
+                on_cell(cell.name, cell.severity, results)
+        for key, result in results.items():
+            table[key].setdefault(cell.name, {})[str(cell.severity)] = result
+    package = package_version()
+    out = {}
+    for key, by_name in table.items():
+        mious = {name: {level: r["mean_iou"] for level, r in by_level.items()} for name, by_level in by_name.items()}
+        out[key] = {
+            "clean": clean[key],
+            "corrupted": by_name,
+            "summary": summarise_corruptions(clean[key]["mean_iou"], mious),
+            "corruptions": names,
+            "severities": levels,
+            "seed": int(seed),
+            "package": package,
+        }
+    return out
 
 
 def _checked_datasets(datasets, batch_size: int, max_images, mapillary_crop: str, eval_sizes):

@@ -19,9 +19,9 @@ from .atomic import atomic_write, json_safe, write_json_atomic, write_text_atomi
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, to_tensors
 from .evaluation import EvalDataset, benchmark_of, dataset_slug, eval_transform, model_device_dtype, predict, unwrap_model
 from .protocols import WHOLE, EvalProtocol
-from .visualization import overlay_panel, plot_confusion_matrix, plot_per_class_iou
+from .visualization import overlay_panel, plot_confusion_matrix, plot_corruption_heatmap, plot_per_class_iou
 
-__all__ = ["format_iou_table", "write_evaluation_report", "write_overlays"]
+__all__ = ["corruption_json", "format_corruption_table", "format_iou_table", "write_evaluation_report", "write_overlays"]
 
 
 def format_iou_table(name: str, result: Mapping) -> str:
@@ -51,6 +51,54 @@ def format_iou_table(name: str, result: Mapping) -> str:
         lines.append(f"mIoU over {subset} ({len(sub['classes'])} classes): {pct(sub['mean_iou'])}")
     if result.get("protocol"):
         lines.append(f"protocol: {protocol_label(result['protocol'])}")
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+
+
+def corruption_json(entry: Mapping) -> dict:
+    """The results JSON's form of one dataset of ``evaluate_corruptions``: the summary, the mIoU and the
+    per-class IoU of every corruption × severity (no confusion matrices), the settings, the clean mIoU."""
+    corrupted = entry["corrupted"]
+    return {
+        "corruptions": list(entry["corruptions"]),
+        "severities": list(entry["severities"]),
+        "seed": entry["seed"],
+        "package": entry["package"],
+        "num_images": entry["clean"]["num_images"],
+        "summary": entry["summary"],
+        "mean_iou": {c: {s: r["mean_iou"] for s, r in by.items()} for c, by in corrupted.items()},
+        "per_category_iou": {c: {s: r["per_category_iou"] for s, r in by.items()} for c, by in corrupted.items()},
+    }
+
+
+def format_corruption_table(name: str, entry: Mapping) -> str:
+    """Markdown of one dataset under corruptions: clean, each family, all and the relative robustness; then
+    the mIoU of each corruption per severity with its mean (the heatmap's numbers)."""
+    from .corruptions import FAMILIES
+
+    summary = entry["summary"]
+    families = [f for f in FAMILIES if f in summary["per_family"]]
+    relative = summary["relative"]["mean"]
+    lines = [
+        f"### {name} under corruptions (docs/method.md §8.7; seed {entry['seed']}, {entry['package']})",
+        "",
+        "| clean | " + " | ".join(families) + " | all | relative |",
+        "|---|" + "---|" * (len(families) + 2),
+        f"| {_pct(summary['clean'])} | " + " | ".join(_pct(summary["per_family"][f]) for f in families)
+        + f" | **{_pct(summary['mean'])}** | {'n/a' if relative != relative else f'{100 * relative:.1f}%'} |",
+        "",
+    ]
+    cells = entry.get("mean_iou") or {c: {s: r["mean_iou"] for s, r in by.items()} for c, by in entry["corrupted"].items()}
+    severities = [str(s) for s in entry["severities"]]
+    lines += ["| corruption | family | " + " | ".join(f"s{s}" for s in severities) + " | mean |", "|---|---|" + "---|" * (len(severities) + 1)]
+    for family, members in FAMILIES.items():
+        for corruption in members:
+            if corruption in cells:
+                values = " | ".join(_pct(cells[corruption].get(s)) for s in severities)
+                lines.append(f"| {corruption} | {family} | {values} | {_pct(summary['per_corruption'][corruption])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -113,12 +161,15 @@ def write_evaluation_report(
     image_mean=IMAGENET_MEAN,
     image_std=IMAGENET_STD,
     protocol: EvalProtocol = WHOLE,
+    corruptions: Optional[Mapping[str, Mapping]] = None,
 ) -> dict:
     """Write, per dataset of `results` (from `evaluate_model`): `{name}_per_class_iou.png`,
     `{name}_confusion_matrix.png`, `{name}_per_class_iou.md` and, when `model` and `datasets` are
     given, `num_overlays` prediction overlays (under `protocol`, as the evaluation); then the JSON (`json_path`, default
     `output_dir/eval_results.json`) with `mean_iou` per dataset, every result (NaN -> null), the
-    written files and `metadata`. Call it on the main process only. Returns the JSON content."""
+    written files and `metadata`. With `corruptions` (from `evaluate_corruptions`), per dataset also
+    `{name}_corruptions.png` (corruption × severity heatmap) and `{name}_corruptions.md`, and the JSON's
+    `corruptions` (:func:`corruption_json` per dataset). Call it on the main process only. Returns the JSON content."""
     os.makedirs(output_dir, exist_ok=True)
     files: Dict[str, dict] = {}
     for name, result in results.items():
@@ -144,10 +195,16 @@ def write_evaluation_report(
                 protocol=protocol,
             )
         files[name] = entry
+    for name, report in (corruptions or {}).items():
+        slug = dataset_slug(name)
+        entry = files.setdefault(name, {})
+        entry["corruptions_png"] = plot_corruption_heatmap(name, report, os.path.join(output_dir, f"{slug}_corruptions.png"))
+        entry["corruptions_md"] = write_text_atomic(os.path.join(output_dir, f"{slug}_corruptions.md"), format_corruption_table(name, report))
     content = {
         "mean_iou": {name: r["mean_iou"] for name, r in results.items()},
         **dict(metadata or {}),
         "results": {name: dict(r) for name, r in results.items()},
+        **({"corruptions": {name: corruption_json(r) for name, r in corruptions.items()}} if corruptions else {}),
         "files": files,
     }
     write_json_atomic(json_path or os.path.join(output_dir, "eval_results.json"), content, strict=True, sort_keys=False)

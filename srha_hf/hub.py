@@ -294,3 +294,81 @@ def render_conversion_card(provenance: Dict[str, object], *, arch: str, backbone
             else "DeepLabV3+ at output stride 16 with style elimination"
         ),
     )
+
+
+ROBUSTNESS_START = "<!-- srha_hf:robustness:start -->"
+ROBUSTNESS_END = "<!-- srha_hf:robustness:end -->"
+
+
+def severity_text(severities) -> str:
+    """``[1, 2, 3, 4, 5]`` -> ``"1-5"``; ``[1, 3, 5]`` -> ``"1, 3, 5"``."""
+    levels = [int(s) for s in severities]
+    if len(levels) > 1 and levels == list(range(levels[0], levels[-1] + 1)):
+        return f"{levels[0]}-{levels[-1]}"
+    return ", ".join(str(s) for s in levels)
+
+
+def robustness_markdown(corruptions: Dict[str, dict], split: str = "val", heading: str = "## Robustness under common corruptions") -> str:
+    """The model card's section on ``evaluate_corruptions`` results (one dataset each): per dataset the
+    clean mIoU, each family, the mean over every corruption × severity and the relative robustness, then
+    the per-corruption tables."""
+    from .evaluation_report import format_corruption_table
+
+    first = next(iter(corruptions.values()))
+    severities = severity_text(first["severities"])
+    lines = [
+        heading,
+        "",
+        f"mIoU (%) on the {split} split with every image corrupted after the evaluation resizing, the Cityscapes-C "
+        f"protocol of srha_hf's docs/method.md §8.7: {len(first['corruptions'])} corruptions at severities {severities}, "
+        f"seeded per image (base seed {first['seed']}; {first['package']}). *relative* = corrupted mean / clean.",
+        "",
+    ]
+    for name, entry in corruptions.items():
+        lines.append(format_corruption_table(name, entry).replace("### ", "#### ", 1))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_robustness_card(path, corruptions: Dict[str, dict], *, split: str = "val", model_name: Optional[str] = None) -> str:
+    """Write the robustness section and ``model-index`` results into the model card at ``path`` (a
+    ``README.md``; created with just these results when missing). The section sits between
+    ``ROBUSTNESS_START`` / ``ROBUSTNESS_END`` markers and replaces an earlier one; the card's ``model-index``
+    gets, per dataset, the mean mIoU over the corruptions (``mean_iou``) and the relative robustness
+    (``relative_robustness``), replacing earlier entries of the same dataset name. Written atomically."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from .atomic import write_text_atomic
+
+    path = Path(path)
+    if path.is_file():
+        card = ModelCard(path.read_text(encoding="utf-8"))
+    else:
+        card = ModelCard(f"---\n---\n\n# {model_name or path.parent.name}\n")
+    if card.data is None:
+        card.data = ModelCardData()
+    data = card.data
+    if getattr(data, "model_name", None) is None:
+        data.model_name = model_name or path.parent.name or "model"
+    levels = severity_text(next(iter(corruptions.values()))["severities"])
+    new = []
+    for name, entry in corruptions.items():
+        summary = entry["summary"]
+        dataset_name = f"{DATASET_IDS.get(name.split(':')[0], name)} ({split}, {len(entry['corruptions'])} corruptions, severities {levels})"
+        for metric_type, metric_name, value in (
+            ("mean_iou", "mIoU (mean over corruptions and severities)", summary["mean"]),
+            ("relative_robustness", "corrupted / clean mIoU", summary["relative"]["mean"]),
+        ):
+            new.append(EvalResult(task_type="image-segmentation", task_name="Semantic Segmentation", dataset_type=name,
+                                  dataset_name=dataset_name, dataset_split=split, metric_type=metric_type,
+                                  metric_name=metric_name, metric_value=round(float(value), 6)))  # fmt: skip
+    names = {r.dataset_name for r in new}
+    data.eval_results = [r for r in (data.eval_results or []) if r.dataset_name not in names] + new
+    section = f"{ROBUSTNESS_START}\n{robustness_markdown(corruptions, split)}{ROBUSTNESS_END}"
+    text = card.text
+    if ROBUSTNESS_START in text and ROBUSTNESS_END in text:
+        before, rest = text.split(ROBUSTNESS_START, 1)
+        text = before + section + rest.split(ROBUSTNESS_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    card.text = text
+    return write_text_atomic(str(path), str(card))

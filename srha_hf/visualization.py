@@ -24,6 +24,7 @@ __all__ = [
     "overlay_panel",
     "palette_for",
     "plot_confusion_matrix",
+    "plot_corruption_heatmap",
     "plot_per_class_iou",
 ]
 
@@ -194,5 +195,49 @@ def grouped_bar_chart(
     ax.legend(fontsize=8, ncol=3, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     ax.set_ylim(0, max(100, ax.get_ylim()[1]))
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_corruption_heatmap(name: str, report: Mapping, path: str) -> str:
+    """Heatmap of mIoU (%) per corruption (rows, grouped by family) × severity (columns), with a column of
+    each corruption's mean over the severities; the title gives the clean mIoU, the overall corrupted mean
+    and the relative robustness. ``report``: one dataset of ``evaluate_corruptions`` (or its compact JSON
+    form with ``mean_iou[corruption][severity]`` and ``summary``)."""
+    from .corruptions import FAMILIES
+
+    summary = report["summary"]
+    cells = report.get("mean_iou") or {c: {s: r["mean_iou"] for s, r in by.items()} for c, by in report["corrupted"].items()}
+    severities = sorted({int(s) for by in cells.values() for s in by})
+    names = [n for names in FAMILIES.values() for n in names if n in cells]
+    grid = np.full((len(names), len(severities) + 1), np.nan)
+    for i, corruption in enumerate(names):
+        for j, severity in enumerate(severities):
+            value = cells[corruption].get(str(severity), cells[corruption].get(severity))
+            grid[i, j] = np.nan if value is None else 100 * value
+        grid[i, -1] = 100 * summary["per_corruption"][corruption]
+    clean = 100 * summary["clean"]
+    fig = _figure(2.2 + 0.75 * (len(severities) + 1), 1.2 + 0.32 * len(names), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    top = max(clean, float(np.nanmax(grid)) if np.isfinite(grid).any() else 1.0)
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=0, vmax=top, aspect="auto")
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03, label="mIoU (%)")
+    for i, j in np.ndindex(grid.shape):
+        if np.isfinite(grid[i, j]):
+            ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=7, fontweight="bold" if j == grid.shape[1] - 1 else "normal")
+    ax.axvline(len(severities) - 0.5, color="black", lw=1.0)
+    row = 0
+    for family, members in FAMILIES.items():
+        count = sum(1 for n in members if n in cells)
+        if count and row:
+            ax.axhline(row - 0.5, color="black", lw=0.8)
+        row += count
+    ax.set_xticks(range(len(severities) + 1))
+    ax.set_xticklabels([f"s{s}" for s in severities] + ["mean"], fontsize=8)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels([f"{n} ({next(f for f, m in FAMILIES.items() if n in m)})" for n in names], fontsize=7)
+    relative = summary["relative"]["mean"]
+    ax.set_title(f"{name}: mIoU under corruptions\nclean {clean:.1f}, corrupted mean {100 * summary['mean']:.1f} "
+                 f"({100 * relative:.0f}% of clean)", fontsize=9)  # fmt: skip
     fig.tight_layout()
     return save_figure(fig, path)

@@ -21,6 +21,16 @@ multi-scale with optional flip, selected by `--scales 0.5 0.75 1.0 1.25 1.5 1.75
 alone. `--class_subset synthia16` (or `synthia13`, or `road,car,...`) also reports the mIoU over those
 classes from the same confusion matrix; Synthia datasets always report both Synthia subsets.
 
+Under corruptions (docs/method.md §8.7; `pip install "srha_hf[robustness]"`): `--corruptions all` (the 19
+of imagecorruptions; or `cityscapes-c` for the published 16, a family `noise`/`blur`/`weather`/`digital`, or
+names `fog,snow`) with `--severities 1 2 3 4 5` (the default) evaluates every dataset clean and under each
+corruption × severity, each image corrupted after the evaluation resizing from its own seed
+(`--corruption_seed`, default 0), in the DataLoader workers. Per dataset it prints and writes
+`<dataset>_corruptions.md` and the heatmap `<dataset>_corruptions.png`; the JSON's `corruptions` holds the
+mIoU of every cell, the means per corruption, family and severity, the overall mean and the relative
+robustness. `--model_card README.md` writes them into a model card (its robustness section and
+`model-index`). A long run resumes: finished cells are kept in `<output_json>.partial.json` until the end.
+
 `--data_root` is either a folder holding one sub-folder per benchmark (`ROOT/cityscapes`, ...; the
 layout `make_synthetic_data.py` writes), the benchmark's own root when one dataset is evaluated, or
 `NAME=PATH` (repeatable) for each dataset. A missing model or dataset is reported before any work.
@@ -77,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, nargs="+", default=None, metavar="PX", help="slide: stride H [W] (default 512)")
     p.add_argument("--class_subset", action="append", default=[], metavar="NAME|C1,C2,...",
                    help="also report the mIoU over a class subset: synthia16, synthia13 or class names (repeatable)")
+    p.add_argument("--corruptions", default=None, metavar="all|cityscapes-c|FAMILY|NAME[,NAME...]",
+                   help="also evaluate under common corruptions (docs/method.md §8.7; needs srha_hf[robustness])")
+    p.add_argument("--severities", type=int, nargs="+", default=None, metavar="S",
+                   help="corruption severities, 1-5 (default with --corruptions: 1 2 3 4 5)")
+    p.add_argument("--corruption_seed", type=int, default=0, help="base seed of the per-image corruption seeds (default 0)")
+    p.add_argument("--model_card", default=None, metavar="README.md",
+                   help="write the corruption results into this model card (created if missing)")
     p.add_argument("--num_overlays", type=int, default=3, help="prediction overlays per dataset (default 3)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is available")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
@@ -212,7 +229,10 @@ def check_inputs(args, parser):
         except ValueError as err:
             raise UsageError(f"--dataset {name}: {err}") from None
     args.eval_protocol = protocol_from(args)
+    args.corruption_names, args.severity_levels = corruptions_from(args)
     check_output(args.output_json, "--output_json")
+    if args.model_card is not None:
+        check_output(args.model_card, "--model_card")
     for flag in ("output_dir", "save_predictions"):
         if getattr(args, flag) is not None:
             check_output(getattr(args, flag), f"--{flag}", folder=True)
@@ -232,6 +252,31 @@ def check_inputs(args, parser):
     roots = resolve_roots(args.dataset, args.data_root)
     datasets = load_datasets(args.dataset, roots, args.split)
     return config, roots, datasets, load_model(args)
+
+
+def corruptions_from(args):
+    """``(corruption names, severities)`` of the flags (``(None, None)`` without --corruptions), with the
+    robustness extra checked; a UsageError naming the flag otherwise."""
+    if args.corruptions is None:
+        for flag in ("severities", "model_card"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag} needs --corruptions (e.g. --corruptions all)")
+        return None, None
+    from srha_hf.corruptions import MissingExtraError, require_imagecorruptions, resolve_corruptions, resolve_severities
+
+    try:
+        names = resolve_corruptions(args.corruptions)
+    except ValueError as err:
+        raise UsageError(f"--corruptions {args.corruptions}: {err}") from None
+    try:
+        levels = resolve_severities(args.severities if args.severities is not None else (1, 2, 3, 4, 5))
+    except ValueError as err:
+        raise UsageError(f"--severities: {err}") from None
+    try:
+        require_imagecorruptions()
+    except MissingExtraError as err:
+        raise UsageError(f"--corruptions: {err}") from None
+    return names, levels
 
 
 def protocol_from(args):
@@ -279,6 +324,9 @@ def run_metadata(args, roots, eval_sizes, accelerator) -> dict:
         "prediction_format": args.prediction_format if args.save_predictions else None,
         "protocol": args.eval_protocol.describe(),
         "class_subsets": list(args.class_subset),
+        "corruptions": args.corruption_names,
+        "severities": args.severity_levels,
+        "corruption_seed": args.corruption_seed if args.corruption_names else None,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
     }
@@ -287,7 +335,7 @@ def run_metadata(args, roots, eval_sizes, accelerator) -> dict:
 def evaluate(args, model, roots, datasets, accelerator, precision_source) -> None:
     """Evaluate ``model`` on every dataset; the main process prints the tables and writes the report."""
     from srha_hf.evaluation import evaluate_model
-    from srha_hf.evaluation_report import format_iou_table, write_evaluation_report
+    from srha_hf.evaluation_report import format_corruption_table, format_iou_table, write_evaluation_report
     from srha_hf.training.precision import describe
 
     model.to(accelerator.device)
@@ -300,22 +348,90 @@ def evaluate(args, model, roots, datasets, accelerator, precision_source) -> Non
               f"{describe(accelerator.mixed_precision)} ({precision_source}); protocol: {args.eval_protocol.label()}", flush=True)  # fmt: skip
     protocol = dict(mapillary_crop=args.mapillary_crop, eval_sizes=eval_sizes, mixed_precision=accelerator.mixed_precision,
                     image_mean=mean, image_std=std, protocol=args.eval_protocol)  # fmt: skip
-    results = evaluate_model(model, datasets, accelerator=accelerator, batch_size=args.batch_size, num_workers=args.num_workers,
-                             progress=not args.no_progress, max_images=args.max_images, drop_remainder=args.drop_remainder,
-                             save_predictions=args.save_predictions, prediction_format=args.prediction_format,
-                             class_subsets=args.class_subset, **protocol)  # fmt: skip
+    common = dict(accelerator=accelerator, batch_size=args.batch_size, num_workers=args.num_workers, progress=not args.no_progress,
+                  max_images=args.max_images, drop_remainder=args.drop_remainder, class_subsets=args.class_subset, **protocol)  # fmt: skip
+    corruptions = None
+    if args.corruption_names is None:
+        results = evaluate_model(model, datasets, save_predictions=args.save_predictions, prediction_format=args.prediction_format, **common)
+    else:
+        if args.save_predictions:  # the clean predictions, as without --corruptions
+            evaluate_model(model, datasets, save_predictions=args.save_predictions, prediction_format=args.prediction_format, **common)
+        corruptions = evaluate_under_corruptions(args, model, roots, datasets, accelerator, eval_sizes, common)
+        results = {name: entry["clean"] for name, entry in corruptions.items()}
     if not accelerator.is_main_process:
         return
     for name, result in results.items():
         print(format_iou_table(name, result), flush=True)
+    for name, entry in (corruptions or {}).items():
+        print(format_corruption_table(name, entry), flush=True)
     output_dir = args.output_dir or os.path.dirname(os.path.abspath(args.output_json))
     write_evaluation_report(results, output_dir, model=model, datasets=datasets, num_overlays=args.num_overlays,
                             json_path=args.output_json, metadata=run_metadata(args, roots, eval_sizes, accelerator),
-                            **protocol)  # fmt: skip
+                            corruptions=corruptions, **protocol)  # fmt: skip
+    if corruptions:
+        partial_path(args).unlink(missing_ok=True)
+        if args.model_card:
+            from srha_hf.hub import write_robustness_card
+
+            print(f"model card: {write_robustness_card(args.model_card, corruptions, split=args.split)}", flush=True)
     summary = ", ".join(f"{n} {100 * r['mean_iou']:.2f}" for n, r in results.items())
     print(f"mIoU: {summary}\nwrote {args.output_json} and plots in {output_dir}", flush=True)
     if args.save_predictions:
         print(f"predictions ({args.prediction_format} format) in {args.save_predictions}", flush=True)
+
+
+def partial_path(args) -> Path:
+    """Where a corruption run keeps its finished cells until the report is written."""
+    return Path(args.output_json + ".partial.json")
+
+
+def run_fingerprint(args, roots, eval_sizes, accelerator) -> dict:
+    """What must be equal for a resumed corruption run to reuse finished cells."""
+    meta = run_metadata(args, roots, eval_sizes, accelerator)
+    for key in ("date", "save_predictions", "prediction_format"):
+        meta.pop(key, None)
+    return {**meta, "datasets": list(args.dataset), "image_normalisation": image_normalisation(args.model, args.revision)}
+
+
+def evaluate_under_corruptions(args, model, roots, datasets, accelerator, eval_sizes, common) -> dict:
+    """``evaluate_corruptions`` of the flags; finished cells are kept in ``partial_path(args)`` (the main
+    process writes it, every process gets its content from the main one) and reused by a rerun with the
+    same settings."""
+    import json
+
+    from accelerate.utils import broadcast_object_list
+
+    from srha_hf.atomic import json_safe, write_json_atomic
+    from srha_hf.evaluation import evaluate_corruptions
+
+    path, fingerprint = partial_path(args), json_safe(run_fingerprint(args, roots, eval_sizes, accelerator))
+    state = {"fingerprint": fingerprint, "clean": None, "cells": {}}
+    if accelerator.is_main_process and path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            stored = None
+        if stored and stored.get("fingerprint") == fingerprint:
+            state = stored
+            count = sum(len(by) for by in state["cells"].values())
+            print(f"resuming from {path}: {count} finished corruption × severity cells", flush=True)
+        else:
+            print(f"{path} is from a run with other settings: starting afresh", flush=True)
+    if accelerator.num_processes > 1:
+        box = [state]
+        broadcast_object_list(box, from_process=0)
+        state = box[0]
+
+    def save(name, severity, results):
+        if name is None:
+            state["clean"] = results
+        else:
+            state["cells"].setdefault(name, {})[str(severity)] = results
+        if accelerator.is_main_process:
+            write_json_atomic(path, json_safe(state), indent=None)
+
+    return evaluate_corruptions(model, datasets, args.corruption_names, args.severity_levels, seed=args.corruption_seed,
+                                done=state, on_cell=save, **common)  # fmt: skip
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,357 @@
+"""The ablation's models under the common corruptions (docs/method.md §8.7), and the schedule axis.
+
+Three sweeps of the demo recipe from ImageNet (``configs/demo.yaml``, EfficientNet-Lite0, the reference's
+objective; ``experiments/dg_ablation.py`` trains every run, in its own folders, resumably):
+
+* ``ablation``: the five rows (``experiments/rows.py``) × seeds 304-306 at the recipe's 200 steps (the
+  models of the ablation table in experiments/README.md; a finished ``dg_ablation`` sweep is reused);
+* ``steps800``: plain and full SRHA × seeds 304-306 at 800 steps (the poly schedule over the 800);
+* ``steps1600``: plain and full SRHA, seed 304, at 1600 steps (a trend point).
+
+Each finished model is evaluated, in this process as the training script's final evaluation runs it, on
+the source's val split (``gtav``) and the Cityscapes-format target (``cityscapes``), clean and under every
+corruption of ``--corruptions`` (default: the 19 of imagecorruptions except glass blur, whose cost on this
+machine is out of proportion: benchmarks/README.md) at severities ``--severities`` (default 1 3 5), the base
+seed 0 (``srha_hf.evaluate_corruptions``). One JSON record per run is written, atomically, under
+``--records`` (default ``experiments/results/corruptions/<sweep>/<row>-seed<seed>.json``, committed with the
+repository, so a sweep continues on another machine where it stopped: a run with a record is neither
+trained nor evaluated again). The record holds the training's own mIoUs (targets, source), the
+corrupted mIoU of every cell and its per-class IoU, the summaries, the times and the machine.
+
+``--report`` (with no training or evaluation) reads the records and writes ``table.md`` and the charts into
+``--out``: per row, mean ± std over seeds of the clean and corrupted mIoU per family, of the appearance
+corruptions (brightness, contrast, saturate, fog, frost, snow), of all; the drop (clean − corrupted, points)
+and the relative robustness (corrupted / clean); paired differences against plain (same seed); and for the
+schedule, each row's targets mean, source val, domain gap (source − targets mean) and full − plain at 200,
+800 and 1600 steps.
+
+Usage:
+    python -m experiments.corruption_sweep --sweep ablation               # 15 runs: train (or reuse), evaluate
+    python -m experiments.corruption_sweep --sweep steps800 steps1600     # 8 runs of 800 / 1600 steps
+    python -m experiments.corruption_sweep --report                       # tables and charts from the records
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from experiments.common import DEMO_CONFIG, ROOT, SOURCE, machine
+from experiments.dg_ablation import run_one
+from experiments.rows import ABLATION_ROWS as ROWS
+from srha_hf.atomic import write_json_atomic, write_text_atomic
+
+SWEEPS = {
+    "ablation": {"rows": list(ROWS), "seeds": [304, 305, 306], "variant": None, "set": {}},
+    "steps800": {"rows": ["plain", "full"], "seeds": [304, 305, 306], "variant": "steps800", "set": {"max_iter": 800}},
+    "steps1600": {"rows": ["plain", "full"], "seeds": [304], "variant": "steps1600", "set": {"max_iter": 1600}},
+}
+STEPS = {"ablation": 200, "steps800": 800, "steps1600": 1600}
+RECORDS = ROOT / "experiments" / "results" / "corruptions"
+DATASETS = (SOURCE, "cityscapes")  # the source's val split and the Cityscapes-format target
+SEVERITIES = (1, 3, 5)
+LEFT_OUT = ("glass_blur",)  # about 60x the cost of the others at this size (benchmarks/README.md)
+APPEARANCE = ("brightness", "contrast", "saturate", "fog", "frost", "snow")  # what the paper's premise names
+FAMILY_COLUMNS = ("noise", "blur", "weather", "digital")
+
+
+def default_corruptions() -> list:
+    from srha_hf.corruptions import ALL_CORRUPTIONS
+
+    return [name for name in ALL_CORRUPTIONS if name not in LEFT_OUT]
+
+
+def sweep_folder(sweep: str) -> Path:
+    variant = SWEEPS[sweep]["variant"]
+    return ROOT / "outputs" / "dg_ablation" / ("demo-imagenet" + (f"-{variant}" if variant else ""))
+
+
+def record_path(records: Path, sweep: str, row: str, seed: int) -> Path:
+    return records / sweep / f"{row}-seed{seed}.json"
+
+
+def evaluate_run(folder: Path, corruptions: list, severities: list) -> tuple:
+    """``(evaluate_corruptions result, seconds)`` of ``folder/model`` on the source val and the Cityscapes
+    target of the run's own synthetic benchmark, with the training script's evaluation settings."""
+    import torch
+
+    from srha_hf import SRHAForSemanticSegmentation, evaluate_corruptions
+    from srha_hf.data import load_benchmark
+    from srha_hf.data.synthetic import synthetic_eval_sizes
+    from srha_hf.training.config import load_config
+
+    config = load_config(str(folder / "train_config.yaml"))
+    root = Path(config.synthetic_root)
+    root = root if root.is_absolute() else ROOT / root
+    datasets = {name: load_benchmark(name, str(root / name), "val") for name in DATASETS}
+    model = SRHAForSemanticSegmentation.from_pretrained(str(folder / "model")).eval()
+    start = time.time()
+    with torch.inference_mode():
+        result = evaluate_corruptions(
+            model, datasets, corruptions, severities, seed=0,
+            batch_size=config.eval_batch_size, mapillary_crop=config.mapillary_crop,
+            eval_sizes=synthetic_eval_sizes(tuple(config.synthetic_size)), progress=True,
+            max_images=config.eval_max_images, drop_remainder=config.eval_drop_remainder,
+        )  # fmt: skip
+    return result, time.time() - start
+
+
+def pct(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(100 * value, 4)
+
+
+def make_record(sweep: str, row: str, seed: int, trained: dict, evaluated: dict, seconds: float) -> dict:
+    per_dataset = {}
+    for name, res in evaluated.items():
+        cells = {c: {s: pct(r["mean_iou"]) for s, r in by.items()} for c, by in res["corrupted"].items()}
+        per_class = {c: {s: {k: pct(v) for k, v in r["per_category_iou"].items()} for s, r in by.items()} for c, by in res["corrupted"].items()}
+        summary = res["summary"]
+        per_dataset[name] = {
+            "clean": pct(summary["clean"]),
+            "clean_in_training": trained["miou"].get(name),
+            "mean": pct(summary["mean"]),
+            "per_family": {k: pct(v) for k, v in summary["per_family"].items()},
+            "per_severity": {k: pct(v) for k, v in summary["per_severity"].items()},
+            "per_corruption": {k: pct(v) for k, v in summary["per_corruption"].items()},
+            "relative": summary["relative"]["mean"],
+            "cells": cells,
+            "per_class_iou": per_class,
+            "clean_per_class_iou": {k: pct(v) for k, v in res["clean"]["per_category_iou"].items()},
+        }
+    first = next(iter(evaluated.values()))
+    return {
+        "sweep": sweep, "row": row, "seed": seed, "steps": STEPS[sweep], "set": SWEEPS[sweep]["set"],
+        "recipe": str(DEMO_CONFIG.relative_to(ROOT)), "init": "imagenet",
+        "training": {"miou": trained["miou"], "target_mean": trained["target_mean"], "train_time_s": trained["train_time_s"]},
+        "corruptions": first["corruptions"], "severities": first["severities"], "corruption_seed": first["seed"],
+        "package": first["package"], "eval_seconds": round(seconds, 1), "machine": machine(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "datasets": per_dataset,
+    }  # fmt: skip
+
+
+def run_sweep(sweep: str, records: Path, corruptions: list, severities: list, rows=None, seeds=None) -> None:
+    spec = SWEEPS[sweep]
+    folder = sweep_folder(sweep)
+    log_dir = folder / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for seed in seeds or spec["seeds"]:
+        for row in rows or spec["rows"]:
+            path = record_path(records, sweep, row, seed)
+            if path.is_file():
+                stored = json.loads(path.read_text())
+                if stored["corruptions"] != corruptions or stored["severities"] != severities:
+                    raise SystemExit(f"{path} holds {stored['corruptions']} at {stored['severities']}, not what this run asks: move it away")
+                print(f"[corruption_sweep] {sweep} {row} seed {seed}: recorded", file=sys.stderr, flush=True)
+                continue
+            run = folder / row / f"seed{seed}"
+            trained = run_one(row, seed, "imagenet", "demo", run, log_dir, spec["set"] or None)
+            print(f"[corruption_sweep] {sweep} {row} seed {seed}: evaluating under {len(corruptions)} corruptions", file=sys.stderr, flush=True)
+            evaluated, seconds = evaluate_run(run, corruptions, severities)
+            record = make_record(sweep, row, seed, trained, evaluated, seconds)
+            write_json_atomic(path, record, indent=1, sort_keys=False)
+            means = ", ".join(f"{n} clean {d['clean']:.2f} corrupted {d['mean']:.2f}" for n, d in record["datasets"].items())
+            print(f"[corruption_sweep] {sweep} {row} seed {seed}: {means} ({seconds:.0f} s)", file=sys.stderr, flush=True)
+
+
+# ---- the report ------------------------------------------------------------------------------------------
+
+
+def load_records(records: Path) -> dict:
+    """``{sweep: {row: {seed: record}}}`` of every record under ``records``."""
+    out: dict = {}
+    for path in sorted(records.glob("*/*.json")):
+        record = json.loads(path.read_text())
+        out.setdefault(record["sweep"], {}).setdefault(record["row"], {})[record["seed"]] = record
+    return out
+
+
+def columns_of(record: dict, dataset: str) -> dict:
+    """The report's numbers of one run on one dataset (mIoU points; relative as a fraction)."""
+    d = record["datasets"][dataset]
+    appearance = statistics.fmean(d["per_corruption"][c] for c in APPEARANCE if c in d["per_corruption"])
+    cols = {"clean": d["clean"], **{f: d["per_family"].get(f) for f in FAMILY_COLUMNS}, "appearance": appearance, "all": d["mean"]}
+    cols["drop"] = d["clean"] - d["mean"]
+    cols["appearance_drop"] = d["clean"] - appearance
+    cols["relative"] = 100 * d["mean"] / d["clean"]
+    for severity, value in d["per_severity"].items():
+        cols[f"s{severity}"] = value
+    return cols
+
+
+def mean_std(values: list):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
+
+
+def cell(stat, signed=False) -> str:
+    if stat is None:
+        return "n/a"
+    mean, std, n = stat
+    text = f"{mean:+.1f}" if signed else f"{mean:.1f}"
+    return text + (f" ± {std:.1f}" if n > 1 else "")
+
+
+REPORT_COLUMNS = ("clean", *FAMILY_COLUMNS, "appearance", "all", "drop", "appearance_drop", "relative")
+COLUMN_TITLES = {"clean": "clean", "noise": "noise", "blur": "blur", "weather": "weather", "digital": "digital",
+                 "appearance": "appearance", "all": "**all**", "drop": "drop (clean − all)",
+                 "appearance_drop": "appearance drop", "relative": "relative (%)"}  # fmt: skip
+
+
+def corruption_tables(runs: dict, dataset: str, label: str) -> str:
+    """Per row (mean ± std over seeds) and paired against plain, for one dataset of one sweep."""
+    head = "| row | " + " | ".join(COLUMN_TITLES[c] for c in REPORT_COLUMNS) + " |"
+    rule = "|" + "---|" * (len(REPORT_COLUMNS) + 1)
+    lines = [f"{label}: mIoU (%) clean and under the corruptions, mean ± std over seeds.", "", head, rule]
+    per_run = {row: {seed: columns_of(rec, dataset) for seed, rec in by_seed.items()} for row, by_seed in runs.items()}
+    for row, by_seed in per_run.items():
+        stats = [mean_std([cols[c] for cols in by_seed.values()]) for c in REPORT_COLUMNS]
+        lines.append(f"| {ROWS[row][0]} | " + " | ".join(cell(s) for s in stats) + " |")
+    plain = per_run.get("plain")
+    if plain:
+        lines += ["", f"{label}: row minus plain (same seed), mean ± std over seeds.", "", head, rule]
+        for row, by_seed in per_run.items():
+            if row == "plain":
+                continue
+            stats = [mean_std([cols[c] - plain[s][c] for s, cols in by_seed.items() if s in plain]) for c in REPORT_COLUMNS]
+            lines.append(f"| {ROWS[row][0]} | " + " | ".join(cell(s, signed=True) for s in stats) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def schedule_table(all_runs: dict) -> str:
+    """Each row's targets mean, source val, domain gap and corrupted means at 200 / 800 / 1600 steps; and
+    full minus plain (same seed) at each length."""
+    head = ("| row | steps | seeds | targets mean | source val | domain gap (source − targets) | cityscapes clean | "
+            "cityscapes corrupted (all) | source corrupted (all) | train time (s) |")  # fmt: skip
+    lines = ["Plain and full SRHA by schedule length (mIoU %, mean ± std over seeds).", "", head, "|" + "---|" * 10]
+    for sweep in ("ablation", "steps800", "steps1600"):
+        for row in ("plain", "full"):
+            by_seed = all_runs.get(sweep, {}).get(row)
+            if not by_seed:
+                continue
+            recs = list(by_seed.values())
+            stats = [
+                mean_std([r["training"]["target_mean"] for r in recs]),
+                mean_std([r["training"]["miou"][SOURCE] for r in recs]),
+                mean_std([r["training"]["miou"][SOURCE] - r["training"]["target_mean"] for r in recs]),
+                mean_std([r["datasets"]["cityscapes"]["clean"] for r in recs]),
+                mean_std([r["datasets"]["cityscapes"]["mean"] for r in recs]),
+                mean_std([r["datasets"][SOURCE]["mean"] for r in recs]),
+                mean_std([r["training"]["train_time_s"] for r in recs]),
+            ]
+            seeds = ",".join(str(s) for s in sorted(by_seed))
+            cells = [cell(s) for s in stats[:-1]] + [f"{stats[-1][0]:.0f}"]
+            lines.append(f"| {ROWS[row][0]} | {STEPS[sweep]} | {seeds} | " + " | ".join(cells) + " |")
+    lines += ["", "Full SRHA minus plain (same seed) by schedule length.", "",
+              "| steps | seeds | targets mean | source val | domain gap | cityscapes corrupted | source corrupted |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for sweep in ("ablation", "steps800", "steps1600"):
+        plain, full = all_runs.get(sweep, {}).get("plain", {}), all_runs.get(sweep, {}).get("full", {})
+        seeds = sorted(set(plain) & set(full))
+        if not seeds:
+            continue
+
+        def diff(get):
+            return mean_std([get(full[s]) - get(plain[s]) for s in seeds])
+
+        stats = [
+            diff(lambda r: r["training"]["target_mean"]),
+            diff(lambda r: r["training"]["miou"][SOURCE]),
+            diff(lambda r: r["training"]["miou"][SOURCE] - r["training"]["target_mean"]),
+            diff(lambda r: r["datasets"]["cityscapes"]["mean"]),
+            diff(lambda r: r["datasets"][SOURCE]["mean"]),
+        ]
+        lines.append(f"| {STEPS[sweep]} | {','.join(map(str, seeds))} | " + " | ".join(cell(s, signed=True) for s in stats) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def charts(all_runs: dict, out: Path) -> list:
+    from srha_hf.visualization import grouped_bar_chart
+
+    written = []
+    runs = all_runs.get("ablation", {})
+    groups = ["clean", "noise", "blur", "weather", "digital", "appearance", "all"]
+    for dataset in DATASETS:
+        if not runs:
+            break
+        series, errors = {}, {}
+        for row, by_seed in runs.items():
+            cols = [columns_of(rec, dataset) for rec in by_seed.values()]
+            stats = [mean_std([c[g] for c in cols]) for g in groups]
+            series[ROWS[row][0]] = [s[0] for s in stats]
+            errors[ROWS[row][0]] = [s[1] for s in stats]
+        path = out / f"corruptions_{dataset}.png"
+        title = f"The ablation under common corruptions: {dataset} val (severities 1, 3, 5; mean ± std over seeds)"
+        grouped_bar_chart(groups, series, str(path), title=title, errors=errors, separator_after=1)
+        written.append(str(path))
+    return written
+
+
+def report(records: Path, out: Path) -> dict:
+    all_runs = load_records(records)
+    if not all_runs:
+        raise SystemExit(f"no record under {records}: run a sweep first")
+    parts = []
+    if "ablation" in all_runs:
+        runs = {row: all_runs["ablation"][row] for row in ROWS if row in all_runs["ablation"]}
+        parts.append(corruption_tables(runs, "cityscapes", "Cityscapes-format target (val, 20 images)"))
+        parts.append(corruption_tables(runs, SOURCE, "Source (GTAV-format val, 20 images)"))
+    for sweep in ("steps800", "steps1600"):
+        if sweep in all_runs:
+            runs = {row: all_runs[sweep][row] for row in ROWS if row in all_runs[sweep]}
+            parts.append(corruption_tables(runs, "cityscapes", f"{STEPS[sweep]} steps, Cityscapes-format target"))
+            parts.append(corruption_tables(runs, SOURCE, f"{STEPS[sweep]} steps, source val"))
+    parts.append(schedule_table(all_runs))
+    md = "\n".join(parts)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "table.md", md)
+    written = charts(all_runs, out)
+    counts = {sweep: sum(len(s) for s in rows.values()) for sweep, rows in all_runs.items()}
+    return {"records": counts, "table_md": str(out / "table.md"), "charts": written, "markdown": md}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweep", nargs="+", choices=list(SWEEPS), default=[], help="the sweeps to train and evaluate, in order")
+    parser.add_argument("--rows", default=None, help="comma-separated rows (default: the sweep's)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the sweep's)")
+    parser.add_argument("--corruptions", default=None, help="srha_hf.corruptions names or presets (default: all but glass_blur)")
+    parser.add_argument("--severities", type=int, nargs="+", default=list(SEVERITIES))
+    parser.add_argument("--records", default=str(RECORDS), help="folder of the per-run records (default experiments/results/corruptions)")
+    parser.add_argument("--out", default=str(ROOT / "outputs" / "corruption_sweep"), help="where --report writes table.md and charts")
+    parser.add_argument("--report", action="store_true", help="write the tables and charts from the records")
+    args = parser.parse_args(argv)
+    if not args.sweep and not args.report:
+        parser.error("nothing to do: name --sweep ablation|steps800|steps1600 and/or --report")
+    from srha_hf.corruptions import resolve_corruptions, resolve_severities
+
+    try:
+        corruptions = resolve_corruptions(args.corruptions) if args.corruptions else default_corruptions()
+        severities = resolve_severities(args.severities)
+    except ValueError as err:
+        parser.error(str(err))
+    rows = [r for r in args.rows.split(",") if r] if args.rows else None
+    seeds = [int(s) for s in args.seeds.split(",") if s] if args.seeds else None
+    unknown = [r for r in rows or () if r not in ROWS]
+    if unknown:
+        parser.error(f"unknown rows {unknown}; expected some of {', '.join(ROWS)}")
+    records = Path(args.records)
+    for sweep in args.sweep:
+        run_sweep(sweep, records, corruptions, severities, rows, seeds)
+    if args.report:
+        result = report(records, Path(args.out))
+        sys.stderr.write(result.pop("markdown"))
+        print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
