@@ -1,4 +1,4 @@
-"""The ablation's models under the common corruptions (docs/method.md §8.7), and the schedule axis.
+"""The ablation's models under the common corruptions (docs/method.md §8.8), and the schedule axis.
 
 Three sweeps of the demo recipe from ImageNet (``configs/demo.yaml``, EfficientNet-Lite0, the reference's
 objective; ``experiments/dg_ablation.py`` trains every run, in its own folders, resumably):

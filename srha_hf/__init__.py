@@ -47,7 +47,7 @@ def evaluate_model(model, datasets, **kwargs):
 
 
 def evaluate_corruptions(model, datasets, corruptions="all", severities=(1, 2, 3, 4, 5), **kwargs):
-    """mIoU of ``model`` clean and under common corruptions, the Cityscapes-C protocol of docs/method.md §8.7
+    """mIoU of ``model`` clean and under common corruptions, the Cityscapes-C protocol of docs/method.md §8.8
     (see :func:`srha_hf.evaluation.evaluate_corruptions`; needs ``pip install "srha_hf[robustness]"``)."""
     from .evaluation import evaluate_corruptions as _evaluate
 

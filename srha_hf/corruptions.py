@@ -1,4 +1,4 @@
-"""Common image corruptions for evaluation: the Cityscapes-C protocol (docs/method.md §8.7).
+"""Common image corruptions for evaluation: the Cityscapes-C protocol (docs/method.md §8.8).
 
 The corruptions are those of Hendrycks & Dietterich (ImageNet-C) as packaged by ``imagecorruptions``;
 ``srha_hf`` uses its maintained fork ``imagecorruptions-imaug`` (the optional extra

@@ -379,7 +379,7 @@ def evaluate_model(
     scale. `class_subsets`: names (`synthia16`, `synthia13`) or class-name lists whose mIoU every dataset
     also reports, from the same confusion matrix; a Synthia dataset always reports both Synthia subsets.
     `corruption`: a :class:`~srha_hf.corruptions.Corruption` applied to every image after the evaluation
-    resizing (in the DataLoader workers, seeded per image; docs/method.md §8.7); :func:`evaluate_corruptions`
+    resizing (in the DataLoader workers, seeded per image; docs/method.md §8.8); :func:`evaluate_corruptions`
     runs a whole suite.
 
     Per dataset: `mean_iou`, `mean_accuracy`, `overall_accuracy`, `frequency_weighted_iou`,
@@ -436,7 +436,7 @@ def evaluate_corruptions(
     on_cell=None,
     **kwargs,
 ) -> Dict[str, dict]:
-    """Evaluate `model` on each dataset clean and under every corruption × severity (docs/method.md §8.7).
+    """Evaluate `model` on each dataset clean and under every corruption × severity (docs/method.md §8.8).
 
     `corruptions`: ``"all"`` (the 19 of imagecorruptions), ``"cityscapes-c"`` (the published 16), a family or
     names (:func:`srha_hf.corruptions.resolve_corruptions`); `severities`: integers 1-5; `seed`: the base of

@@ -83,7 +83,7 @@ def format_corruption_table(name: str, entry: Mapping) -> str:
     families = [f for f in FAMILIES if f in summary["per_family"]]
     relative = summary["relative"]["mean"]
     lines = [
-        f"### {name} under corruptions (docs/method.md §8.7; seed {entry['seed']}, {entry['package']})",
+        f"### {name} under corruptions (docs/method.md §8.8; seed {entry['seed']}, {entry['package']})",
         "",
         "| clean | " + " | ".join(families) + " | all | relative |",
         "|---|" + "---|" * (len(families) + 2),

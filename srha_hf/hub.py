@@ -320,7 +320,7 @@ def robustness_markdown(corruptions: Dict[str, dict], split: str = "val", headin
         heading,
         "",
         f"mIoU (%) on the {split} split with every image corrupted after the evaluation resizing, the Cityscapes-C "
-        f"protocol of srha_hf's docs/method.md §8.7: {len(first['corruptions'])} corruptions at severities {severities}, "
+        f"protocol of srha_hf's docs/method.md §8.8: {len(first['corruptions'])} corruptions at severities {severities}, "
         f"seeded per image (base seed {first['seed']}; {first['package']}). *relative* = corrupted mean / clean.",
         "",
     ]

@@ -1,4 +1,4 @@
-"""Evaluation under common corruptions (docs/method.md §8.7): the corruption names and seeds, each image
+"""Evaluation under common corruptions (docs/method.md §8.8): the corruption names and seeds, each image
 corrupted as the package does under its seed, identical results across runs, DataLoader workers and
 processes, the summary from its formulas, the command line's JSON, heatmap, model card and resume, and the
 error when the extra is missing."""

@@ -21,7 +21,7 @@ multi-scale with optional flip, selected by `--scales 0.5 0.75 1.0 1.25 1.5 1.75
 alone. `--class_subset synthia16` (or `synthia13`, or `road,car,...`) also reports the mIoU over those
 classes from the same confusion matrix; Synthia datasets always report both Synthia subsets.
 
-Under corruptions (docs/method.md §8.7; `pip install "srha_hf[robustness]"`): `--corruptions all` (the 19
+Under corruptions (docs/method.md §8.8; `pip install "srha_hf[robustness]"`): `--corruptions all` (the 19
 of imagecorruptions; or `cityscapes-c` for the published 16, a family `noise`/`blur`/`weather`/`digital`, or
 names `fog,snow`) with `--severities 1 2 3 4 5` (the default) evaluates every dataset clean and under each
 corruption × severity, each image corrupted after the evaluation resizing from its own seed
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class_subset", action="append", default=[], metavar="NAME|C1,C2,...",
                    help="also report the mIoU over a class subset: synthia16, synthia13 or class names (repeatable)")
     p.add_argument("--corruptions", default=None, metavar="all|cityscapes-c|FAMILY|NAME[,NAME...]",
-                   help="also evaluate under common corruptions (docs/method.md §8.7; needs srha_hf[robustness])")
+                   help="also evaluate under common corruptions (docs/method.md §8.8; needs srha_hf[robustness])")
     p.add_argument("--severities", type=int, nargs="+", default=None, metavar="S",
                    help="corruption severities, 1-5 (default with --corruptions: 1 2 3 4 5)")
     p.add_argument("--corruption_seed", type=int, default=0, help="base seed of the per-image corruption seeds (default 0)")
