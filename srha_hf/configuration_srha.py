@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional, Sequence
 from transformers import PretrainedConfig
 from transformers.utils import logging
 
-from .backbones import available_backbones
+from .backbones import available_backbones, backbone_families, is_backbone_name
 from .data.labels import CLASS_NAMES
 from .heads import available_decode_heads
 from .srm import DEFAULT_CONCENTRATION
@@ -251,7 +251,10 @@ def check_config_keys(kwargs: dict) -> None:
 def _validate(values: dict) -> None:
     """Refuse unknown backbones, heads, teacher modes and alignment layers, and weight lists whose
     length differs from the alignment layers', naming the key and what was expected."""
-    for key, allowed in (("backbone", available_backbones()), ("decode_head", available_decode_heads()), ("teacher_mode", TEACHER_MODES)):
+    if not is_backbone_name(values["backbone"]):
+        expected = list(available_backbones()) + list(backbone_families().values())
+        raise ValueError(f"backbone={values['backbone']!r} is not supported; expected one of {', '.join(expected)}")
+    for key, allowed in (("decode_head", available_decode_heads()), ("teacher_mode", TEACHER_MODES)):
         if values[key] not in allowed:
             raise ValueError(f"{key}={values[key]!r} is not supported; expected one of {', '.join(allowed)}")
     layers = tuple(values["alignment_layers"])

@@ -4,6 +4,7 @@ A new one of each, written here in a few lines, builds, trains one SRHA step, lo
 and round-trips through ``save_pretrained``; the built-in heads keep the authors' parameter names."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -78,6 +79,8 @@ class LinearProbeHead(DecodeHead):
 def registries(monkeypatch):
     """TINY and LinearProbeHead registered for one test (the registries are restored after it)."""
     monkeypatch.setattr(backbone_registry, "_REGISTRY", dict(backbone_registry._REGISTRY))
+    monkeypatch.setattr(backbone_registry, "_FAMILIES", dict(backbone_registry._FAMILIES))
+    monkeypatch.setattr(backbone_registry, "_RESOLVED", dict(backbone_registry._RESOLVED))
     monkeypatch.setattr(head_registry, "_HEADS", dict(head_registry._HEADS))
     register_backbone(TINY)
     register_decode_head("linear_probe_test")(LinearProbeHead)
@@ -140,6 +143,38 @@ def test_registry_errors_name_what_is_known(registries):
         register_decode_head("linear_probe_test")(type("Other", (DecodeHead,), {}))
     with pytest.raises(TypeError, match="takes a DecodeHead subclass"):
         register_decode_head("x")(nn.Conv2d)
+
+
+def test_a_backbone_family_makes_its_members_on_first_use(registries, tmp_path):
+    """``"<prefix>:<name>"`` names a member of a registered family: its spec is made once, by the family's
+    function; the model builds, trains a step and round-trips; a member the family refuses, or an unknown
+    family, fails naming why."""
+    made = []
+
+    def resolve(width):
+        if not width.isdigit():
+            raise ValueError(f"tinyw:{width}: the name after 'tinyw:' is a width, e.g. tinyw:24")
+        made.append(width)
+        return dataclasses.replace(TINY, name=f"tinyw:{width}")
+
+    backbone_registry.register_backbone_family("tinyw", resolve, "tinyw:<width>")
+    assert backbone_registry.is_backbone_name("tinyw:24") and not backbone_registry.is_backbone_name("tinyw:")
+    assert backbone_registry.backbone_families()["tinyw"] == "tinyw:<width>"
+    config = SRHAConfig(backbone="tinyw:24", decode_head="linear_probe_test", num_labels=5, **NO_HAC)
+    assert made == []  # the config names it; the spec is made when the model is built
+    model = SRHAForSemanticSegmentation(config)
+    assert backbone_spec("tinyw:24") is backbone_spec("tinyw:24") and made == ["24"]
+    model.save_pretrained(tmp_path)
+    loaded = SRHAForSemanticSegmentation.from_pretrained(tmp_path)
+    assert loaded.config.backbone == "tinyw:24" and made == ["24"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="the name after 'tinyw:' is a width"):
+        SRHAForSemanticSegmentation(SRHAConfig(backbone="tinyw:wide", decode_head="linear_probe_test"))
+    with pytest.raises(ValueError, match="backbone='other:24' is not supported; expected one of resnet50, .*tiny, tinyw:<width>"):
+        SRHAConfig(backbone="other:24")
+    with pytest.raises(ValueError, match="already registered"):
+        backbone_registry.register_backbone_family("tinyw", resolve, "tinyw:<width>")
 
 
 def test_the_head_is_held_not_registered_and_shares_its_modules():

@@ -11,6 +11,8 @@ checkpoint key to this layout, which is how ImageNet weights (and converted chec
 
 Adding a backbone: write a file that builds a :class:`BackboneSpec` and calls :func:`register_backbone`
 (inside the package, import it below; outside, import your file before building a model that names it).
+A family of backbones named ``"<prefix>:<name>"`` registers one function that makes the spec of a member on
+first use (:func:`register_backbone_family`).
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ from .registry import (
     BackboneLoadError,
     BackboneSpec,
     available_backbones,
+    backbone_families,
     backbone_spec,
+    is_backbone_name,
     register_backbone,
+    register_backbone_family,
 )
 
 BACKBONES = available_backbones()  # the built-in five; available_backbones() also lists ones registered later
@@ -55,6 +60,7 @@ def torchvision_key_to_stage_key(name: str, key: str) -> Optional[str]:
 
 __all__ = [
     "BACKBONES", "IMAGENET_SOURCES", "PAPER_BACKBONES", "BackboneLoadError", "BackboneSpec", "available_backbones",
-    "backbone_spec", "build_torchvision_model", "load_backbone_weights", "load_imagenet_state_dict",
-    "read_state_dict_file", "register_backbone", "split_stages", "torchvision_imagenet", "torchvision_key_to_stage_key",
+    "backbone_families", "backbone_spec", "build_torchvision_model", "is_backbone_name", "load_backbone_weights",
+    "load_imagenet_state_dict", "read_state_dict_file", "register_backbone", "register_backbone_family", "split_stages",
+    "torchvision_imagenet", "torchvision_key_to_stage_key",
 ]  # fmt: skip

@@ -58,6 +58,9 @@ class BackboneSpec:
 
 
 _REGISTRY: Dict[str, BackboneSpec] = {}
+# families of backbones named "<prefix>:<name>" (e.g. "timm:resnet50"), each spec made on first use
+_FAMILIES: Dict[str, Tuple[Callable[[str], BackboneSpec], str]] = {}
+_RESOLVED: Dict[str, BackboneSpec] = {}
 
 
 def register_backbone(spec: BackboneSpec, replace: bool = False) -> BackboneSpec:
@@ -72,15 +75,57 @@ def register_backbone(spec: BackboneSpec, replace: bool = False) -> BackboneSpec
     return spec
 
 
+def register_backbone_family(prefix: str, resolve: Callable[[str], BackboneSpec], description: str, replace: bool = False) -> None:
+    """Let ``"<prefix>:<name>"`` name a backbone: ``resolve(name)`` makes its :class:`BackboneSpec` on first
+    use (then cached), or raises ``ValueError`` saying why ``name`` cannot be one. ``description`` is what
+    error messages list (e.g. ``"timm:<model name>"``)."""
+    if not prefix or ":" in prefix:
+        raise ValueError(f"a backbone family prefix is a non-empty name without ':', got {prefix!r}")
+    if prefix in _FAMILIES and not replace:
+        raise ValueError(f"backbone family {prefix!r} is already registered (pass replace=True to redefine it)")
+    _FAMILIES[prefix] = (resolve, description)
+    for key in [k for k in _RESOLVED if k.startswith(prefix + ":")]:
+        del _RESOLVED[key]
+
+
 def available_backbones() -> Tuple[str, ...]:
-    """The registered backbone names, in registration order."""
+    """The registered backbone names, in registration order (families' members are not listed:
+    :func:`backbone_families`)."""
     return tuple(_REGISTRY)
 
 
+def backbone_families() -> Dict[str, str]:
+    """``{prefix: description}`` of the registered backbone families."""
+    return {prefix: description for prefix, (_, description) in _FAMILIES.items()}
+
+
+def _expected() -> str:
+    return ", ".join(list(_REGISTRY) + [description for _, description in _FAMILIES.values()])
+
+
+def is_backbone_name(name) -> bool:
+    """Whether ``name`` is a registered backbone or of the form ``"<family>:<name>"`` of a registered family
+    (whether the family can build that member is only known when its spec is made)."""
+    if not isinstance(name, str):
+        return False
+    prefix, sep, rest = name.partition(":")
+    return name in _REGISTRY or bool(sep and rest and prefix in _FAMILIES)
+
+
 def backbone_spec(name: str) -> BackboneSpec:
-    """The :class:`BackboneSpec` registered as ``name`` (a ``ValueError`` naming the known ones otherwise)."""
-    try:
+    """The :class:`BackboneSpec` registered as ``name``, or made by its family for ``"<family>:<name>"``
+    (a ``ValueError`` naming the known ones, or the family's reason, otherwise)."""
+    if isinstance(name, str) and name in _REGISTRY:
         return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown backbone {name!r}; expected one of {', '.join(_REGISTRY)}") from None
+    if is_backbone_name(name):
+        if name not in _RESOLVED:
+            prefix, _, rest = name.partition(":")
+            spec = _FAMILIES[prefix][0](rest)
+            if not isinstance(spec, BackboneSpec) or spec.name != name:
+                raise TypeError(f"backbone family {prefix!r} made {spec!r} for {name!r}: expected a BackboneSpec named {name!r}")
+            if len(spec.channels) != 5 or len(spec.strides) != 5:
+                raise ValueError(f"backbone {name!r}: channels and strides need one entry per stage layer0..layer4")
+            _RESOLVED[name] = spec
+        return _RESOLVED[name]
+    raise ValueError(f"unknown backbone {name!r}; expected one of {_expected()}")
 
