@@ -221,7 +221,10 @@ def corruption_tables(runs: dict, dataset: str, label: str) -> str:
         for row, by_seed in per_run.items():
             if row == "plain":
                 continue
-            stats = [mean_std([cols[c] - plain[s][c] for s, cols in by_seed.items() if s in plain]) for c in REPORT_COLUMNS]
+            stats = [
+                mean_std([cols[c] - plain[s][c] for s, cols in by_seed.items() if s in plain and None not in (cols[c], plain[s][c])])
+                for c in REPORT_COLUMNS
+            ]
             lines.append(f"| {ROWS[row][0]} | " + " | ".join(cell(s, signed=True) for s in stats) + " |")
     return "\n".join(lines) + "\n"
 
@@ -286,8 +289,8 @@ def charts(all_runs: dict, out: Path) -> list:
         for row, by_seed in runs.items():
             cols = [columns_of(rec, dataset) for rec in by_seed.values()]
             stats = [mean_std([c[g] for c in cols]) for g in groups]
-            series[ROWS[row][0]] = [s[0] for s in stats]
-            errors[ROWS[row][0]] = [s[1] for s in stats]
+            series[ROWS[row][0]] = [float("nan") if s is None else s[0] for s in stats]  # a family not evaluated: no bar
+            errors[ROWS[row][0]] = [0.0 if s is None else s[1] for s in stats]
         path = out / f"corruptions_{dataset}.png"
         title = f"The ablation under common corruptions: {dataset} val (severities 1, 3, 5; mean ± std over seeds)"
         grouped_bar_chart(groups, series, str(path), title=title, errors=errors, separator_after=1)
