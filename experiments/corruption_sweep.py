@@ -326,7 +326,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep", nargs="+", choices=list(SWEEPS), default=[], help="the sweeps to train and evaluate, in order")
     parser.add_argument("--rows", default=None, help="comma-separated rows (default: the sweep's)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: the sweep's)")
-    parser.add_argument("--corruptions", default=None, help="srha_hf.corruptions names or presets (default: all but glass_blur)")
+    parser.add_argument("--corruptions", default=None, help="srha_hf.corruptions names or presets (default: all 19)")
     parser.add_argument("--severities", type=int, nargs="+", default=list(SEVERITIES))
     parser.add_argument("--records", default=str(RECORDS), help="folder of the per-run records (default experiments/results/corruptions)")
     parser.add_argument("--out", default=str(ROOT / "outputs" / "corruption_sweep"), help="where --report writes table.md and charts")
