@@ -23,6 +23,7 @@ from torch import nn
 
 # isort: off
 from . import resnet, mobilenetv2, shufflenetv2, efficientnet_lite0  # noqa: F401 - each registers its spec(s), in this order
+from . import timm_family  # noqa: F401 - the "timm:<name>" family (imports timm only when a member is made)
 # isort: on
 from .loading import load_backbone_weights, load_imagenet_state_dict, read_state_dict_file, torchvision_imagenet
 from .registry import (
