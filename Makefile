@@ -1,6 +1,6 @@
 # srha_hf: `make demo` (install, then train + evaluate on the embedded synthetic benchmark) and
 # `make test` (install into .venv if needed, then ruff and the offline CPU test suite; `make test-fast` is its unit lane). The demo installs
-# the package alone; the tests add the [test], [app] (gradio, for the browser test of scripts/app.py) and [robustness] extras.
+# the package alone; the tests add the [test], [app] (gradio, for the browser test of scripts/app.py), [robustness] and [timm] extras.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -23,10 +23,10 @@ $(CORE_STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $(CORE_STAMP)
 
-# ... then the test, app and robustness extras (pytest, ruff, onnx, selenium, cityscapesscripts, gradio,
-# imagecorruptions-imaug).
+# ... then the test, app, robustness and timm extras (pytest, ruff, onnx, selenium, cityscapesscripts, gradio,
+# imagecorruptions-imaug, timm).
 $(STAMP): $(CORE_STAMP)
-	$(PY) -m pip install --quiet -e '.[test,app,robustness]'
+	$(PY) -m pip install --quiet -e '.[test,app,robustness,timm]'
 	touch $(STAMP)
 
 # and transformers' common model tests from the sdist of the installed transformers (into

