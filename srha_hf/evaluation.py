@@ -394,9 +394,7 @@ def evaluate_model(
     num_labels = int(num_labels or getattr(getattr(net, "config", None), "num_labels", None) or NUM_CLASSES)
     if save_predictions is not None:
         check_prediction_format(prediction_format, num_labels)
-    names = _class_names(net, num_labels)
-    if mixed_precision is None and accelerator is not None:
-        mixed_precision = getattr(accelerator, "mixed_precision", None)
+    names, mixed_precision = _class_names(net, num_labels), _precision_of(mixed_precision, accelerator)
     (rank, world, reduce), (device, _), protocol = _distributed(accelerator), model_device_dtype(net), protocol or WHOLE
     counting = dict(device=device, num_labels=num_labels, ignore_index=ignore_index, mixed_precision=mixed_precision, protocol=protocol)
     loading = dict(batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
@@ -411,14 +409,11 @@ def evaluate_model(
             loader = torch.utils.data.DataLoader(EvalDataset(dataset, shard, transform, key, image_mean, image_std, corruption),
                                                  shuffle=False, collate_fn=_collate, **loading)  # fmt: skip
             saver = None if save_predictions is None else PredictionSaver(save_predictions, key, dataset, prediction_format)
-            desc = f"eval {key}" + (f" [{corruption.label()}]" if corruption is not None else "") + (f" (rank 0 of {world})" if world > 1 else "")
-            with _progress(len(shard), desc, progress and rank == 0) as bar:
+            with _progress(len(shard), _description(key, corruption, world), progress and rank == 0) as bar:
                 hist, count, group_names, written = _count_dataset(net, loader, dataset, saver, bar, counting)
             subsets = _subsets_for(kind, class_subsets, num_labels)
             results[key] = _gathered_result(hist, count, reduce, names, kind, start, written, subsets, group_names)
-            results[key].update(protocol=protocol.describe(), label_set=_label_set(names))
-            if corruption is not None:
-                results[key]["corruption"] = {"name": corruption.name, "severity": corruption.severity, "seed": corruption.seed}
+            results[key].update(protocol=protocol.describe(), label_set=_label_set(names), **_corruption_record(corruption))
     finally:
         for module, training in modes.items():
             module.training = training
@@ -483,6 +478,25 @@ def evaluate_corruptions(
             "package": package,
         }
     return out
+
+
+def _precision_of(mixed_precision, accelerator):
+    """``mixed_precision``, or the accelerator's when it is None and there is one."""
+    if mixed_precision is None and accelerator is not None:
+        return getattr(accelerator, "mixed_precision", None)
+    return mixed_precision
+
+
+def _description(key: str, corruption, world: int) -> str:
+    """The progress bar's label: the dataset, the corruption and severity, the process count."""
+    return f"eval {key}" + (f" [{corruption.label()}]" if corruption is not None else "") + (f" (rank 0 of {world})" if world > 1 else "")
+
+
+def _corruption_record(corruption) -> dict:
+    """``{"corruption": {name, severity, seed}}`` for a corrupted pass, ``{}`` for a clean one."""
+    if corruption is None:
+        return {}
+    return {"corruption": {"name": corruption.name, "severity": corruption.severity, "seed": corruption.seed}}
 
 
 def _checked_datasets(datasets, batch_size: int, max_images, mapillary_crop: str, eval_sizes):
