@@ -63,7 +63,8 @@ class SRHAConfig(PretrainedConfig):
             IMAGENET1K_V1 for the paper's four, the packaged checkpoint for Lite0), `"torchvision"`
             (torchvision's IMAGENET1K_V1 weights), a local `.pth`/`.safetensors` file, or a Hub repo id such
             as `"timm/resnet50.tv_in1k"`. With `backbone_config`: a transformers backbone (or image-classification)
-            folder or Hub id, read by the backbone's concrete class (`ResNetBackbone.from_pretrained`). The model consumes it when it is built (a failed load raises) and
+            folder or Hub id, read by the backbone's concrete class (`ResNetBackbone.from_pretrained`).
+            The model consumes it when it is built (a failed load raises) and
             records it in `backbone_pretrained_source`; the config it saves asks for no load.
         backbone_pretrained_source (`str`, *optional*): where a built model's ImageNet weights came from.
         aspp_rates (`Sequence[int]`, defaults to `(6, 12, 18)`), aspp_channels (`int`, defaults to 256),
@@ -271,7 +272,9 @@ def _validate(values: dict) -> None:
     length differs from the alignment layers', naming the key and what was expected."""
     if values["backbone_config"] is None:
         if str(values["backbone"]).startswith("hf:"):
-            raise ValueError(f"backbone={values['backbone']!r} is a transformers backbone: give it as backbone_config (a config, or a dict with model_type)")
+            raise ValueError(
+                f"backbone={values['backbone']!r} is a transformers backbone: give it as backbone_config (a config, or a dict with model_type)"
+            )
         if values["backbone_output_stride"] not in (None, 16):
             raise ValueError(
                 f"backbone_output_stride={values['backbone_output_stride']!r}: the registered backbones are built at output stride 16; "

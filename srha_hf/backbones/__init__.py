@@ -39,7 +39,6 @@ from .registry import (
 )
 
 
-
 def spec_for_config(config) -> BackboneSpec:
     """The :class:`BackboneSpec` an :class:`~srha_hf.SRHAConfig` builds: from ``config.backbone_config`` when set
     (a transformers backbone, :func:`.hf.hf_backbone_spec`), otherwise the registered ``config.backbone``."""
