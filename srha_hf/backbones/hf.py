@@ -34,6 +34,7 @@ builder is routed (or, for now, refused) there.
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence, Tuple
@@ -52,7 +53,7 @@ ROUTED_ELSEWHERE = {
 }
 # an image-classification checkpoint's head, dropped by name when its weights are read into a backbone
 HEAD_KEYS = re.compile(r"^(classifier|layernorm)\.")
-FIT_SIZE = 224  # the side of the meta-device image the layout is measured on (no arithmetic is done)
+FIT_SIZE = 256  # the side of the meta-device image the layout is measured on (no arithmetic is done)
 
 
 def _backbone_classes() -> Dict[str, str]:
@@ -115,7 +116,8 @@ def _meta_input(config) -> torch.Tensor:
 
 def _layout(shapes: Sequence[torch.Size], image: torch.Tensor) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     channels = tuple(int(s[1]) for s in shapes)
-    strides = tuple(int(round(image.shape[-1] / s[-1])) for s in shapes)
+    # a power of two: a side that does not divide evenly (224 at stride 64 gives 4) still names its stride
+    strides = tuple(2 ** int(round(math.log2(image.shape[-1] / s[-1]))) for s in shapes)
     return channels, strides
 
 
