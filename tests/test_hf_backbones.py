@@ -7,6 +7,7 @@ the project's own ``resnet50`` at output stride 16, layer0 to layer4."""
 import copy
 import json
 import logging
+import os
 import re
 
 import pytest
@@ -302,3 +303,57 @@ def test_transformers_resnet50_with_torchvision_weights_is_the_projects_resnet50
                                                                          (1, 1024, 6, 6), (1, 2048, 6, 6)]  # fmt: skip
     scale = max(t.abs().max().item() for t in a)
     assert max(diffs) <= 1e-5 * max(1.0, scale), diffs
+
+
+# --- the command line and recipes -------------------------------------------------------------------------------
+
+
+def test_backbone_config_from_the_command_line_and_a_recipe(tmp_path):
+    from srha_hf.training import ConfigError, load_config, parse_overrides
+
+    text = json.dumps(TINY_BACKBONE_CONFIGS["convnext"])
+    config = load_config(None, parse_overrides(["--backbone_config", text, "--backbone_pretrained", "null"]))
+    assert config.backbone_config == TINY_BACKBONE_CONFIGS["convnext"]
+    assert config.model_config().backbone == "hf:convnext"
+    with pytest.raises(ConfigError, match="--backbone_config: not valid JSON .*model_type"):
+        parse_overrides(["--backbone_config", '{"model_type": "convnext",'])
+    with pytest.raises(ConfigError, match="expected a JSON object"):
+        parse_overrides(["--backbone_config", "[1, 2]"])
+    with pytest.raises(ConfigError, match="torchvision's files, which do not fit"):
+        load_config(None, parse_overrides(["--backbone_config", text]))  # the recipe default backbone_pretrained: torchvision
+    with pytest.raises(ConfigError, match="mapping with a model_type"):
+        load_config(None, {"backbone_config": {"depths": [1, 1, 1, 1]}, "backbone_pretrained": None})
+    recipe = tmp_path / "swin.yaml"
+    recipe.write_text(
+        "backbone_pretrained: null\n"
+        "backbone_config:\n"
+        "  model_type: swin\n  embed_dim: 8\n  depths: [1, 1, 2, 1]\n  num_heads: [1, 1, 1, 1]\n  window_size: 4\n  image_size: 64\n"
+        "model_kwargs:\n  aspp_rates: [3, 6, 9]\n"
+    )
+    model_config = load_config(str(recipe)).model_config()
+    assert model_config.backbone == "hf:swin" and model_config.backbone_config.window_size == 4
+
+
+@pytest.mark.slow  # a subprocess
+def test_two_training_steps_of_scripts_train_with_backbone_config(synthetic_root, tmp_path, monkeypatch):
+    from tests.test_train import ROOT, launch
+
+    # the script imports srha_hf from this checkout (not an installed copy elsewhere)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+
+    out_dir = tmp_path / "run"
+    args = [
+        "--synthetic_data", "true", "--synthetic_root", str(synthetic_root), "--synthetic_num_train", "8",
+        "--synthetic_num_val", "3", "--synthetic_size", "[160, 88]", "--backbone_config", json.dumps(TINY_BACKBONE_CONFIGS["convnext"]),
+        "--backbone_pretrained", "null", "--crop_size", "64", "--batch_size", "2", "--class_uniform_tile", "64",
+        "--val_datasets", "cityscapes", "--eval_steps", "0", "--eval_max_images", "2", "--num_workers", "0", "--logging_steps", "1",
+        "--report_to", "none", "--max_iter", "2", "--model_kwargs", '{"aspp_channels": 8, "decoder_channels": 8, "aspp_rates": [3, 6, 9]}',
+        "--output_dir", str(out_dir),
+    ]  # fmt: skip
+    launch(args)
+    saved = json.loads((out_dir / "model" / "config.json").read_text())
+    assert saved["backbone"] == "hf:convnext" and saved["backbone_config"]["hidden_sizes"] == [8, 16, 24, 32]
+    assert saved["backbone_output_stride"] == 32
+    assert "(output stride 32)" in (out_dir / "model" / "README.md").read_text()
+    loaded = AutoModelForSemanticSegmentation.from_pretrained(out_dir / "model")
+    assert loaded.config.backbone_config.model_type == "convnext"
