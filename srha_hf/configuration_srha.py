@@ -43,9 +43,19 @@ class SRHAConfig(PretrainedConfig):
         backbone (`str`, defaults to `"resnet50"`): `"resnet50"`, `"resnet101"`, `"mobilenetv2"` or
             `"shufflenetv2"` (the paper's four), or `"efficientnet_lite0"` (not the paper's: its ImageNet
             weights install offline, docs/method.md §1.2), or a name registered with
-            `srha_hf.backbones.register_backbone`.
+            `srha_hf.backbones.register_backbone`, or
             `"timm:<model name>"`: a timm network at output stride 16 (the optional extra `srha_hf[timm]`;
-            docs/training.md "timm backbones").
+            docs/training.md "timm backbones"). With `backbone_config` set it records `"hf:<model_type>"`
+            (whatever was passed).
+        backbone_config (`PretrainedConfig` or `dict`, *optional*): a transformers backbone config (an object, or a
+            dict with `model_type`, e.g. `{"model_type": "convnext", "depths": [3, 3, 9, 3]}`) whose stem and four
+            stages become layer0..layer4 (`srha_hf/backbones/hf.py`; ResNet, BiT, ConvNeXt / V2, Swin / V2; not
+            the paper's backbones). It takes precedence over `backbone`, is saved nested in `config.json`, and is
+            never fetched: a string naming a Hub model is refused. Default `None`: `backbone` names the network.
+        backbone_output_stride (`int`, *optional*): the output stride of a `backbone_config` backbone: `None` (16
+            where it can be dilated: ResNet by the project's layer4 edit, BiT by its `output_stride`; otherwise
+            its native stride, 32 for ConvNeXt and Swin), 16, or the native stride. A built model records the
+            measured one here. Only `None` or 16 without `backbone_config` (the registered backbones are OS16).
         decode_head (`str`, defaults to `"deeplabv3plus"`): `"deeplabv3plus"` (docs/method.md §1.3) or
             `"mask2former"` (docs/method.md §4; the `m2f_*` arguments), or a name registered with
             `srha_hf.heads.register_decode_head`.
@@ -54,7 +64,9 @@ class SRHAConfig(PretrainedConfig):
             init, the default), `"imagenet"` (this backbone's own ImageNet weights: torchvision's
             IMAGENET1K_V1 for the paper's four, the packaged checkpoint for Lite0), `"torchvision"`
             (torchvision's IMAGENET1K_V1 weights), a local `.pth`/`.safetensors` file, or a Hub repo id such
-            as `"timm/resnet50.tv_in1k"`. The model consumes it when it is built (a failed load raises) and
+            as `"timm/resnet50.tv_in1k"`. With `backbone_config`: a transformers backbone (or image-classification)
+            folder or Hub id, read by the backbone's concrete class (`ResNetBackbone.from_pretrained`).
+            The model consumes it when it is built (a failed load raises) and
             records it in `backbone_pretrained_source`; the config it saves asks for no load.
         backbone_pretrained_source (`str`, *optional*): where a built model's ImageNet weights came from.
         aspp_rates (`Sequence[int]`, defaults to `(6, 12, 18)`), aspp_channels (`int`, defaults to 256),
@@ -115,6 +127,8 @@ class SRHAConfig(PretrainedConfig):
         ignore_index: int = 255,
         backbone_pretrained: Optional[str] = None,
         backbone_pretrained_source: Optional[str] = None,
+        backbone_config: Optional[Any] = None,
+        backbone_output_stride: Optional[int] = None,
         aspp_rates: Sequence[int] = (6, 12, 18),
         aspp_channels: int = 256,
         low_level_channels: int = 48,
@@ -172,6 +186,11 @@ class SRHAConfig(PretrainedConfig):
         check_config_keys(kwargs)
         if num_labels is None:  # a saved config.json has id2label, not num_labels
             num_labels = len(kwargs["id2label"]) if kwargs.get("id2label") else len(CLASS_NAMES)
+        if values["backbone_config"] is not None:
+            from .backbones.hf import PREFIX, as_backbone_config
+
+            values["backbone_config"] = as_backbone_config(values["backbone_config"])
+            values["backbone"] = f"{PREFIX}:{values['backbone_config'].model_type}"
         _validate(values)
         for key in LIST_KEYS:
             values[key] = list(values[key])
@@ -253,7 +272,19 @@ def check_config_keys(kwargs: dict) -> None:
 def _validate(values: dict) -> None:
     """Refuse unknown backbones, heads, teacher modes and alignment layers, and weight lists whose
     length differs from the alignment layers', naming the key and what was expected."""
-    if not is_backbone_name(values["backbone"]):
+    if values["backbone_config"] is None:
+        if str(values["backbone"]).startswith("hf:"):
+            raise ValueError(
+                f"backbone={values['backbone']!r} is a transformers backbone: give it as backbone_config (a config, or a dict with model_type)"
+            )
+        if values["backbone_output_stride"] not in (None, 16):
+            raise ValueError(
+                f"backbone_output_stride={values['backbone_output_stride']!r}: the registered backbones are built at output stride 16; "
+                "another stride needs a transformers backbone (backbone_config)"
+            )
+    elif values["backbone_output_stride"] not in (None, 16, 32):
+        raise ValueError(f"backbone_output_stride={values['backbone_output_stride']!r}; expected None, 16 or 32")
+    if values["backbone_config"] is None and not is_backbone_name(values["backbone"]):
         expected = list(available_backbones()) + list(backbone_families().values())
         raise ValueError(f"backbone={values['backbone']!r} is not supported; expected one of {', '.join(expected)}")
     for key, allowed in (("decode_head", available_decode_heads()), ("teacher_mode", TEACHER_MODES)):

@@ -57,12 +57,26 @@ BACKBONE_NOTES = {
 }
 
 
-def backbone_note(backbone: str) -> str:
-    """The card's note on ``backbone``: :data:`BACKBONE_NOTES` by name, else by family (``"<prefix>:*"``)."""
+def backbone_note(backbone: str, output_stride: int = 16) -> str:
+    """The card's note on a backbone that is not one of the paper's (``""`` for the paper's four): the
+    registered note, or for a transformers backbone (``"hf:<model_type>"``, ``backbone_config``) what it is and
+    at which output stride it ran."""
     if backbone in BACKBONE_NOTES:
         return BACKBONE_NOTES[backbone]
-    prefix, sep, _ = backbone.partition(":")
-    return BACKBONE_NOTES.get(f"{prefix}:*", "") if sep else ""
+    if str(backbone).startswith("hf:"):
+        model_type = backbone.split(":", 1)[1]
+        stride = (
+            "output stride 16, as the paper's models"
+            if output_stride == 16
+            else f"output stride {output_stride}, its native one (srha_hf does not dilate this family; the paper's models run at 16)"
+        )
+        return (
+            f"`{backbone}` is transformers' `{model_type}` backbone given by `backbone_config`, not one of the paper's four backbones "
+            f"(ResNet-50/101, MobileNetV2, ShuffleNetV2): layer0 is its stem, layer1-4 its four stages, at {stride}. "
+            "Its results are not comparable with the paper's tables."
+        )
+    prefix, sep, _ = str(backbone).partition(":")
+    return BACKBONE_NOTES.get(f"{prefix}:*", "") if sep else ""  # a family's note ("timm:*")
 
 
 def describe_backbone_init(backbone: str, source: Optional[str]) -> str:
@@ -92,12 +106,14 @@ def render_model_card(
     val_split: str = "val",
     template: Optional[Path] = None,
     decode_head: str = "deeplabv3plus",
+    output_stride: int = 16,
 ):
     """Render ``srha_hf/templates/srha_model_card.md`` into a ``huggingface_hub.ModelCard``.
 
     ``results`` maps a target dataset name to its evaluation result (``mean_iou``, ``num_images``,
     ``per_category_iou``); the card's metadata holds a ``model-index`` with one ``mean_iou`` result per
-    target dataset, which ``ModelCard.load`` parses back."""
+    target dataset, which ``ModelCard.load`` parses back. ``output_stride``: the backbone's measured one
+    (16 for the paper's backbones; a transformers backbone's may be its native 32)."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     template = Path(template or TEMPLATE)
@@ -139,7 +155,8 @@ def render_model_card(
         results=rows,
         per_class_table=per_class_markdown(results),
         repo_or_path=repo_or_path,
-        backbone_note=backbone_note(backbone),
+        backbone_note=backbone_note(backbone, output_stride),
+        output_stride=output_stride,
         **training,
     )
 
@@ -190,13 +207,14 @@ def publish_trained_model(model, model_dir, *, config, recipe: str, results: Dic
     SRHAImageProcessor().save_pretrained(tmp)
     card = render_model_card(
         results,
-        model_name=config.hub_model_id or f"srha-{config.backbone}-{config.source_dataset}",
-        backbone=config.backbone,
+        model_name=config.hub_model_id or f"srha-{model.config.backbone.replace(':', '-')}-{config.source_dataset}",
+        backbone=model.config.backbone,
         source_dataset=config.source_dataset,
         recipe=recipe,
         repo_or_path=config.hub_model_id or str(model_dir),
         val_split=config.val_split,
         decode_head=model.config.decode_head,
+        output_stride=getattr(model.config, "backbone_output_stride", None) or 16,
         training=training,
     )
     card.save(str(tmp / "README.md"))

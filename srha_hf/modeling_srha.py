@@ -15,7 +15,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .backbones import backbone_spec, load_backbone_weights
+from .backbones import load_backbone_weights, spec_for_config
 from .configuration_srha import SRHAConfig
 from .heads import DecodeHead, decode_head_class
 from .heads.base import kaiming_init
@@ -104,9 +104,14 @@ class SRHAPreTrainedModel(PreTrainedModel):
         DeepLabV3+: Kaiming-normal fan_in for convs with zero bias, docs/method.md §1.3; Mask2Former: the
         reference's scheme). Backbone (random init only; ImageNet weights are loaded afterwards):
         Kaiming-normal fan_out, as torchvision's ResNet and MobileNetV2. Norms: weight 1, bias 0, fresh
-        running statistics. A module with unsaved constants (a ``reset_constants()`` method, e.g. Lite0's
+        running statistics. A transformers backbone's modules (``backbone_config``) get that backbone's own
+        ``_init_weights`` (which also re-creates its unsaved buffers). A module with unsaved constants (a ``reset_constants()`` method, e.g. Lite0's
         input conversion) re-creates them here: a model loaded with ``from_pretrained`` is first built on
         the meta device, and whatever the state dict does not hold comes back only through this method."""
+        backbone_init = getattr(module, "_srha_backbone_init", None)
+        if backbone_init is not None:  # a transformers backbone's module: that backbone's own rule
+            backbone_init(module)
+            return
         reset_constants = getattr(module, "reset_constants", None)
         if callable(reset_constants):
             reset_constants()
@@ -143,7 +148,9 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
     def __init__(self, config: SRHAConfig):
         config = copy.deepcopy(config)
         super().__init__(config)
-        spec = backbone_spec(config.backbone)
+        spec = spec_for_config(config)
+        if config.backbone_config is not None:  # record what was measured (16, or the backbone's native stride)
+            self.config.backbone_output_stride = spec.strides[4]
         stages = spec.split(
             spec.build(),
             dilate_all_layer4_blocks=config.resnet_dilate_all_layer4_blocks,
@@ -153,7 +160,9 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             self.add_module(name, stage)
         self.srm = SemanticRearrangement(config)
 
-        head = decode_head_class(config.decode_head)(config, spec.channels)
+        head_class = decode_head_class(config.decode_head)
+        head_class.check_strides(spec.strides, config)
+        head = head_class(config, spec.channels)
         self._attach_decode_head(head)
         # device_map="auto" places whole blocks (those with a residual or a concatenation inside)
         self._no_split_modules = sorted(set(spec.no_split_modules) | set(head.no_split_modules))
@@ -165,7 +174,7 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
 
         if config.backbone_pretrained:
             source = config.backbone_pretrained
-            load_backbone_weights(self.backbone_stages(), config.backbone, source)
+            load_backbone_weights(self.backbone_stages(), spec, source)
             # The weights are consumed: the saved config records where they came from but asks for no
             # new load, so ``from_pretrained`` never re-fetches ImageNet weights over trained ones.
             self.config.backbone_pretrained = None
@@ -221,6 +230,11 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         checkpointing cannot differentiate through."""
         kwargs = {} if gradient_checkpointing_func is None else {"gradient_checkpointing_func": gradient_checkpointing_func}
         super()._set_gradient_checkpointing(enable, every_n_layers=every_n_layers, **kwargs)
+        # a transformers backbone's own checkpointing layers (Swin's blocks) stay off: the stage runners checkpoint the stages
+        for name in STAGES:
+            for module in getattr(self, name).modules():
+                if isinstance(module, GradientCheckpointingLayer):
+                    module.gradient_checkpointing = False
         func = getattr(gradient_checkpointing_func, "func", None)
         if enable and func is not None and _reentrant(gradient_checkpointing_func):
             head_func = partial(func, **{**gradient_checkpointing_func.keywords, "use_reentrant": False})

@@ -16,7 +16,9 @@ from transformers import AutoModelForSemanticSegmentation
 
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
 from srha_hf.backbones import available_backbones, backbone_spec
+from srha_hf.backbones.hf import FAMILIES
 from srha_hf.heads import available_decode_heads
+from tests.hf_backbone_configs import TINY_BACKBONE_CONFIGS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,6 +29,8 @@ SMALL_HEADS = dict(
     m2f_decoder_layers=2, m2f_encoder_layers=1, m2f_encoder_feedforward_dim=64,
 )  # fmt: skip
 COMBINATIONS = list(itertools.product(available_backbones(), available_decode_heads()))
+# transformers backbones (backbone_config, srha_hf/backbones/hf.py): every family with a stage split, tiny and random
+HF_COMBINATIONS = list(itertools.product(sorted(FAMILIES), available_decode_heads()))
 TOLERANCE = 1e-5  # transformers' own save/load test allows 1e-5 (test_save_load)
 
 
@@ -78,6 +82,47 @@ def assert_same_model(trained, loaded, x):
 def test_the_enumeration_covers_every_registered_combination():
     assert len(COMBINATIONS) == len(available_backbones()) * len(available_decode_heads()) >= 10
     assert "efficientnet_lite0" in available_backbones()
+    assert set(TINY_BACKBONE_CONFIGS) == set(FAMILIES), "a transformers backbone family without a tiny test config"
+
+
+def build_hf(family: str, head: str) -> SRHAForSemanticSegmentation:
+    torch.manual_seed(0)
+    config = SRHAConfig(backbone_config=dict(TINY_BACKBONE_CONFIGS[family]), decode_head=head, **SMALL_HEADS)
+    model = SRHAForSemanticSegmentation(config)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("family,head", HF_COMBINATIONS)
+def test_transformers_backbone_save_pretrained_from_pretrained_is_exact(family, head, tmp_path):
+    """The same contract for ``backbone_config`` models: the nested config, the weights, the unsaved buffers
+    (Swin's relative position index) and the logits come back exactly."""
+    model = build_hf(family, head)
+    model.save_pretrained(tmp_path / "model")
+    loaded = AutoModelForSemanticSegmentation.from_pretrained(tmp_path / "model")
+    assert isinstance(loaded, SRHAForSemanticSegmentation)
+    drop = lambda d: {k: v for k, v in d.items() if k != "_name_or_path"}  # noqa: E731
+    assert drop(loaded.config.to_dict()) == drop(model.config.to_dict())
+    assert_same_model(model, loaded, torch.randn(1, 3, 72, 104, generator=torch.Generator().manual_seed(1)))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_transformers_backbone_built_on_the_meta_device_gets_its_unsaved_buffers_from_init_weights(family):
+    config = SRHAConfig(backbone_config=dict(TINY_BACKBONE_CONFIGS[family]), **SMALL_HEADS)
+    with torch.device("meta"):
+        model = SRHAForSemanticSegmentation(config)
+    model.to_empty(device="cpu")
+    for buffer in unsaved_buffers(model).values():
+        buffer.fill_(-1)
+    model.init_weights()
+    reference = unsaved_buffers(SRHAForSemanticSegmentation(config))
+    got = unsaved_buffers(model)
+    assert got.keys() == reference.keys()
+    assert all(torch.equal(got[k], reference[k]) for k in got), [k for k in got if not torch.equal(got[k], reference[k])]
 
 
 @pytest.mark.integration

@@ -13,7 +13,8 @@ checkpoint key to this layout, which is how ImageNet weights (and converted chec
 Adding a backbone: write a file that builds a :class:`BackboneSpec` and calls :func:`register_backbone`
 (inside the package, import it below; outside, import your file before building a model that names it).
 A family of backbones named ``"<prefix>:<name>"`` registers one function that makes the spec of a member on
-first use (:func:`register_backbone_family`).
+first use (:func:`register_backbone_family`). A transformers backbone is given by its config
+(``SRHAConfig(backbone_config=...)``, :mod:`.hf`), not by name: :func:`spec_for_config` picks the spec.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ from .registry import (
     register_backbone,
     register_backbone_family,
 )
+
+
+def spec_for_config(config) -> BackboneSpec:
+    """The :class:`BackboneSpec` an :class:`~srha_hf.SRHAConfig` builds: from ``config.backbone_config`` when set
+    (a transformers backbone, :func:`.hf.hf_backbone_spec`), otherwise the registered ``config.backbone``."""
+    if getattr(config, "backbone_config", None) is not None:
+        from .hf import hf_backbone_spec
+
+        return hf_backbone_spec(config.backbone_config, getattr(config, "backbone_output_stride", None))
+    return backbone_spec(config.backbone)
+
 
 BACKBONES = available_backbones()  # the built-in five; available_backbones() also lists ones registered later
 PAPER_BACKBONES = tuple(name for name in BACKBONES if backbone_spec(name).paper)

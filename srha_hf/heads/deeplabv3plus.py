@@ -10,9 +10,12 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.utils import logging
 
 from ..losses import segmentation_losses
 from .base import DecodeHead, as_model_output, register_decode_head
+
+logger = logging.get_logger(__name__)
 
 
 def conv_bn_relu(in_ch: int, out_ch: int, kernel: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -68,6 +71,19 @@ class DeepLabV3PlusDecode(DecodeHead):
     ``align_corners=True`` as the reference), the ``dsn`` auxiliary head on layer3; loss CE + ``aux_weight``·CE_aux."""
 
     no_split_modules = ("ASPP",)
+
+    @classmethod
+    def check_strides(cls, strides, config) -> None:
+        """The head works at any layer4 stride (ASPP pools globally and the decoder resizes to layer1), but its
+        rates (6, 12, 18) are the output-stride-16 ones: at 32 (a ConvNeXt or Swin backbone) each branch reaches
+        twice as far in the image. Warn, naming the halved rates DeepLabV3 uses for a coarser stride."""
+        if strides[4] != 16 and tuple(config.aspp_rates) == (6, 12, 18):
+            half = [max(1, r * 16 // strides[4]) for r in config.aspp_rates]
+            logger.warning(
+                f"the backbone's layer4 is at output stride {strides[4]}, but aspp_rates={list(config.aspp_rates)} are the ones for "
+                f"stride 16 (the paper's): each ASPP branch reaches {strides[4] // 16}x as far in the image; aspp_rates={half} "
+                "keeps the paper's reach"
+            )
 
     def __init__(self, config, channels: Sequence[int]):
         super().__init__(config, channels)

@@ -73,6 +73,10 @@ class TrainConfig:
 
     # --- model (docs/method.md §1-§3)
     backbone: str = "resnet50"
+    # a transformers backbone instead of `backbone` (SRHAConfig.backbone_config, docs/training.md "Backbones from
+    # transformers"): a mapping with model_type, e.g. {"model_type": "convnext", "depths": [3, 3, 9, 3]}; on the
+    # command line a JSON object. backbone_pretrained is then a transformers backbone folder or Hub id, or null.
+    backbone_config: Optional[Dict[str, Any]] = None
     # "imagenet" (the backbone's own ImageNet weights: torchvision's, or Lite0's packaged file), "torchvision",
     # a local file or a Hub repo id; null = random (or the pretraining stage's backbone)
     backbone_pretrained: Optional[str] = "torchvision"
@@ -207,11 +211,23 @@ class TrainConfig:
                 raise ConfigError(f"eval_class_subsets: {exc}") from None
         if self.push_to_hub and not self.hub_model_id:
             raise ConfigError("push_to_hub needs hub_model_id (e.g. your-name/srha-r50-gtav)")
+        if self.backbone_config is not None:
+            if not isinstance(self.backbone_config, dict) or not self.backbone_config.get("model_type"):
+                raise ConfigError(
+                    f"backbone_config must be a mapping with a model_type (e.g. {BACKBONE_CONFIG_EXAMPLE}), got {self.backbone_config!r}"
+                )
+            if self.backbone_pretrained in ("imagenet", "torchvision"):
+                raise ConfigError(
+                    f"backbone_pretrained={self.backbone_pretrained!r} names torchvision's files, which do not fit a transformers backbone "
+                    "(backbone_config): give a transformers backbone folder or Hub id, or null (random)"
+                )
+            if self.pretrain_steps > 0:
+                raise ConfigError("pretrain_steps with backbone_config is not supported (the stage caches by the backbone's registered name)")
         allowed = set(SRHA_DEFAULTS) | {"num_labels"}
         for key in self.model_kwargs:
             if key not in allowed:
                 raise ConfigError(f"model_kwargs has unknown SRHAConfig key {key!r}")
-            if key in ("backbone", "backbone_pretrained", "teacher_mode"):
+            if key in ("backbone", "backbone_config", "backbone_pretrained", "teacher_mode"):
                 raise ConfigError(f"set {key!r} as a top-level key, not in model_kwargs")
 
     def eval_protocol_spec(self):
@@ -249,6 +265,7 @@ class TrainConfig:
         replaces the config's value (the trainer passes the pretraining stage's backbone file)."""
         return SRHAConfig(
             backbone=self.backbone,
+            backbone_config=self.backbone_config,
             backbone_pretrained=backbone_pretrained or self.backbone_pretrained,
             teacher_mode=self.teacher_mode,
             **self.model_kwargs,
@@ -258,8 +275,20 @@ class TrainConfig:
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
+BACKBONE_CONFIG_EXAMPLE = '{"model_type": "convnext", "depths": [3, 3, 9, 3]}'
+
+
 def _parse_value(key: str, text: str) -> Any:
-    """Parse a command-line value with YAML rules (numbers, booleans, null, lists, dicts)."""
+    """Parse a command-line value with YAML rules (numbers, booleans, null, lists, dicts); ``--backbone_config``
+    takes a JSON object (or ``null``), and anything else is an error showing one."""
+    if key == "backbone_config":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--backbone_config: not valid JSON ({exc}); expected an object such as '{BACKBONE_CONFIG_EXAMPLE}'") from None
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"--backbone_config: expected a JSON object such as '{BACKBONE_CONFIG_EXAMPLE}', got {text!r}")
+        return value
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
