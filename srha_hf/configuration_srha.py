@@ -186,16 +186,7 @@ class SRHAConfig(PretrainedConfig):
         check_config_keys(kwargs)
         if num_labels is None:  # a saved config.json has id2label, not num_labels
             num_labels = len(kwargs["id2label"]) if kwargs.get("id2label") else len(CLASS_NAMES)
-        if values["backbone_config"] is not None:
-            from .backbones.hf import PREFIX, as_backbone_config
-
-            values["backbone_config"] = as_backbone_config(values["backbone_config"])
-            values["backbone"] = f"{PREFIX}:{values['backbone_config'].model_type}"
-        _validate(values)
-        for key in LIST_KEYS:
-            values[key] = list(values[key])
-        for key in ("ga_weights", "ra_weights", "la_weights"):
-            values[key] = [float(w) for w in values[key]]
+        values = _normalised(values)
         if num_labels == len(CLASS_NAMES) and "id2label" not in kwargs:
             kwargs["id2label"] = {i: name for i, name in enumerate(CLASS_NAMES)}
             kwargs["label2id"] = {name: i for i, name in enumerate(CLASS_NAMES)}
@@ -267,6 +258,22 @@ def check_config_keys(kwargs: dict) -> None:
     close = _closest_key(key)
     hint = f"; did you mean {close!r}?" if close else f"; SRHAConfig takes {', '.join(DEFAULTS)}"
     raise ValueError(f"SRHAConfig got an unknown key {key!r}{hint}")
+
+
+def _normalised(values: dict) -> dict:
+    """The constructor's values checked (:func:`_validate`) and normalised: a ``backbone_config`` dict as a
+    config object (``backbone`` then ``"hf:<model_type>"``), lists as lists, alignment weights as floats."""
+    if values["backbone_config"] is not None:
+        from .backbones.hf import PREFIX, as_backbone_config
+
+        values["backbone_config"] = as_backbone_config(values["backbone_config"])
+        values["backbone"] = f"{PREFIX}:{values['backbone_config'].model_type}"
+    _validate(values)
+    for key in LIST_KEYS:
+        values[key] = list(values[key])
+    for key in ("ga_weights", "ra_weights", "la_weights"):
+        values[key] = [float(w) for w in values[key]]
+    return values
 
 
 def _validate(values: dict) -> None:
