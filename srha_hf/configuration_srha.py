@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 from typing import Any, Dict, Optional, Sequence
@@ -10,6 +11,7 @@ from transformers import PretrainedConfig
 from transformers.utils import logging
 
 from .backbones import available_backbones, backbone_families, is_backbone_name
+from .backbones.dinov2 import dinov2_config
 from .data.labels import CLASS_NAMES
 from .heads import available_decode_heads
 from .srm import DEFAULT_CONCENTRATION
@@ -55,12 +57,26 @@ class SRHAConfig(PretrainedConfig):
             as `"timm/resnet50.tv_in1k"`. The model consumes it when it is built (a failed load raises) and
             records it in `backbone_pretrained_source`; the config it saves asks for no load.
         backbone_pretrained_source (`str`, *optional*): where a built model's ImageNet weights came from.
+        backbone_config (`dict`, *optional*): beyond the paper, a `transformers` backbone described by its config
+            instead of `backbone`: on this branch `{"model_type": "dinov2" | "dinov2_with_registers", ...}` with the
+            DINOv2 config's keys (and optionally `out_indices`, four stage indices; docs/method.md §1.2). `backbone`
+            must then be left at its default or be the model type (it is set to the model type). For DINOv2,
+            `backbone_pretrained` is a local folder saved by a DINOv2 model/backbone or a Hub id such as
+            `"facebook/dinov2-large"`. Also `backbone="dinov2:<size>"` (presets tiny/small/base/large/giant).
+        backbone_freeze (`bool`, defaults to `False`): freeze the whole backbone (layer0..layer4: no gradients,
+            always in eval mode); only the heads train.
+        backbone_frozen_blocks (`int`, defaults to 0): freeze the first N transformer blocks of a ViT backbone
+            (DINOv2; SoMA freezes 8 of ViT-L's 24). An error for a backbone without transformer blocks or with
+            fewer than N.
         aspp_rates (`Sequence[int]`, defaults to `(6, 12, 18)`), aspp_channels (`int`, defaults to 256),
             low_level_channels (`int`, defaults to 48), decoder_channels (`int`, defaults to 256),
             dsn_channels (`int`, defaults to 512), dsn_dropout (`float`, defaults to 0.1): the head sizes of
             docs/method.md §1.3.
         freeze_layer0 (`bool`, defaults to `True`): docs/method.md §1.4 (layer0 without gradients and in eval mode).
-        style_elimination (`bool`, defaults to `True`): docs/method.md §1.1 step 3 (always on in the reference, §9 M4).
+        style_elimination (`bool`, *optional*): docs/method.md §1.1 step 3 (always on in the reference, §9 M4).
+            `None` (the default) means the backbone's default: on for the CNN backbones (the reference), off for
+            DINOv2 (docs/method.md §1.2: a foundation model's token statistics carry content, and its frozen
+            blocks expect the patch embeddings' scale).
         style_elimination_unbiased_std (`bool`, defaults to `True`): §9 M7, faithful `True`.
         resnet_dilate_all_layer4_blocks (`bool`, defaults to `True`): §9 M9, faithful `True`; `False` =
             torchvision's `replace_stride_with_dilation` (first block of layer4 undilated).
@@ -113,6 +129,9 @@ class SRHAConfig(PretrainedConfig):
         ignore_index: int = 255,
         backbone_pretrained: Optional[str] = None,
         backbone_pretrained_source: Optional[str] = None,
+        backbone_config: Optional[Dict[str, Any]] = None,
+        backbone_freeze: bool = False,
+        backbone_frozen_blocks: int = 0,
         aspp_rates: Sequence[int] = (6, 12, 18),
         aspp_channels: int = 256,
         low_level_channels: int = 48,
@@ -120,7 +139,7 @@ class SRHAConfig(PretrainedConfig):
         dsn_channels: int = 512,
         dsn_dropout: float = 0.1,
         freeze_layer0: bool = True,
-        style_elimination: bool = True,
+        style_elimination: Optional[bool] = None,
         style_elimination_unbiased_std: bool = True,
         resnet_dilate_all_layer4_blocks: bool = True,
         d16_dilate_only_stride2: bool = True,
@@ -171,6 +190,7 @@ class SRHAConfig(PretrainedConfig):
         if num_labels is None:  # a saved config.json has id2label, not num_labels
             num_labels = len(kwargs["id2label"]) if kwargs.get("id2label") else len(CLASS_NAMES)
         _validate(values)
+        _validate_backbone_extras(values)
         for key in LIST_KEYS:
             values[key] = list(values[key])
         for key in ("ga_weights", "ra_weights", "la_weights"):
@@ -251,7 +271,7 @@ def check_config_keys(kwargs: dict) -> None:
 def _validate(values: dict) -> None:
     """Refuse unknown backbones, heads, teacher modes and alignment layers, and weight lists whose
     length differs from the alignment layers', naming the key and what was expected."""
-    if not is_backbone_name(values["backbone"]):
+    if values["backbone_config"] is None and not is_backbone_name(values["backbone"]):
         expected = list(available_backbones()) + list(backbone_families().values())
         raise ValueError(f"backbone={values['backbone']!r} is not supported; expected one of {', '.join(expected)}")
     for key, allowed in (("decode_head", available_decode_heads()), ("teacher_mode", TEACHER_MODES)):
@@ -264,3 +284,35 @@ def _validate(values: dict) -> None:
     for key in ("ga_weights", "ra_weights", "la_weights"):
         if len(tuple(values[key])) != len(layers):
             raise ValueError(f"{key} has {len(tuple(values[key]))} entries but alignment_layers has {len(layers)}")
+
+
+# --- dinov2 branch: the backbone keys beyond the paper (backbone_config, freezing) -------------------------------
+# The hf-backbones branch builds the generic ``backbone_config`` path (a dispatcher on ``model_type``); at the
+# merge its dispatcher takes over the model-type check below and calls srha_hf.backbones.dinov2.dinov2_spec.
+
+
+def _validate_backbone_extras(values: dict) -> None:
+    """Check ``backbone_config`` (here: a DINOv2 config, built once to check its keys), ``backbone_freeze``,
+    ``backbone_frozen_blocks`` and ``style_elimination``; with ``backbone_config``, set ``backbone`` to its model type."""
+    backbone_config = values["backbone_config"]
+    if backbone_config is not None:
+        if not isinstance(backbone_config, dict):
+            to_dict = getattr(backbone_config, "to_dict", None)
+            if to_dict is None:
+                raise ValueError(f"backbone_config must be a dict (or a transformers config), got {type(backbone_config).__name__}")
+            backbone_config = {**to_dict(), "model_type": backbone_config.model_type}
+        model_type = backbone_config.get("model_type")
+        try:
+            dinov2_config(backbone_config)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"backbone_config (model_type {model_type!r}): {exc}") from None
+        if values["backbone"] not in (DEFAULTS["backbone"], model_type):
+            raise ValueError(f"backbone={values['backbone']!r} and backbone_config (model_type {model_type!r}) both name a backbone; give one")
+        values["backbone_config"] = copy.deepcopy(backbone_config)
+        values["backbone"] = model_type
+    for key in ("backbone_freeze",) + (() if values["style_elimination"] is None else ("style_elimination",)):
+        if not isinstance(values[key], bool):
+            raise ValueError(f"{key} must be true or false, got {values[key]!r}")
+    frozen = values["backbone_frozen_blocks"]
+    if isinstance(frozen, bool) or not isinstance(frozen, int) or frozen < 0:
+        raise ValueError(f"backbone_frozen_blocks must be an integer >= 0, got {frozen!r}")
