@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from reference_loops import srm_loop
-from transformers import Dinov2Backbone, Dinov2Config, Dinov2WithRegistersBackbone, Dinov2WithRegistersConfig
+from transformers import Dinov2Backbone, Dinov2Config, Dinov2Model, Dinov2WithRegistersBackbone, Dinov2WithRegistersConfig
 
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, build_teacher, compute_srha_loss, sample_mixing_weights
 from srha_hf.backbones import BackboneLoadError, backbone_spec, dinov2_spec
@@ -36,6 +36,10 @@ MODEL_TYPES = ("dinov2", "dinov2_with_registers")
 
 def backbone_config(model_type="dinov2", **extra):
     return {"model_type": model_type, **TINY, **extra}
+
+
+def config_from_recipe(values):
+    return Dinov2Config(**{k: v for k, v in values.items() if k != "model_type"})
 
 
 def make_model(model_type="dinov2", head="deeplabv3plus", **kwargs):
@@ -250,6 +254,8 @@ def test_weights_are_refused_when_they_do_not_fit(tmp_path, no_network):
     Dinov2Backbone(Dinov2Config(**{**TINY, "num_hidden_layers": 4})).save_pretrained(tmp_path / "shallow")
     with pytest.raises(BackboneLoadError):
         make_model(backbone_pretrained=str(tmp_path / "shallow"))
+    Dinov2Backbone(Dinov2Config(**TINY, use_mask_token=False)).save_pretrained(tmp_path / "no_mask_token")
+    make_model(backbone_pretrained=str(tmp_path / "no_mask_token"))  # the unused mask token is not required
     with pytest.raises(BackboneLoadError, match="no default checkpoint"):
         make_model(backbone_pretrained="imagenet")
     with pytest.raises(BackboneLoadError, match="could not load"):
@@ -279,6 +285,14 @@ def test_recipe_holds_the_foundation_model_settings():
     assert mc.decode_head == "mask2former" and mc.backbone == "dinov2" and mc.style_elimination is None
     spec = dinov2_spec(mc.backbone_config)
     assert spec.channels[1] == 1024 and spec.num_blocks == 24
+    mc.backbone_pretrained = None
+    with torch.device("meta"):  # ViT-L's transformers state dict covers every tensor of the stages (no 300M-parameter allocation)
+        model = SRHAForSemanticSegmentation(mc)
+        vit_l = Dinov2Model(config_from_recipe(mc.backbone_config))
+    mapped = {spec.key_map(k) for k in vit_l.state_dict()} - {None}
+    assert set(model.backbone_stages().state_dict()) <= mapped
+    assert [(list(model.get_submodule(f"layer{i}").blocks)[0], list(model.get_submodule(f"layer{i}").blocks)[-1]) for i in range(1, 5)] == [
+        ("0", "7"), ("8", "11"), ("12", "15"), ("16", "23")]  # fmt: skip
     assert spec.key_map("encoder.layer.7.norm1.weight").startswith("layer1.") and spec.key_map("encoder.layer.8.norm1.weight").startswith("layer2.")
 
 

@@ -228,14 +228,14 @@ class Dinov2BlockStage(nn.Module):
 
 def split(network: nn.Module, blocks: Tuple[int, ...], apply_layernorm: bool, **_) -> Tuple[nn.Module, ...]:
     """Cut a ``Dinov2Model`` / ``Dinov2WithRegistersModel`` into layer0 (embeddings) and layer1..4 (the block
-    groups ending at ``blocks``). Blocks after the last of ``blocks`` are left out; the mask token (unused
-    here) is frozen."""
+    groups ending at ``blocks``). Blocks after the last of ``blocks`` are left out, and so is the mask token
+    (used only for masked-image pretraining)."""
     config = network.config
     patch = config.patch_size
     prefix = 1 + getattr(config, "num_register_tokens", 0)
     embeddings = network.embeddings
     if getattr(embeddings, "mask_token", None) is not None:
-        embeddings.mask_token.requires_grad_(False)
+        embeddings.mask_token = None
     layer0 = Dinov2PatchStage(embeddings, patch, prefix)
     layers = network.encoder.layer
     starts = (0,) + tuple(b + 1 for b in blocks[:-1])
@@ -316,7 +316,8 @@ def read_weights(source: str, model_class: type, config, hub_id: Optional[str] =
             f"could not load {model_class.__name__} from {source!r} ({type(exc).__name__}: {exc}); offline, pass a local folder "
             "saved with save_pretrained (e.g. a snapshot of facebook/dinov2-large)"
         ) from exc
-    bad = list(info.get("missing_keys", [])) + [str(k) for k in info.get("mismatched_keys", [])]
+    missing = [k for k in info.get("missing_keys", []) if not k.endswith("mask_token")]  # the stages leave it out
+    bad = missing + [str(k) for k in info.get("mismatched_keys", [])]
     if bad:
         raise BackboneLoadError(f"{model_class.__name__}.from_pretrained({source!r}) left {len(bad)} tensors missing or mis-shaped: {bad[:5]}")
     differ = [f for f in _ARCHITECTURE_FIELDS if getattr(network.config, f, None) != getattr(config, f, None)]
