@@ -305,7 +305,8 @@ def test_command_line_training_with_a_tiny_dinov2(synthetic_root, tmp_path, monk
 
     args = run_args(synthetic_root, tmp_path / "run", "--max_iter", "2", "--checkpointing_steps", "0", "--val_datasets", "cityscapes")
     args[args.index("--backbone") + 1] = "dinov2_with_registers:tiny"
-    args += ["--model_kwargs", "{aspp_channels: 16, decoder_channels: 16, low_level_channels: 8, dsn_channels: 16, backbone_frozen_blocks: 1}"]
+    args += ["--model_kwargs", "{aspp_channels: 16, decoder_channels: 16, low_level_channels: 8, dsn_channels: 16, backbone_frozen_blocks: 1}",
+             "--gradient_checkpointing", "true"]
     out = launch(args)
     assert "| cityscapes |" in out.stdout
     model = SRHAForSemanticSegmentation.from_pretrained(tmp_path / "run" / "model")
