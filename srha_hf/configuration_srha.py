@@ -69,12 +69,25 @@ class SRHAConfig(PretrainedConfig):
             The model consumes it when it is built (a failed load raises) and
             records it in `backbone_pretrained_source`; the config it saves asks for no load.
         backbone_pretrained_source (`str`, *optional*): where a built model's ImageNet weights came from.
+        DINOv2 (beyond the paper, docs/method.md §1.2): `backbone_config={"model_type": "dinov2" |
+            "dinov2_with_registers", ...}` (its config's keys, optionally `out_indices`, four stage indices) is
+            staged by `srha_hf/backbones/dinov2.py`; `backbone_pretrained` is then a local folder saved by a DINOv2
+            model/backbone or a Hub id such as `"facebook/dinov2-large"`. Also `backbone="dinov2:<size>"` (presets
+            tiny/small/base/large/giant).
+        backbone_freeze (`bool`, defaults to `False`): freeze the whole backbone (layer0..layer4: no gradients,
+            always in eval mode); only the heads train.
+        backbone_frozen_blocks (`int`, defaults to 0): freeze the first N transformer blocks of a ViT backbone
+            (DINOv2; SoMA freezes 8 of ViT-L's 24). An error for a backbone without transformer blocks or with
+            fewer than N.
         aspp_rates (`Sequence[int]`, defaults to `(6, 12, 18)`), aspp_channels (`int`, defaults to 256),
             low_level_channels (`int`, defaults to 48), decoder_channels (`int`, defaults to 256),
             dsn_channels (`int`, defaults to 512), dsn_dropout (`float`, defaults to 0.1): the head sizes of
             docs/method.md §1.3.
         freeze_layer0 (`bool`, defaults to `True`): docs/method.md §1.4 (layer0 without gradients and in eval mode).
-        style_elimination (`bool`, defaults to `True`): docs/method.md §1.1 step 3 (always on in the reference, §9 M4).
+        style_elimination (`bool`, *optional*): docs/method.md §1.1 step 3 (always on in the reference, §9 M4).
+            `None` (the default) means the backbone's default: on for the CNN backbones (the reference), off for
+            DINOv2 (docs/method.md §1.2: a foundation model's token statistics carry content, and its frozen
+            blocks expect the patch embeddings' scale).
         style_elimination_unbiased_std (`bool`, defaults to `True`): §9 M7, faithful `True`.
         resnet_dilate_all_layer4_blocks (`bool`, defaults to `True`): §9 M9, faithful `True`; `False` =
             torchvision's `replace_stride_with_dilation` (first block of layer4 undilated).
@@ -129,6 +142,8 @@ class SRHAConfig(PretrainedConfig):
         backbone_pretrained_source: Optional[str] = None,
         backbone_config: Optional[Any] = None,
         backbone_output_stride: Optional[int] = None,
+        backbone_freeze: bool = False,
+        backbone_frozen_blocks: int = 0,
         aspp_rates: Sequence[int] = (6, 12, 18),
         aspp_channels: int = 256,
         low_level_channels: int = 48,
@@ -136,7 +151,7 @@ class SRHAConfig(PretrainedConfig):
         dsn_channels: int = 512,
         dsn_dropout: float = 0.1,
         freeze_layer0: bool = True,
-        style_elimination: bool = True,
+        style_elimination: Optional[bool] = None,
         style_elimination_unbiased_std: bool = True,
         resnet_dilate_all_layer4_blocks: bool = True,
         d16_dilate_only_stride2: bool = True,
@@ -269,6 +284,7 @@ def _normalised(values: dict) -> dict:
         values["backbone_config"] = as_backbone_config(values["backbone_config"])
         values["backbone"] = f"{PREFIX}:{values['backbone_config'].model_type}"
     _validate(values)
+    _validate_backbone_extras(values)
     for key in LIST_KEYS:
         values[key] = list(values[key])
     for key in ("ga_weights", "ra_weights", "la_weights"):
@@ -304,3 +320,17 @@ def _validate(values: dict) -> None:
     for key in ("ga_weights", "ra_weights", "la_weights"):
         if len(tuple(values[key])) != len(layers):
             raise ValueError(f"{key} has {len(tuple(values[key]))} entries but alignment_layers has {len(layers)}")
+
+
+# --- the backbone keys beyond the paper (freezing, style elimination's per-backbone default) ---------------------
+
+
+def _validate_backbone_extras(values: dict) -> None:
+    """Check ``backbone_freeze``, ``backbone_frozen_blocks`` and ``style_elimination`` (``backbone_config`` is
+    checked and normalised by :func:`_normalised`: a DINOv2 config goes to :mod:`srha_hf.backbones.dinov2`)."""
+    for key in ("backbone_freeze",) + (() if values["style_elimination"] is None else ("style_elimination",)):
+        if not isinstance(values[key], bool):
+            raise ValueError(f"{key} must be true or false, got {values[key]!r}")
+    frozen = values["backbone_frozen_blocks"]
+    if isinstance(frozen, bool) or not isinstance(frozen, int) or frozen < 0:
+        raise ValueError(f"backbone_frozen_blocks must be an integer >= 0, got {frozen!r}")

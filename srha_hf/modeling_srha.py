@@ -116,6 +116,10 @@ class SRHAPreTrainedModel(PreTrainedModel):
         if callable(reset_constants):
             reset_constants()
             return
+        backbone_init = getattr(module, "_srha_backbone_init", None)  # a backbone with its own rule (DINOv2's)
+        if callable(backbone_init):
+            backbone_init(module)
+            return
         if getattr(module, "_srha_head", False) and self.decode_head.init_module(module):
             return
         if kaiming_init(module, "fan_out"):
@@ -128,6 +132,27 @@ class SRHAPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.running_mean)
                 init.ones_(module.running_var)
                 init.zeros_(module.num_batches_tracked)
+
+
+def _frozen_modules(model: nn.Module, config: SRHAConfig, num_blocks: int) -> Tuple[str, ...]:
+    """Freeze what the config asks (no gradients) and return the names of the modules that stay in eval mode:
+    layer0 (``freeze_layer0``), every stage (``backbone_freeze``), the first ``backbone_frozen_blocks``
+    transformer blocks (the stages' ``blocks``, keyed by block index; DINOv2)."""
+    names = []
+    if config.freeze_layer0:
+        names.append("layer0")
+    if config.backbone_freeze:
+        names.extend(STAGES)
+    frozen_blocks = config.backbone_frozen_blocks
+    if frozen_blocks:
+        if frozen_blocks > num_blocks:
+            raise ValueError(f"backbone_frozen_blocks={frozen_blocks}, but the {config.backbone} backbone has {num_blocks} transformer blocks")
+        for stage in STAGES[1:]:
+            blocks = getattr(getattr(model, stage), "blocks", {})
+            names.extend(f"{stage}.blocks.{i}" for i in blocks if int(i) < frozen_blocks)
+    for name in names:
+        model.get_submodule(name).requires_grad_(False)
+    return tuple(dict.fromkeys(names))
 
 
 class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
@@ -168,8 +193,11 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         self._no_split_modules = sorted(set(spec.no_split_modules) | set(head.no_split_modules))
         self.stage_runners = nn.ModuleList(StageRunner(stage) for stage in stages)
 
-        if config.freeze_layer0:
-            self.layer0.requires_grad_(False)
+        # style elimination: None = the backbone's default (on for the CNNs, off for DINOv2; docs/method.md §1.2)
+        self.uses_style_elimination = spec.style_elimination if config.style_elimination is None else config.style_elimination
+        self._always_eval = _frozen_modules(self, config, spec.num_blocks)
+        # what does not train, by name: from_pretrained's loading makes new parameters, which must be frozen again
+        self._frozen_parameters = tuple(name for name, p in self.named_parameters() if not p.requires_grad)
         self.post_init()
 
         if config.backbone_pretrained:
@@ -179,8 +207,23 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
             # new load, so ``from_pretrained`` never re-fetches ImageNet weights over trained ones.
             self.config.backbone_pretrained = None
             self.config.backbone_pretrained_source = source
-        if config.freeze_layer0:
-            self.layer0.eval()
+        self._keep_frozen_in_eval()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """As ``transformers``' ``from_pretrained``; the parameters that the config freezes (layer0, a frozen
+        backbone or frozen blocks) come back frozen (the loading replaces parameters, which would otherwise
+        require gradients again)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        parameters = dict(model.named_parameters())
+        for name in model._frozen_parameters:
+            parameters[name].requires_grad_(False)
+        return loaded
+
+    def _keep_frozen_in_eval(self) -> None:
+        for name in self._always_eval:
+            self.get_submodule(name).eval()
 
     def _attach_decode_head(self, head: DecodeHead) -> None:
         """Hold ``head`` as :attr:`decode_head` and register its children as the model's own, under the
@@ -202,20 +245,21 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         return nn.ModuleDict({name: getattr(self, name) for name in STAGES})
 
     def train(self, mode: bool = True):
-        """As ``nn.Module.train``, but a frozen layer0 stays in eval mode (docs/method.md §1.4)."""
+        """As ``nn.Module.train``, but a frozen layer0 stays in eval mode (docs/method.md §1.4), and so do a frozen
+        backbone (``backbone_freeze``) and frozen transformer blocks (``backbone_frozen_blocks``)."""
         super().train(mode)
-        if self.config.freeze_layer0:
-            self.layer0.eval()
+        self._keep_frozen_in_eval()
         return self
 
     def _run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """Backbone stage ``index`` through its :class:`StageRunner`. A frozen stage (no trainable weight) is
-        never checkpointed. Under reentrant checkpointing a stage whose input needs no gradient (layer1 after a
-        frozen layer0) gets an input that does, or its weights would get no gradient."""
+        never checkpointed, nor is one whose layers checkpoint themselves (DINOv2's blocks). Under reentrant
+        checkpointing a stage whose input needs no gradient (layer1 after a frozen layer0) gets an input that
+        does, or its weights would get no gradient."""
         runner = self.stage_runners[index]
         runner.calls = 0
         checkpointing = runner.gradient_checkpointing
-        if not any(p.requires_grad for p in runner.stage.parameters()):
+        if getattr(runner.stage, "checkpoints_own_layers", False) or not any(p.requires_grad for p in runner.stage.parameters()):
             runner.gradient_checkpointing = False
         elif checkpointing and self.training and torch.is_grad_enabled() and not x.requires_grad and _reentrant(runner._gradient_checkpointing_func):
             x = x.detach().requires_grad_(True)
@@ -230,8 +274,11 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         checkpointing cannot differentiate through."""
         kwargs = {} if gradient_checkpointing_func is None else {"gradient_checkpointing_func": gradient_checkpointing_func}
         super()._set_gradient_checkpointing(enable, every_n_layers=every_n_layers, **kwargs)
-        # a transformers backbone's own checkpointing layers (Swin's blocks) stay off: the stage runners checkpoint the stages
+        # a transformers backbone's own checkpointing layers (Swin's blocks) stay off: the stage runners checkpoint the
+        # stages; a stage whose layers checkpoint themselves (DINOv2's blocks, `checkpoints_own_layers`) keeps them
         for name in STAGES:
+            if getattr(getattr(self, name), "checkpoints_own_layers", False):
+                continue
             for module in getattr(self, name).modules():
                 if isinstance(module, GradientCheckpointingLayer):
                     module.gradient_checkpointing = False
@@ -251,17 +298,21 @@ class SRHAForSemanticSegmentation(SRHAPreTrainedModel):
         check_labels: bool = True,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Backbone part of docs/method.md §1.1 steps 1-4: returns ``(f1, f2, f3, f4)``, the outputs of
-        layer1..layer4. SRM runs when labels are given, the model is in training mode and ``config.srm`` is on."""
+        layer1..layer4. SRM runs when labels are given, the model is in training mode and ``config.srm`` is on.
+
+        A stage with a ``feature_map`` method (DINOv2's, whose stages carry the token sequence) hands its output
+        on to the next stage unchanged and gives its ``f`` as that side output (docs/method.md §1.2)."""
         x = self._run_stage(0, pixel_values)
         if labels is not None and self.training and self.config.srm:
             x = self.srm(x, labels, srm_weights, generator, check_labels=check_labels)
-        if self.config.style_elimination:
+        if self.uses_style_elimination:
             x = style_elimination(x, unbiased=self.config.style_elimination_unbiased_std)
-        f1 = self._run_stage(1, x)
-        f2 = self._run_stage(2, f1)
-        f3 = self._run_stage(3, f2)
-        f4 = self._run_stage(4, f3)
-        return f1, f2, f3, f4
+        features = []
+        for index in range(1, 5):
+            x = self._run_stage(index, x)
+            feature_map = getattr(self.stage_runners[index].stage, "feature_map", None)
+            features.append(x if feature_map is None else feature_map(x, pixel_values.shape[-2:]))
+        return tuple(features)
 
     @capture_outputs
     def forward(

