@@ -63,6 +63,13 @@ def backbone_note(backbone: str, output_stride: int = 16) -> str:
     at which output stride it ran."""
     if backbone in BACKBONE_NOTES:
         return BACKBONE_NOTES[backbone]
+    if str(backbone) in ("hf:dinov2", "hf:dinov2_with_registers") or str(backbone).startswith(("dinov2:", "dinov2_with_registers:")):
+        return (
+            f"`{backbone}` is DINOv2 (a foundation-model ViT), beyond the paper, which uses four CNNs "
+            "(ResNet-50/101, MobileNetV2, ShuffleNetV2): layer0 is its patch embedding as a token map (stride 14), layer1-4 four of "
+            "its blocks resampled bilinearly to strides 4, 8, 16 and 16 (docs/method.md §1.2). Its results are not comparable "
+            "with the paper's tables."
+        )
     if str(backbone).startswith("hf:"):
         model_type = backbone.split(":", 1)[1]
         stride = (

@@ -313,3 +313,5 @@ def test_command_line_training_with_a_tiny_dinov2(synthetic_root, tmp_path, monk
     assert "| cityscapes |" in out.stdout
     model = SRHAForSemanticSegmentation.from_pretrained(tmp_path / "run" / "model")
     assert model.config.backbone == "dinov2_with_registers:tiny" and model.config.backbone_frozen_blocks == 1
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "is DINOv2 (a foundation-model ViT), beyond the paper" in card
