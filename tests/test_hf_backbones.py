@@ -334,7 +334,8 @@ def test_backbone_config_from_the_command_line_and_a_recipe(tmp_path):
 
 
 @pytest.mark.slow  # a subprocess
-def test_two_training_steps_of_scripts_train_with_backbone_config(synthetic_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("family", MAIN_FAMILIES)
+def test_two_training_steps_of_scripts_train_with_backbone_config(family, synthetic_root, tmp_path, monkeypatch):
     from tests.test_train import ROOT, launch
 
     # the script imports srha_hf from this checkout (not an installed copy elsewhere)
@@ -343,7 +344,7 @@ def test_two_training_steps_of_scripts_train_with_backbone_config(synthetic_root
     out_dir = tmp_path / "run"
     args = [
         "--synthetic_data", "true", "--synthetic_root", str(synthetic_root), "--synthetic_num_train", "8",
-        "--synthetic_num_val", "3", "--synthetic_size", "[160, 88]", "--backbone_config", json.dumps(TINY_BACKBONE_CONFIGS["convnext"]),
+        "--synthetic_num_val", "3", "--synthetic_size", "[160, 88]", "--backbone_config", json.dumps(TINY_BACKBONE_CONFIGS[family]),
         "--backbone_pretrained", "null", "--crop_size", "64", "--batch_size", "2", "--class_uniform_tile", "64",
         "--val_datasets", "cityscapes", "--eval_steps", "0", "--eval_max_images", "2", "--num_workers", "0", "--logging_steps", "1",
         "--report_to", "none", "--max_iter", "2", "--model_kwargs", '{"aspp_channels": 8, "decoder_channels": 8, "aspp_rates": [3, 6, 9]}',
@@ -351,8 +352,10 @@ def test_two_training_steps_of_scripts_train_with_backbone_config(synthetic_root
     ]  # fmt: skip
     launch(args)
     saved = json.loads((out_dir / "model" / "config.json").read_text())
-    assert saved["backbone"] == "hf:convnext" and saved["backbone_config"]["hidden_sizes"] == [8, 16, 24, 32]
-    assert saved["backbone_output_stride"] == 32
-    assert "(output stride 32)" in (out_dir / "model" / "README.md").read_text()
+    stride = EXPECTED_STRIDES[family][4]
+    assert saved["backbone"] == f"hf:{family}" and saved["backbone_config"]["model_type"] == family
+    assert saved["backbone_config"]["depths"] == TINY_BACKBONE_CONFIGS[family]["depths"]
+    assert saved["backbone_output_stride"] == stride
+    assert f"(output stride {stride})" in (out_dir / "model" / "README.md").read_text()
     loaded = AutoModelForSemanticSegmentation.from_pretrained(out_dir / "model")
-    assert loaded.config.backbone_config.model_type == "convnext"
+    assert loaded.config.backbone_config.model_type == family
