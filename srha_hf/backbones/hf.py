@@ -46,8 +46,7 @@ from .dilation import dilate_conv
 from .registry import BackboneLoadError, BackboneSpec
 
 PREFIX = "hf"
-# model types another builder handles (the merge of that work routes them from hf_backbone_spec)
-# model types whose stages another builder makes (a ViT: blocks, not a stem and four stages)
+# model types whose stages another builder makes (a ViT: blocks, not a stem and four stages); hf_backbone_spec routes them
 ROUTED_ELSEWHERE = {"dinov2": "srha_hf.backbones.dinov2", "dinov2_with_registers": "srha_hf.backbones.dinov2"}
 # an image-classification checkpoint's head, dropped by name when its weights are read into a backbone
 HEAD_KEYS = re.compile(r"^(classifier|layernorm)\.")
