@@ -31,6 +31,19 @@ def one_thread():
 
 
 @pytest.fixture
+def script():
+    """``scripts/evaluate.py`` as a module, with Accelerate's process state reset around the test (the script
+    makes its own Accelerator: no state shared with other tests)."""
+    from accelerate.state import AcceleratorState, GradientState
+    from interop_helpers import load_script
+
+    AcceleratorState._reset_state(True)
+    yield load_script("evaluate")
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+@pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a network connection fails the test."""
 

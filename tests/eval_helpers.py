@@ -67,3 +67,17 @@ def torchrun(args, nproc=2, timeout=240) -> subprocess.CompletedProcess:
 def check(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
     return proc
+
+
+def write_model_and_benchmark(root: Path) -> Path:
+    """A random MobileNetV2 SRHA model with its image processor under ``root/model`` and the small synthetic
+    benchmark (:data:`SYNTH`) under ``root/data``, as the evaluation scripts' tests read them; returns ``root``."""
+    from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, SRHAImageProcessor
+    from srha_hf.data.synthetic import make_synthetic_benchmark
+
+    make_synthetic_benchmark(root / "data", **SYNTH)
+    torch.manual_seed(0)
+    model = SRHAForSemanticSegmentation(SRHAConfig(backbone="mobilenetv2"))
+    model.save_pretrained(root / "model")
+    SRHAImageProcessor().save_pretrained(root / "model")
+    return root

@@ -2,13 +2,13 @@
 its class-IoU average equal to our evaluate_model mIoU; the file names and folders the server expects;
 scripts/predict.py and scripts/evaluate.py --format cityscapes."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from eval_helpers import REPO, SYNTH, PaletteModel
+from eval_helpers import SYNTH, PaletteModel
+from interop_helpers import load_script
 from PIL import Image
 
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, SRHAImageProcessor
@@ -91,13 +91,6 @@ def test_official_evaluation_equals_evaluate_model(data, tmp_path):
         name = ours["class_names"][train_id]
         theirs, mine = official["classScores"][name], ours["per_category_iou"][name]
         assert (np.isnan(theirs) and np.isnan(mine)) or theirs == pytest.approx(mine, abs=1e-12), name
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"srha_{name}_script_cs", REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ processes, the summary from its formulas, the command line's JSON, heatmap, mode
 error when the extra is missing."""
 
 import hashlib
-import importlib.util
 import json
 import os
 import statistics
@@ -13,10 +12,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from eval_helpers import REPO, SYNTH, PaletteModel, check, torchrun
+from eval_helpers import SYNTH, PaletteModel, check, torchrun, write_model_and_benchmark
+from interop_helpers import load_script
 from PIL import Image
 
-from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, SRHAImageProcessor, evaluate_corruptions
+from srha_hf import SRHAForSemanticSegmentation, evaluate_corruptions
 from srha_hf.corruptions import (
     ALL_CORRUPTIONS,
     CITYSCAPES_C,
@@ -31,7 +31,7 @@ from srha_hf.corruptions import (
     summarise_corruptions,
 )
 from srha_hf.data import load_benchmark
-from srha_hf.data.synthetic import make_synthetic_benchmark, synthetic_eval_sizes
+from srha_hf.data.synthetic import synthetic_eval_sizes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 if os.environ.get("SRHA_REQUIRE_ROBUSTNESS"):  # CI (.ci/run): the extra must be there, not skipped
@@ -45,12 +45,7 @@ FEW = ["gaussian_noise", "impulse_noise", "motion_blur", "frost", "fog", "jpeg_c
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corruptions")
-    make_synthetic_benchmark(root / "data", **SYNTH)
-    torch.manual_seed(0)
-    model = SRHAForSemanticSegmentation(SRHAConfig(backbone="mobilenetv2"))
-    model.save_pretrained(root / "model")
-    SRHAImageProcessor().save_pretrained(root / "model")
+    root = write_model_and_benchmark(tmp_path_factory.mktemp("corruptions"))
     datasets = {name: load_benchmark(name, str(root / "data" / name), "val") for name in ("cityscapes", "gtav")}
     return root, datasets
 
@@ -212,23 +207,6 @@ def test_images_are_corrupted_after_the_evaluation_resizing(bench):
     mean, std = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     back = (pixels * std + mean) * 255
     np.testing.assert_allclose(back.permute(1, 2, 0).numpy(), want.astype(np.float32), atol=1e-3)
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("srha_evaluate_script", REPO / "scripts" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def script():
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    yield load_script()
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 def cli_args(root, out, *extra):

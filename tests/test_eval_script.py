@@ -1,6 +1,5 @@
 """scripts/evaluate.py: one process, `accelerate launch`, `torchrun --nproc_per_node 2`; outputs; errors."""
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -8,12 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-import torch
-from eval_helpers import REPO, SYNTH, check, child_env, torchrun
+from eval_helpers import REPO, SYNTH, check, child_env, torchrun, write_model_and_benchmark
 from PIL import Image
-
-from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, SRHAImageProcessor
-from srha_hf.data.synthetic import make_synthetic_benchmark
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread
 
@@ -22,35 +17,12 @@ DATASETS = ["cityscapes", "mapillary"]
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval_script")
-    make_synthetic_benchmark(root / "data", **SYNTH)
-    torch.manual_seed(0)
-    model = SRHAForSemanticSegmentation(SRHAConfig(backbone="mobilenetv2"))
-    model.save_pretrained(root / "model")
-    SRHAImageProcessor().save_pretrained(root / "model")
-    return root
+    return write_model_and_benchmark(tmp_path_factory.mktemp("eval_script"))
 
 
 def script_args(root, out, *extra):
     return ["--model", root / "model", "--dataset", *DATASETS, "--data_root", root / "data", "--split", "val",
             "--output_json", out, "--synthetic_size", *SYNTH["size"], "--no_progress", *extra]  # fmt: skip
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("srha_evaluate_script", REPO / "scripts" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def script():
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)  # the script makes its own Accelerator: no state shared with other tests
-    yield load_script()
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
 
 
 @pytest.mark.integration

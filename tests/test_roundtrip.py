@@ -138,18 +138,22 @@ def test_save_pretrained_from_pretrained_is_exact(backbone, head, init, tmp_path
     assert_same_model(model, loaded, torch.randn(1, 3, 72, 104, generator=torch.Generator().manual_seed(1)))
 
 
-@pytest.mark.parametrize("backbone,head", COMBINATIONS)
-def test_a_model_built_on_the_meta_device_gets_its_unsaved_buffers_from_init_weights(backbone, head):
-    """The transformers contract: what the state dict does not hold is re-created by ``_init_weights``."""
-    config = SRHAConfig(backbone=backbone, decode_head=head, **SMALL_HEADS)
+def rebuilt_unsaved_buffers(config) -> tuple:
+    """``(unsaved buffers of a model built on the meta device, then NaN-filled and re-made by init_weights,
+    those of a model built normally)``."""
     with torch.device("meta"):
         model = SRHAForSemanticSegmentation(config)
     model.to_empty(device="cpu")
     for buffer in unsaved_buffers(model).values():
         buffer.fill_(float("nan"))
     model.init_weights()
-    reference = unsaved_buffers(SRHAForSemanticSegmentation(config))
-    got = unsaved_buffers(model)
+    return unsaved_buffers(model), unsaved_buffers(SRHAForSemanticSegmentation(config))
+
+
+@pytest.mark.parametrize("backbone,head", COMBINATIONS)
+def test_a_model_built_on_the_meta_device_gets_its_unsaved_buffers_from_init_weights(backbone, head):
+    """The transformers contract: what the state dict does not hold is re-created by ``_init_weights``."""
+    got, reference = rebuilt_unsaved_buffers(SRHAConfig(backbone=backbone, decode_head=head, **SMALL_HEADS))
     assert got.keys() == reference.keys()
     assert all(torch.equal(got[k], reference[k]) for k in got), [k for k in got if not torch.equal(got[k], reference[k])]
 
