@@ -375,7 +375,8 @@ def write_robustness_card(path, corruptions: Dict[str, dict], *, split: str = "v
     ``README.md``; created with just these results when missing). The section sits between
     ``ROBUSTNESS_START`` / ``ROBUSTNESS_END`` markers and replaces an earlier one; the card's ``model-index``
     gets, per dataset, the mean mIoU over the corruptions (``mean_iou``) and the relative robustness
-    (``relative_robustness``), replacing earlier entries of the same dataset name. Written atomically."""
+    (``relative_robustness``) as a dataset config of its own ("19 common corruptions, severities 1-5"), next to
+    the clean results and replacing those of an earlier run of the same corruptions. Written atomically."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     from .atomic import write_text_atomic
@@ -394,16 +395,18 @@ def write_robustness_card(path, corruptions: Dict[str, dict], *, split: str = "v
     new = []
     for name, entry in corruptions.items():
         summary = entry["summary"]
-        dataset_name = f"{DATASET_IDS.get(name.split(':')[0], name)} ({split}, {len(entry['corruptions'])} corruptions, severities {levels})"
+        corrupted = f"{len(entry['corruptions'])} common corruptions, severities {levels}"
+        dataset_name = f"{DATASET_IDS.get(name.split(':')[0], name)} ({split}, {corrupted})"
         for metric_type, metric_name, value in (
             ("mean_iou", "mIoU (mean over corruptions and severities)", summary["mean"]),
             ("relative_robustness", "corrupted / clean mIoU", summary["relative"]["mean"]),
         ):
             new.append(EvalResult(task_type="image-segmentation", task_name="Semantic Segmentation", dataset_type=name,
-                                  dataset_name=dataset_name, dataset_split=split, metric_type=metric_type,
+                                  dataset_name=dataset_name, dataset_config=corrupted, dataset_split=split, metric_type=metric_type,
                                   metric_name=metric_name, metric_value=round(float(value), 6)))  # fmt: skip
-    names = {r.dataset_name for r in new}
-    data.eval_results = [r for r in (data.eval_results or []) if r.dataset_name not in names] + new
+    # the clean results stay; earlier results of the same corrupted evaluation are replaced
+    replaced = {r.unique_identifier for r in new}
+    data.eval_results = [r for r in (data.eval_results or []) if r.unique_identifier not in replaced] + new
     section = f"{ROBUSTNESS_START}\n{robustness_markdown(corruptions, split)}{ROBUSTNESS_END}"
     text = card.text
     if ROBUSTNESS_START in text and ROBUSTNESS_END in text:

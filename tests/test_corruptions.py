@@ -244,6 +244,7 @@ def test_the_command_line_writes_json_heatmap_and_model_card(bench, script, tmp_
     loaded = ModelCard.load(card)
     assert "Words the owner wrote." in loaded.text and loaded.text.count("## Robustness under common corruptions") == 1
     metrics = {(r.dataset_type, r.metric_type): r.metric_value for r in loaded.data.eval_results}
+    assert {r.dataset_config for r in loaded.data.eval_results} == {"5 common corruptions, severities 1, 3"}
     assert metrics[("cityscapes", "mean_iou")] == pytest.approx(saved["corruptions"]["cityscapes"]["summary"]["mean"], abs=1e-6)
     assert metrics[("gtav", "relative_robustness")] == pytest.approx(saved["corruptions"]["gtav"]["summary"]["relative"]["mean"], abs=1e-6)
     assert loaded.data.license == "apache-2.0"
