@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from eval_helpers import SYNTH, PaletteModel
-from test_eval_script import script, script_args  # noqa: F401 - the script fixture (fresh Accelerate state) and its arguments
+from test_eval_script import script_args  # the evaluation script's arguments (its fixture `script`: conftest.py)
 
 from srha_hf.data import load_benchmark
 from srha_hf.data.class_subsets import SYNTHIA13, SYNTHIA16, resolve_class_subset, subset_mean_iou
