@@ -321,7 +321,7 @@ def test_two_processes_give_the_one_process_result(bench, tmp_path):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(True)
-    assert load_script().main(cli_args(root, one)) == 0
+    assert load_script("evaluate").main(cli_args(root, one)) == 0
     AcceleratorState._reset_state(True)
     a, b = json.loads(one.read_text()), json.loads(two.read_text())
     assert (a["num_processes"], b["num_processes"]) == (1, 2)
