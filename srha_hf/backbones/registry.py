@@ -46,12 +46,11 @@ class BackboneSpec:
             device (a residual sum or a concatenation inside), the model's ``_no_split_modules``.
         weights: ``weights(source)`` → the network's state dict for a ``backbone_pretrained`` value other than
             :data:`IMAGENET_SOURCES`, when the backbone reads its weights its own way (a transformers backbone:
-            through its concrete class's ``from_pretrained``, :mod:`.hf`); ``None``: a local file or a Hub
+            through its concrete class's ``from_pretrained``, :mod:`.hf`; DINOv2, :mod:`.dinov2`, whose ``imagenet``
+            is the same reader); ``None``: a local file or a Hub
             repo's ``model.safetensors`` read as a state dict (:func:`~srha_hf.backbones.load_imagenet_state_dict`).
         style_elimination: what ``SRHAConfig(style_elimination=None)`` means for this backbone (on for the
             CNNs, docs/method.md §1.1; off for DINOv2, §1.2).
-        read_weights: ``read_weights(source)`` → the network's state dict for any ``backbone_pretrained`` value,
-            replacing the generic readers of :mod:`.loading` (DINOv2 reads through its ``transformers`` class).
         num_blocks: how many transformer blocks the network has (``SRHAConfig.backbone_frozen_blocks`` freezes
             the first ones); ``0`` for a backbone without them.
 
@@ -73,7 +72,6 @@ class BackboneSpec:
     no_split_modules: Tuple[str, ...] = ()
     weights: Optional[Callable[[str], Dict[str, torch.Tensor]]] = None
     style_elimination: bool = True
-    read_weights: Optional[Callable[[str], Dict[str, torch.Tensor]]] = None
     num_blocks: int = 0
 
 
