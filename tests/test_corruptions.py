@@ -285,6 +285,24 @@ def test_an_interrupted_run_resumes_from_its_finished_cells(bench, script, tmp_p
     assert {k: r["confusion_matrix"] for k, r in a["results"].items()} == {k: r["confusion_matrix"] for k, r in b["results"].items()}
 
 
+@pytest.mark.integration
+def test_saved_predictions_come_from_the_one_clean_pass(bench, script, tmp_path, monkeypatch):
+    """--save_predictions with --corruptions writes the clean predictions, evaluating clean once."""
+    import srha_hf.evaluation as evaluation
+
+    root, _ = bench
+    real, calls = evaluation.evaluate_model, []
+    monkeypatch.setattr(evaluation, "evaluate_model", lambda *a, **k: calls.append(k.get("corruption")) or real(*a, **k))
+    args = cli_args(root, tmp_path / "r.json", "--save_predictions", tmp_path / "pred")
+    args[args.index("--corruptions") + 1] = "fog"
+    del args[args.index("--severities") + 2]  # severity 1 alone
+    assert script.main(args) == 0
+    assert calls.count(None) == 1 and len(calls) == 2  # clean once, then fog at severity 1
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert len(saved["results"]["cityscapes"]["prediction_files"]) == SYNTH["num_val"]
+    assert len(list((tmp_path / "pred" / "cityscapes").rglob("*.png"))) == SYNTH["num_val"]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -354,8 +354,6 @@ def evaluate(args, model, roots, datasets, accelerator, precision_source) -> Non
     if args.corruption_names is None:
         results = evaluate_model(model, datasets, save_predictions=args.save_predictions, prediction_format=args.prediction_format, **common)
     else:
-        if args.save_predictions:  # the clean predictions, as without --corruptions
-            evaluate_model(model, datasets, save_predictions=args.save_predictions, prediction_format=args.prediction_format, **common)
         corruptions = evaluate_under_corruptions(args, model, roots, datasets, accelerator, eval_sizes, common)
         results = {name: entry["clean"] for name, entry in corruptions.items()}
     if not accelerator.is_main_process:
@@ -402,7 +400,7 @@ def evaluate_under_corruptions(args, model, roots, datasets, accelerator, eval_s
     from accelerate.utils import broadcast_object_list
 
     from srha_hf.atomic import json_safe, write_json_atomic
-    from srha_hf.evaluation import evaluate_corruptions
+    from srha_hf.evaluation import evaluate_corruptions, evaluate_model
 
     path, fingerprint = partial_path(args), json_safe(run_fingerprint(args, roots, eval_sizes, accelerator))
     state = {"fingerprint": fingerprint, "clean": None, "cells": {}}
@@ -429,6 +427,10 @@ def evaluate_under_corruptions(args, model, roots, datasets, accelerator, eval_s
             state["cells"].setdefault(name, {})[str(severity)] = results
         if accelerator.is_main_process:
             write_json_atomic(path, json_safe(state), indent=None)
+
+    if state["clean"] is None and args.save_predictions:  # the clean pass writes the predictions, as without --corruptions
+        save(None, None, evaluate_model(model, datasets, save_predictions=args.save_predictions,
+                                        prediction_format=args.prediction_format, **common))  # fmt: skip
 
     return evaluate_corruptions(model, datasets, args.corruption_names, args.severity_levels, seed=args.corruption_seed,
                                 done=state, on_cell=save, **common)  # fmt: skip
