@@ -122,6 +122,9 @@ def export_onnx(
     import onnx
 
     output = os.fspath(output)
+    head = getattr(getattr(model, "config", None), "decode_head", None)
+    if head == "mask2former" and opset < 16:  # the deformable attention samples with GridSample (opset 16)
+        raise ValueError(f"a Mask2Former model exports with opset >= 16 (GridSample), got opset {opset}")
     model = model.float().cpu().eval()
     wrapper = LogitsOnly(model).eval()
     dummy = torch.randn(1, 3, int(trace_size[0]), int(trace_size[1]), generator=torch.Generator().manual_seed(0))

@@ -13,11 +13,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def save_model(folder: Path, backbone: str = "shufflenetv2", seed: int = 0):
+def save_model(folder: Path, backbone: str = "shufflenetv2", seed: int = 0, **config):
     from srha_hf import SRHAConfig, SRHAForSemanticSegmentation, SRHAImageProcessor
 
     torch.manual_seed(seed)
-    model = SRHAForSemanticSegmentation(SRHAConfig(backbone=backbone)).eval()
+    model = SRHAForSemanticSegmentation(SRHAConfig(backbone=backbone, **config)).eval()
     model.save_pretrained(folder)
     SRHAImageProcessor().save_pretrained(folder)
     return model

@@ -67,12 +67,14 @@ from transformers.models.mask2former.modeling_mask2former import (
     Mask2FormerPixelDecoder,
     Mask2FormerPixelDecoderEncoderLayer,
     Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention,
+    Mask2FormerPixelDecoderOutput,
     Mask2FormerPredictionBlock,
     Mask2FormerPreTrainedModel,
     Mask2FormerTransformerModule,
 )
 
 from .base import DecodeHead, as_model_output, register_decode_head
+from .m2f_shapes import pixel_decoder_forward, use_shape_generic_attention
 
 #: docs/method.md §4.2 / §9 MF1: the strides the reference *declares* for res2..res5 ...
 MISDECLARED_STRIDES = (1, 2, 2, 2)
@@ -129,6 +131,9 @@ class SRHAMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
     reproduces MF1 exactly; this subclass only fixes the strides from the switch and checks the result.
     With ``misdeclared_strides=False`` (true strides ``[4, 8, 16, 16]``) it is the standard single FPN level
     on res2.
+
+    Its forward computes the upstream values with the feature sizes kept symbolic (:mod:`.m2f_shapes`):
+    the exported ONNX graph takes any input size.
     """
 
     def __init__(self, config: Mask2FormerConfig, feature_channels: Sequence[int], misdeclared_strides: bool = True):
@@ -139,6 +144,13 @@ class SRHAMask2FormerPixelDecoder(Mask2FormerPixelDecoder):
             raise RuntimeError(
                 f"transformers' Mask2FormerPixelDecoder built {len(self.lateral_convolutions)} FPN levels, expected {expected}"
             )
+        use_shape_generic_attention(self)
+
+    def forward(self, features, return_dict: bool = True) -> Mask2FormerPixelDecoderOutput:
+        """The upstream forward's values with the feature sizes kept symbolic (:mod:`.m2f_shapes`), so that
+        an exported graph serves any input size."""
+        del return_dict  # always the output object, as the head reads it
+        return pixel_decoder_forward(self, features)
 
     @property
     def num_fpn_pairs(self) -> int:
@@ -378,7 +390,7 @@ def semantic_inference(
     with torch.autocast(device_type=masks_queries_logits.device.type, enabled=False):
         cls = class_queries_logits.float().softmax(-1)[..., :-1]
         masks = masks_queries_logits.float()
-        size = tuple(int(s) for s in size)
+        size = tuple(s if isinstance(s, (torch.SymInt, torch.Tensor)) else int(s) for s in size)  # symbolic in export
         if torch.is_grad_enabled() and (masks.requires_grad or cls.requires_grad) or masks.shape[1] <= query_chunk:
             up = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
             return torch.einsum("bqc,bqhw->bchw", cls, up.sigmoid())
