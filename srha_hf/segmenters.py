@@ -20,7 +20,7 @@ from .data.labels import CLASS_NAMES, NUM_CLASSES
 from .evaluation import predict
 from .image_processing_srha import SRHAImageProcessor
 
-__all__ = ["ModelLoadError", "OnnxSegmenter", "TorchSegmenter", "load_segmenter", "resolve_device"]
+__all__ = ["ModelLoadError", "OnnxModule", "OnnxSegmenter", "TorchSegmenter", "load_segmenter", "resolve_device"]
 
 
 class ModelLoadError(RuntimeError):
@@ -127,6 +127,37 @@ class OnnxSegmenter:
         if tuple(logits.shape[-2:]) != tuple(size):
             logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
         return logits.argmax(dim=1)
+
+    def config(self):
+        """The model's :class:`~srha_hf.SRHAConfig` from the file's metadata (None if it has none)."""
+        text = self.session.get_modelmeta().custom_metadata_map.get("config")
+        if not text:
+            return None
+        from .configuration_srha import SRHAConfig
+
+        return SRHAConfig.from_dict(json.loads(text))
+
+    def as_module(self) -> "OnnxModule":
+        """This session as a parameter-free ``nn.Module`` (``model(pixel_values=x).logits``), so that the
+        PyTorch evaluation (``srha_hf.evaluate_model``, ``srha-evaluate``) runs the ONNX file unchanged."""
+        return OnnxModule(self)
+
+
+class OnnxModule(torch.nn.Module):
+    """An :class:`OnnxSegmenter` behind the model interface the evaluation uses: ``forward(pixel_values)``
+    returns a ``SemanticSegmenterOutput`` with the file's logits; ``config`` is the config stored in the
+    file (labels, backbone, head); ``onnx_path`` names the file."""
+
+    def __init__(self, segmenter: OnnxSegmenter):
+        super().__init__()
+        self.segmenter = segmenter
+        self.config = segmenter.config()
+        self.onnx_path = segmenter.name
+
+    def forward(self, pixel_values: torch.Tensor, **_):
+        from transformers.modeling_outputs import SemanticSegmenterOutput
+
+        return SemanticSegmenterOutput(logits=self.segmenter.logits(pixel_values))
 
 
 def _processor_from_json(text: str):

@@ -49,7 +49,7 @@ from srha_hf.cli import ArgumentParser, UsageError, check_output, fail
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model directory (save_pretrained) or Hub id")
+    p.add_argument("--model", required=True, help="model directory (save_pretrained), Hub id, or an .onnx file from srha-export-onnx (fp32 or int8)")
     p.add_argument("--revision", default=None, help="Hub revision of --model")
     p.add_argument("--dataset", required=True, nargs="+", action="extend", metavar="NAME",
                    help="benchmark(s): gtav, cityscapes, bdd100k, mapillary, synthia, acdc; acdc:fog (night, rain, snow) "
@@ -137,6 +137,8 @@ def check_model(model: str, revision=None):
     import srha_hf  # noqa: F401  (registers the SRHA Auto* classes)
 
     path = Path(model).expanduser()
+    if path.suffix.lower() == ".onnx":
+        return _onnx_config(path, model)
     if path.exists():
         if not path.is_dir():
             raise UsageError(f"--model {model}: not a directory (expected a save_pretrained folder with config.json)")
@@ -149,6 +151,21 @@ def check_model(model: str, revision=None):
     except Exception as err:  # noqa: BLE001 - reported as a usage error with the cause
         where = "directory" if path.exists() else "Hub id (not found in the Hugging Face cache or on the Hub)"
         raise UsageError(f"--model {model}: cannot load its config as a {where}: {type(err).__name__}: {err}") from None
+
+
+def _onnx_config(path: Path, model: str):
+    """The config an exported ONNX file carries in its metadata (srha-export-onnx writes it)."""
+    from srha_hf.segmenters import ModelLoadError, OnnxSegmenter
+
+    if not path.is_file():
+        raise UsageError(f"--model {model}: ONNX file not found")
+    try:
+        config = OnnxSegmenter(path, device="cpu").config()
+    except (ModelLoadError, ValueError) as err:
+        raise UsageError(f"--model {model}: {err}") from None
+    if config is None:
+        raise UsageError(f"--model {model}: this ONNX file has no 'config' metadata (export it with srha-export-onnx)")
+    return config
 
 
 def load_datasets(names, roots, split) -> dict:
@@ -191,7 +208,12 @@ def image_normalisation(model: str, revision=None):
     try:
         from transformers import AutoImageProcessor
 
-        processor = AutoImageProcessor.from_pretrained(model, revision=revision)
+        if model.lower().endswith(".onnx"):
+            from srha_hf.segmenters import OnnxSegmenter
+
+            processor = OnnxSegmenter(model, device="cpu").processor  # the processor in the file's metadata
+        else:
+            processor = AutoImageProcessor.from_pretrained(model, revision=revision)
         mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
         if mean is not None and std is not None and len(mean) == 3 and len(std) == 3:
             return tuple(float(m) for m in mean), tuple(float(s) for s in std)
@@ -206,7 +228,8 @@ def load_model(args):
     from srha_hf.inference import ModelLoadError, load_segmenter
 
     try:
-        return load_segmenter(args.model, device="cpu", revision=args.revision).model
+        segmenter = load_segmenter(args.model, device="cpu", revision=args.revision)
+        return segmenter.as_module() if segmenter.backend == "onnxruntime" else segmenter.model
     except ModelLoadError as err:
         raise UsageError(f"--model: {err}") from None
 
