@@ -76,6 +76,9 @@ class StageRunner(GradientCheckpointingLayer):
         super().__init__()
         object.__setattr__(self, "stage", stage)  # a reference, not a child
         self.calls = 0  # forwards since the model's last call of this stage
+        # an instance attribute from the start (the class default is GradientCheckpointingLayer's): the model's
+        # forward writes it back after each stage, and torch.compile would otherwise recompile on the 2nd call
+        self.gradient_checkpointing = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1

@@ -216,3 +216,13 @@ def test_stage_runners_add_nothing_to_the_state_dict(shufflenet):
     assert [r.stage for r in shufflenet.stage_runners] == [getattr(shufflenet, f"layer{i}") for i in range(5)]
     clone = copy.deepcopy(shufflenet)
     assert [r.stage for r in clone.stage_runners] == [getattr(clone, f"layer{i}") for i in range(5)]
+
+
+def test_a_forward_adds_no_attribute_to_the_stage_runners(shufflenet):
+    """torch.compile guards on the modules' attributes: one that a forward creates (the class default of
+    ``gradient_checkpointing`` written back as an instance attribute) recompiled the model on its 2nd call."""
+    model = copy.deepcopy(shufflenet).eval()
+    before = [set(vars(runner)) for runner in model.stage_runners]
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    assert [set(vars(runner)) for runner in model.stage_runners] == before
