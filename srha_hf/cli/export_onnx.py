@@ -109,7 +109,7 @@ def main(argv=None) -> int:
         if not args.no_check or args.quantize:
             import onnxruntime  # noqa: F401
     except ImportError as exc:
-        return fail(f"{exc.name} is not installed: pip install onnx onnxruntime")
+        return fail(f"{exc.name} is not installed: pip install \"srha_hf[onnx]\" (onnx and onnxruntime)")
     if not args.output.lower().endswith(".onnx"):
         return fail(f"--output must name a .onnx file, got {args.output}")
     from srha_hf.quantization import CalibrationError
