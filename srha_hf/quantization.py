@@ -153,11 +153,22 @@ def _preprocessed(source: str, folder: str) -> tuple:
     failures = []
     for skip_symbolic in (False, True):  # symbolic shape inference fails on some graphs (Lite0's padding)
         try:
-            quant_pre_process(source, target, skip_symbolic_shape=skip_symbolic)
+            with _working_directory(folder):  # a failed symbolic inference leaves its model in the working directory
+                quant_pre_process(os.path.abspath(source), target, skip_symbolic_shape=skip_symbolic)
             return target, "quant_pre_process" + (" (ONNX shape inference; symbolic inference failed)" if failures else "")
         except Exception as exc:  # noqa: BLE001 - onnxruntime's pre-processing raises assorted errors
             failures.append(f"{type(exc).__name__}: {str(exc)[:160]}")
     return source, f"quant_pre_process failed ({'; '.join(failures)}); quantised as exported"
+
+
+@contextlib.contextmanager
+def _working_directory(folder: str):
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def _check_options(mode: str, calibration, calibration_method: str) -> None:

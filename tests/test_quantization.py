@@ -165,3 +165,21 @@ def test_evaluate_runs_onnx_files_like_the_model(tmp_path, capsys):
     assert confusion_a.sum() == confusion_b.sum() > 0
     assert np.abs(confusion_a - confusion_b).sum() <= 2 * 1e-4 * confusion_a.sum()  # float32 ties at most
     assert abs(a["mean_iou"] - b["mean_iou"]) < 1e-3
+
+
+@pytest.mark.integration
+def test_quantizing_leaves_nothing_in_the_working_directory(tmp_path, monkeypatch):
+    """onnxruntime's symbolic shape inference fails on Lite0's padding and leaves its model (a 55 MB
+    external-data file per run) in the working directory; the quantiser runs it inside its own temp folder."""
+    from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
+    from srha_hf.onnx_export import export_onnx
+
+    torch.manual_seed(0)
+    model = SRHAForSemanticSegmentation(SRHAConfig(backbone="efficientnet_lite0", backbone_pretrained=None)).eval()
+    export_onnx(model, tmp_path / "lite0.onnx", trace_size=(64, 64), check=False)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    record = quantize_onnx(tmp_path / "lite0.onnx", tmp_path / "lite0_int8.onnx", mode="dynamic")
+    assert "symbolic inference failed" in record["preprocessing"]  # the case that used to leave files behind
+    assert sorted(p.name for p in (tmp_path / "cwd").iterdir()) == []
+    assert quantization_record(tmp_path / "lite0_int8.onnx")["mode"] == "dynamic"
