@@ -62,3 +62,20 @@ def hf_cache_layout(folder: Path, cache: Path, repo_id: str, commit: str = "0123
         (repo / "blobs" / etag).write_bytes(data)
         os.symlink(os.path.join("..", "..", "blobs", etag), snapshot / file.name)
     return snapshot
+
+
+def predicted_masks(tmp_path: Path, models: dict, height: int, width: int) -> dict:
+    """``scripts/predict.py``'s train-ID mask of one random ``height``x``width`` image per model (name ->
+    model folder or ``.onnx`` file), each written under ``tmp_path/<name>``."""
+    from PIL import Image
+
+    random_image(tmp_path / "in" / "a.png", height, width, 1)
+    predict = load_script("predict")
+    masks = {}
+    for name, model_arg in models.items():
+        argv = ["--model", str(model_arg), "--input", str(tmp_path / "in"), "--output", str(tmp_path / name),
+                "--device", "cpu", "--no_progress", "--no_overlay"]  # fmt: skip
+        assert predict.main(argv) == 0
+        masks[name] = np.array(Image.open(tmp_path / name / "a_labelTrainIds.png"))
+    return masks
+

@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from interop_helpers import load_script, random_image, save_model
-from PIL import Image
+from interop_helpers import load_script, predicted_masks, save_model
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -62,14 +61,7 @@ def test_mobilenetv2_export_and_onnx_predictions(saved, tmp_path):
     report = export_onnx(model, tmp_path / "mnv2.onnx", trace_size=(64, 64), check_sizes=[(56, 80), (96, 72)], threads=1)
     assert report["max_abs_diff"] < 1e-4 and len(report["checks"]) == 2
 
-    random_image(tmp_path / "in" / "a.png", 64, 96, 1)
-    predict = load_script("predict")
-    for name, model_arg in (("torch", str(folder)), ("onnx", str(tmp_path / "mnv2.onnx"))):
-        argv = ["--model", model_arg, "--input", str(tmp_path / "in"), "--output", str(tmp_path / name),
-                "--device", "cpu", "--no_progress", "--no_overlay"]  # fmt: skip
-        assert predict.main(argv) == 0
-    a = np.array(Image.open(tmp_path / "torch" / "a_labelTrainIds.png"))
-    b = np.array(Image.open(tmp_path / "onnx" / "a_labelTrainIds.png"))
-    assert a.shape == b.shape == (64, 96) and (a != b).mean() < 1e-3
+    masks = predicted_masks(tmp_path, {"torch": folder, "onnx": tmp_path / "mnv2.onnx"}, 64, 96)
+    assert masks["torch"].shape == masks["onnx"].shape == (64, 96) and (masks["torch"] != masks["onnx"]).mean() < 1e-3
     summary = json.loads((tmp_path / "onnx" / "summary.json").read_text())
     assert summary["backend"] == "onnxruntime"
