@@ -165,6 +165,14 @@ def test_evaluate_runs_onnx_files_like_the_model(tmp_path, capsys):
     assert confusion_a.sum() == confusion_b.sum() > 0
     assert np.abs(confusion_a - confusion_b).sum() <= 2 * 1e-4 * confusion_a.sum()  # float32 ties at most
     assert abs(a["mean_iou"] - b["mean_iou"]) < 1e-3
+    assert scores["onnx"]["backend"] == "onnxruntime" and scores["onnx"]["quantization"] is None  # a float file
+    assert "backend" not in scores["torch"]
+
+    quantize_onnx(tmp_path / "model.onnx", tmp_path / "int8.onnx", mode="dynamic")
+    argv = ["--model", tmp_path / "int8.onnx", "--dataset", "cityscapes", "--data_root", tmp_path / "data",
+            "--synthetic_size", "96", "64", "--output_json", tmp_path / "int8.json", "--no_progress"]  # fmt: skip
+    assert run("evaluate", argv, capsys)[0] == 0
+    assert json.loads((tmp_path / "int8.json").read_text())["quantization"]["mode"] == "dynamic"  # the results say what ran
 
 
 @pytest.mark.integration

@@ -352,7 +352,19 @@ def run_metadata(args, roots, eval_sizes, accelerator) -> dict:
         "corruption_seed": args.corruption_seed if args.corruption_names else None,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
+        **onnx_metadata(args.model),
     }
+
+
+def onnx_metadata(model: str) -> dict:
+    """For an ``.onnx`` --model: the runtime and how the file was quantised (None for a float file)."""
+    if not model.lower().endswith(".onnx"):
+        return {}
+    import onnxruntime
+
+    from srha_hf.quantization import quantization_record
+
+    return {"backend": "onnxruntime", "onnxruntime": onnxruntime.__version__, "quantization": quantization_record(model)}
 
 
 def evaluate(args, model, roots, datasets, accelerator, precision_source) -> None:
