@@ -107,3 +107,10 @@ def test_mask2former_onnx_any_size_and_predict(tmp_path, capsys):
 
     masks = predicted_masks(tmp_path, {"torch": folder, "onnx": out}, 90, 132)
     assert masks["torch"].shape == masks["onnx"].shape == (90, 132) and (masks["torch"] != masks["onnx"]).mean() < 1e-3
+
+    from srha_hf.browser_demo import SegmentationDemo  # the Gradio page's model runner serves the .onnx too
+    from srha_hf.inference import load_segmenter
+
+    demo = SegmentationDemo({"m2f": load_segmenter(out, device="cpu")})
+    result = demo.segment(tmp_path / "in" / "a.png")
+    assert np.array_equal(result.mask, masks["onnx"]) and "(onnxruntime on cpu)" in result.status
