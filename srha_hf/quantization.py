@@ -116,13 +116,8 @@ def _reader(paths: Sequence[Path], input_name: str, processor, max_size: Optiona
 
 def quantization_record(path) -> Optional[dict]:
     """The ``quantization`` metadata of an ONNX file (None for a float file)."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    for prop in proto.metadata_props:
-        if prop.key == QUANTIZATION_KEY:
-            return json.loads(prop.value)
-    return None
+    text = _metadata(path).get(QUANTIZATION_KEY)
+    return json.loads(text) if text else None
 
 
 @contextlib.contextmanager
@@ -138,10 +133,11 @@ def _quiet_root_logger():
         logger.setLevel(level)
 
 
-def _metadata(path) -> Dict[str, str]:
+def _metadata(path_or_proto) -> Dict[str, str]:
     import onnx
 
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    proto = path_or_proto if isinstance(path_or_proto, onnx.ModelProto) else onnx.load(str(path_or_proto), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
 
 
 def _preprocessed(source: str, folder: str) -> tuple:
@@ -195,15 +191,16 @@ def quantize_onnx(source, output, *, mode: str = "static", calibration=None, num
 
     _check_options(mode, calibration, calibration_method)
     source = os.fspath(source)
-    meta = _metadata(source)
+    float_proto = onnx.load(source, load_external_data=False)
+    meta, input_name = _metadata(float_proto), float_proto.graph.input[0].name  # pre-processing keeps the input
+    del float_proto
     if QUANTIZATION_KEY in meta:
         raise ValueError(f"{source} is already quantised ({meta[QUANTIZATION_KEY]}); quantise the float export")
     paths = calibration_images(calibration, num_calibration) if mode == "static" else []
     if processor is None:
-        from .segmenters import _default_processor, _processor_from_json
+        from .segmenters import processor_from_metadata
 
-        processor = _processor_from_json(meta["preprocessor_config"]) if meta.get("preprocessor_config") else None
-        processor = processor or _default_processor()
+        processor = processor_from_metadata(meta)
     record = {"dtype": "int8", "mode": mode, "format": "QDQ" if mode == "static" else "QOperator",
               "weight_type": "int8", "activation_type": "uint8" if mode == "static" else "uint8 (dynamic ranges)",
               "per_channel": bool(per_channel), "onnxruntime": onnxruntime.__version__}  # fmt: skip
@@ -215,10 +212,9 @@ def quantize_onnx(source, output, *, mode: str = "static", calibration=None, num
         prepared, record["preprocessing"] = _preprocessed(source, folder)
         quantized = os.path.join(folder, "quantized.onnx")
         if mode == "static":
-            name = onnx.load(prepared, load_external_data=False).graph.input[0].name
             method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                       "entropy": CalibrationMethod.Entropy}[calibration_method]  # fmt: skip
-            quantize_static(prepared, quantized, _reader(paths, name, processor, max_size, progress),
+            quantize_static(prepared, quantized, _reader(paths, input_name, processor, max_size, progress),
                             quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=method)  # fmt: skip
         else:
@@ -249,9 +245,9 @@ def compare_quantized(float_path, int8_path, *, images: Sequence[Path] = (), pro
     name = sessions[0].get_inputs()[0].name
     if images:
         if processor is None:
-            from .segmenters import OnnxSegmenter
+            from .segmenters import processor_from_metadata
 
-            processor = OnnxSegmenter(float_path, device="cpu").processor
+            processor = processor_from_metadata(sessions[0].get_modelmeta().custom_metadata_map)
         inputs = [_pixel_values(Path(p), processor, max_size) for p in images]
     else:
         rng = np.random.default_rng(seed)

@@ -20,7 +20,7 @@ from .data.labels import CLASS_NAMES, NUM_CLASSES
 from .evaluation import predict
 from .image_processing_srha import SRHAImageProcessor
 
-__all__ = ["ModelLoadError", "OnnxModule", "OnnxSegmenter", "TorchSegmenter", "load_segmenter", "resolve_device"]
+__all__ = ["ModelLoadError", "OnnxModule", "OnnxSegmenter", "TorchSegmenter", "load_segmenter", "processor_from_metadata", "resolve_device"]
 
 
 class ModelLoadError(RuntimeError):
@@ -105,15 +105,13 @@ class OnnxSegmenter:
             self.session = ort.InferenceSession(path, sess_options=options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelLoadError(f"onnxruntime could not open {path}: {type(exc).__name__}: {exc}") from exc
-        meta = self.session.get_modelmeta().custom_metadata_map
+        meta = self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.input_name = self.session.get_inputs()[0].name
         out_shape = self.session.get_outputs()[0].shape
         num_labels = meta.get("num_labels") or (out_shape[1] if isinstance(out_shape[1], int) else NUM_CLASSES)
         self.num_labels = int(num_labels)
         self.id2label = _id2label(json.loads(meta.get("id2label", "{}")), self.num_labels)
-        if processor is None and meta.get("preprocessor_config"):
-            processor = _processor_from_json(meta["preprocessor_config"])
-        self.processor = processor if processor is not None else _default_processor()
+        self.processor = processor if processor is not None else processor_from_metadata(meta)
         self.device = torch.device("cuda" if providers[0] == "CUDAExecutionProvider" else "cpu")
         self.mixed_precision = None
         self.name = path
@@ -130,7 +128,7 @@ class OnnxSegmenter:
 
     def config(self):
         """The model's :class:`~srha_hf.SRHAConfig` from the file's metadata (None if it has none)."""
-        text = self.session.get_modelmeta().custom_metadata_map.get("config")
+        text = self.metadata.get("config")
         if not text:
             return None
         from .configuration_srha import SRHAConfig
@@ -158,6 +156,13 @@ class OnnxModule(torch.nn.Module):
         from transformers.modeling_outputs import SemanticSegmenterOutput
 
         return SemanticSegmenterOutput(logits=self.segmenter.logits(pixel_values))
+
+
+def processor_from_metadata(meta: Dict[str, str]):
+    """The image processor an exported ONNX file's metadata names (``preprocessor_config``), or the default
+    SRHA processor when it names none (or another processor type)."""
+    processor = _processor_from_json(meta["preprocessor_config"]) if meta.get("preprocessor_config") else None
+    return processor if processor is not None else _default_processor()
 
 
 def _processor_from_json(text: str):
