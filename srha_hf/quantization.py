@@ -27,7 +27,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -114,9 +114,10 @@ def _reader(paths: Sequence[Path], input_name: str, processor, max_size: Optiona
     return Reader()
 
 
-def quantization_record(path) -> Optional[dict]:
-    """The ``quantization`` metadata of an ONNX file (None for a float file)."""
-    text = _metadata(path).get(QUANTIZATION_KEY)
+def quantization_record(source) -> Optional[dict]:
+    """The ``quantization`` metadata of an ONNX file, given by path or as its metadata mapping (e.g.
+    ``OnnxSegmenter.metadata``); None for a float file."""
+    text = (source if isinstance(source, Mapping) else _metadata(source)).get(QUANTIZATION_KEY)
     return json.loads(text) if text else None
 
 

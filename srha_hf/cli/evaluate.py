@@ -39,6 +39,7 @@ layout `make_synthetic_data.py` writes), the benchmark's own root when one datas
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from datetime import datetime, timezone
@@ -153,14 +154,29 @@ def check_model(model: str, revision=None):
         raise UsageError(f"--model {model}: cannot load its config as a {where}: {type(err).__name__}: {err}") from None
 
 
+def onnx_segmenter(model: str):
+    """The ``.onnx`` --model, opened once per run for its config, its image normalisation, the evaluated module
+    and the results' record (a session of a large model takes seconds to build)."""
+    stat = os.stat(model)
+    return _open_onnx(os.path.abspath(model), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=1)
+def _open_onnx(path: str, mtime_ns: int, size: int):
+    from srha_hf.segmenters import OnnxSegmenter
+
+    del mtime_ns, size  # part of the cache key only: a rewritten file is opened again
+    return OnnxSegmenter(path, device="cpu")
+
+
 def _onnx_config(path: Path, model: str):
     """The config an exported ONNX file carries in its metadata (srha-export-onnx writes it)."""
-    from srha_hf.segmenters import ModelLoadError, OnnxSegmenter
+    from srha_hf.segmenters import ModelLoadError
 
     if not path.is_file():
         raise UsageError(f"--model {model}: ONNX file not found")
     try:
-        config = OnnxSegmenter(path, device="cpu").config()
+        config = onnx_segmenter(model).config()
     except (ModelLoadError, ValueError) as err:
         raise UsageError(f"--model {model}: {err}") from None
     if config is None:
@@ -209,9 +225,7 @@ def image_normalisation(model: str, revision=None):
         from transformers import AutoImageProcessor
 
         if model.lower().endswith(".onnx"):
-            from srha_hf.segmenters import OnnxSegmenter
-
-            processor = OnnxSegmenter(model, device="cpu").processor  # the processor in the file's metadata
+            processor = onnx_segmenter(model).processor  # the processor in the file's metadata
         else:
             processor = AutoImageProcessor.from_pretrained(model, revision=revision)
         mean, std = getattr(processor, "image_mean", None), getattr(processor, "image_std", None)
@@ -228,8 +242,9 @@ def load_model(args):
     from srha_hf.inference import ModelLoadError, load_segmenter
 
     try:
-        segmenter = load_segmenter(args.model, device="cpu", revision=args.revision)
-        return segmenter.as_module() if segmenter.backend == "onnxruntime" else segmenter.model
+        if args.model.lower().endswith(".onnx"):
+            return onnx_segmenter(args.model).as_module()
+        return load_segmenter(args.model, device="cpu", revision=args.revision).model
     except ModelLoadError as err:
         raise UsageError(f"--model: {err}") from None
 
@@ -364,7 +379,8 @@ def onnx_metadata(model: str) -> dict:
 
     from srha_hf.quantization import quantization_record
 
-    return {"backend": "onnxruntime", "onnxruntime": onnxruntime.__version__, "quantization": quantization_record(model)}
+    record = quantization_record(onnx_segmenter(model).metadata)
+    return {"backend": "onnxruntime", "onnxruntime": onnxruntime.__version__, "quantization": record}
 
 
 def evaluate(args, model, roots, datasets, accelerator, precision_source) -> None:
