@@ -120,7 +120,7 @@ def test_calibration_images_order_and_errors(tmp_path):
         calibration_images(tmp_path / "none")
 
 
-def test_quantize_option_errors(exported, tmp_path, capsys):
+def test_quantize_option_errors(exported, tmp_path, capsys, monkeypatch):
     root, _ = exported
     base = ["--model", root / "fp32.onnx", "--output", tmp_path / "q.onnx"]
     one_error(*_no_out(run("export_onnx", base + ["--quantize", "int8", "--quantize_mode", "static"], capsys)), "--calibration DIR")
@@ -130,6 +130,14 @@ def test_quantize_option_errors(exported, tmp_path, capsys):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "broken.png").write_bytes(b"not a png")
     one_error(*_no_out(run("export_onnx", base + ["--quantize", "int8", "--calibration", tmp_path / "bad"], capsys)), "broken.png")
+    import srha_hf.onnx_export
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported before the calibration images were checked")
+
+    monkeypatch.setattr(srha_hf.onnx_export, "export_onnx", no_export)  # from a model folder: found before the export
+    argv = ["--model", root / "model", "--output", tmp_path / "q.onnx", "--quantize", "int8", "--calibration", tmp_path / "bad"]
+    one_error(*_no_out(run("export_onnx", argv, capsys)), "broken.png")
     assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "x.onnx").exists()
 
 

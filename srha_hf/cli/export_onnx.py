@@ -77,15 +77,17 @@ def check_quantize_args(args) -> None:
     args.quantize_mode = args.quantize_mode if args.quantize_mode != "auto" else ("static" if args.calibration else "dynamic")
     if args.quantize_mode == "static" and args.calibration is None:
         raise UsageError("--quantize_mode static needs --calibration DIR (images to calibrate the activation ranges)")
-    if args.calibration is not None and not Path(args.calibration).is_dir():
-        raise UsageError(f"--calibration {args.calibration}: not a folder")
     if args.num_calibration < 1:
         raise UsageError(f"--num_calibration must be >= 1, got {args.num_calibration}")
+    if args.calibration is not None:  # the folder and the images' headers, before anything is exported
+        from srha_hf.quantization import calibration_images
+
+        args.calibration_paths = calibration_images(args.calibration, args.num_calibration)
 
 
 def quantize(args, float_path: str) -> dict:
     """Quantise ``float_path`` into --output and compare the two; the report of the int8 part."""
-    from srha_hf.quantization import calibration_images, compare_quantized, quantize_onnx
+    from srha_hf.quantization import compare_quantized, quantize_onnx
 
     if args.quantize_mode == "dynamic":
         print("note: dynamic quantisation runs convolutions as ConvInteger, often slower than float on CPU; "
@@ -94,7 +96,7 @@ def quantize(args, float_path: str) -> dict:
                            num_calibration=args.num_calibration, calibration_method=args.calibration_method,
                            per_channel=not args.no_per_channel, max_size=args.calibration_max_size,
                            progress=not args.no_progress)  # fmt: skip
-    images = calibration_images(args.calibration, 4) if args.calibration else []
+    images = args.calibration_paths[:4] if args.calibration else []
     sizes = [tuple(s) for s in args.check_size] if args.check_size else [(96, 136)]
     compared = compare_quantized(float_path, args.output, images=images, sizes=sizes, max_size=args.calibration_max_size,
                                  threads=args.threads)  # fmt: skip
