@@ -12,8 +12,8 @@ values with the sizes kept symbolic:
   ``(width, height)`` as scalars instead of by a tensor built from them (the same float32 division);
 * :func:`pixel_decoder_forward`: flattens the levels, adds the level embeddings, runs the encoder and
   splits its output back with the sizes as (symbolic) integers; no padding mask exists here, so the valid
-  ratios are exactly 1 (as upstream computes them from an all-False mask) and the level start indices,
-  which nothing downstream reads, are not built.
+  ratios are exactly 1 (as upstream computes them from an all-False mask), that mask is not applied, and
+  the level start indices, which nothing downstream reads, are not built.
 
 Both are used for training and inference alike (what is exported is what was trained);
 ``tests/test_m2f_onnx.py`` checks them bit-exactly against the upstream forwards, values and gradients.
@@ -98,11 +98,10 @@ def pixel_decoder_forward(decoder, features: Sequence[torch.Tensor]) -> Mask2For
          for i, x in enumerate(levels)],  # fmt: skip
         1,
     )
-    mask = torch.zeros(flat.shape[:2], dtype=torch.bool, device=flat.device)
     hidden = flat
     reference = _reference_points(shapes, batch, flat.dtype, flat.device)
-    for layer in decoder.encoder.layers:
-        hidden = layer(hidden, mask, position_embeddings=position, reference_points=reference, spatial_shapes_list=shapes)[0]
+    for layer in decoder.encoder.layers:  # no padding mask: upstream's is all False, a masked_fill that changes nothing
+        hidden = layer(hidden, None, position_embeddings=position, reference_points=reference, spatial_shapes_list=shapes)[0]
     pieces = torch.split(hidden, [height * width for height, width in shapes], dim=1)
     outputs = [piece.transpose(1, 2).view(batch, -1, height, width) for piece, (height, width) in zip(pieces, shapes)]
     for index, feature in enumerate(features[: decoder.num_fpn_levels][::-1]):
