@@ -79,3 +79,30 @@ def predicted_masks(tmp_path: Path, models: dict, height: int, width: int) -> di
         masks[name] = np.array(Image.open(tmp_path / name / "a_labelTrainIds.png"))
     return masks
 
+
+def run_tool(tool: str, argv, capsys) -> tuple:
+    """(exit status, stdout, the non-empty stderr lines) of ``srha_hf.cli.<tool>.main(argv)`` in this process;
+    a traceback on stderr fails the test."""
+    capsys.readouterr()
+    try:
+        status = importlib.import_module(f"srha_hf.cli.{tool}").main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own errors
+        status = exc.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    return status, out, [line for line in err.splitlines() if line.strip()]
+
+
+def tool_errors(tool: str, argv, capsys) -> tuple:
+    """(exit status, the non-empty stderr lines) of :func:`run_tool`."""
+    status, _, lines = run_tool(tool, argv, capsys)
+    return status, lines
+
+
+def assert_one_error(status, lines, *names):
+    """A failed run that printed exactly one ``error: ...`` line, naming each of ``names``."""
+    assert status not in (0, None), (status, lines)
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for name in names:
+        assert str(name) in lines[0], (name, lines[0])
+

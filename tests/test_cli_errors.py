@@ -1,11 +1,12 @@
 """Every tool of srha_hf/cli turns a bad value, file or folder into one ``error:`` line on stderr naming it,
 a non-zero exit status and no output left behind; never a traceback."""
 
-import importlib
 from pathlib import Path
 
 import pytest
 import torch
+from interop_helpers import assert_one_error
+from interop_helpers import tool_errors as run  # (exit status, the stderr lines) of a tool run in-process
 
 from srha_hf import SRHAConfig, SRHAForSemanticSegmentation
 from srha_hf.data.synthetic import make_synthetic_benchmark
@@ -36,25 +37,6 @@ def files(tmp_path_factory):
     (root / "broken.yaml").write_text("backbone: [resnet50\n")
     (root / "tiny.yaml").write_text("synthetic_data: true\nbackbone: shufflenetv2\nbackbone_pretrained: null\nreport_to: none\n")
     return root
-
-
-def run(tool: str, argv, capsys) -> tuple:
-    """(exit status, the non-empty stderr lines) of ``srha_hf.cli.<tool>.main(argv)``."""
-    capsys.readouterr()
-    try:
-        status = importlib.import_module(f"srha_hf.cli.{tool}").main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's own errors
-        status = exc.code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    return status, [line for line in err.splitlines() if line.strip()]
-
-
-def assert_one_error(status, lines, *names):
-    assert status not in (0, None), (status, lines)
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    for name in names:
-        assert str(name) in lines[0], (name, lines[0])
 
 
 MODEL_CASES = {

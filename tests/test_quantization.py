@@ -1,7 +1,6 @@
 """srha-export-onnx --quantize int8 (ONNX Runtime's static and dynamic quantisation), the record it leaves
 in the file, the int8 model through srha-predict and srha-evaluate, and the errors of its flags."""
 
-import importlib
 import json
 import sys
 
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from eval_helpers import write_model_and_benchmark
-from interop_helpers import random_image, save_model
+from interop_helpers import assert_one_error, random_image, run_tool, save_model, tool_errors
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -17,24 +16,6 @@ ort = pytest.importorskip("onnxruntime")
 from srha_hf.quantization import CalibrationError, calibration_images, quantization_record, quantize_onnx  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one intra-op thread
-
-
-def run(tool, argv, capsys):
-    """(exit status, stdout, the non-empty stderr lines) of ``srha_hf.cli.<tool>.main(argv)``."""
-    capsys.readouterr()
-    try:
-        status = importlib.import_module(f"srha_hf.cli.{tool}").main([str(a) for a in argv])
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err, err
-    return status, out, [line for line in err.splitlines() if line.strip()]
-
-
-def one_error(status, lines, *needles):
-    assert status not in (0, None) and len(lines) == 1 and lines[0].startswith("error: "), (status, lines)
-    for needle in needles:
-        assert str(needle) in lines[0], (needle, lines[0])
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +41,7 @@ def test_static_int8_export_records_and_predicts(exported, tmp_path, capsys):
     out = tmp_path / "int8.onnx"
     argv = ["--model", root / "model", "--output", out, "--quantize", "int8", "--calibration", root / "calib",
             "--num_calibration", "5", "--no_progress", "--trace_size", "64", "96", "--check_size", "72", "88", "--threads", "1"]  # fmt: skip
-    status, stdout, _ = run("export_onnx", argv, capsys)
+    status, stdout, _ = run_tool("export_onnx", argv, capsys)
     assert status == 0
     report = json.loads(stdout)
     assert report["float"]["max_abs_diff"] < 1e-4  # the float export was checked against PyTorch first
@@ -88,7 +69,7 @@ def test_quantize_an_existing_float_file_and_refuse_twice(exported, tmp_path, ca
     root, _ = exported
     out = tmp_path / "int8.onnx"
     argv = ["--model", root / "fp32.onnx", "--output", out, "--quantize", "int8", "--calibration", root / "calib"]
-    status, stdout, _ = run("export_onnx", argv, capsys)
+    status, stdout, _ = run_tool("export_onnx", argv, capsys)
     assert status == 0 and json.loads(stdout)["float"] == {"model": str(root / "fp32.onnx")}
     with pytest.raises(ValueError, match="already quantised"):
         quantize_onnx(out, tmp_path / "again.onnx", mode="dynamic")
@@ -99,7 +80,7 @@ def test_quantize_an_existing_float_file_and_refuse_twice(exported, tmp_path, ca
 def test_dynamic_int8_without_images(exported, tmp_path, capsys):
     root, _ = exported
     out = tmp_path / "dyn.onnx"
-    status, stdout, err = run("export_onnx", ["--model", root / "fp32.onnx", "--output", out, "--quantize", "int8"], capsys)
+    status, stdout, err = run_tool("export_onnx", ["--model", root / "fp32.onnx", "--output", out, "--quantize", "int8"], capsys)
     assert status == 0 and any("dynamic quantisation" in line for line in err)
     report = json.loads(stdout)
     assert report["quantization"]["mode"] == "dynamic" and "calibration_images" not in report["quantization"]
@@ -123,13 +104,13 @@ def test_calibration_images_order_and_errors(tmp_path):
 def test_quantize_option_errors(exported, tmp_path, capsys, monkeypatch):
     root, _ = exported
     base = ["--model", root / "fp32.onnx", "--output", tmp_path / "q.onnx"]
-    one_error(*_no_out(run("export_onnx", base + ["--quantize", "int8", "--quantize_mode", "static"], capsys)), "--calibration DIR")
-    one_error(*_no_out(run("export_onnx", base + ["--calibration", root / "calib"], capsys)), "--quantize int8")
-    one_error(*_no_out(run("export_onnx", base + ["--quantize", "int8", "--calibration", tmp_path / "nope"], capsys)), "nope", "not a folder")
-    one_error(*_no_out(run("export_onnx", ["--model", root / "fp32.onnx", "--output", tmp_path / "x.onnx"], capsys)), "already an ONNX file")
+    assert_one_error(*tool_errors("export_onnx", base + ["--quantize", "int8", "--quantize_mode", "static"], capsys), "--calibration DIR")
+    assert_one_error(*tool_errors("export_onnx", base + ["--calibration", root / "calib"], capsys), "--quantize int8")
+    assert_one_error(*tool_errors("export_onnx", base + ["--quantize", "int8", "--calibration", tmp_path / "nope"], capsys), "nope", "not a folder")
+    assert_one_error(*tool_errors("export_onnx", ["--model", root / "fp32.onnx", "--output", tmp_path / "x.onnx"], capsys), "already an ONNX file")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "broken.png").write_bytes(b"not a png")
-    one_error(*_no_out(run("export_onnx", base + ["--quantize", "int8", "--calibration", tmp_path / "bad"], capsys)), "broken.png")
+    assert_one_error(*tool_errors("export_onnx", base + ["--quantize", "int8", "--calibration", tmp_path / "bad"], capsys), "broken.png")
     import srha_hf.onnx_export
 
     def no_export(*args, **kwargs):
@@ -137,20 +118,15 @@ def test_quantize_option_errors(exported, tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(srha_hf.onnx_export, "export_onnx", no_export)  # from a model folder: found before the export
     argv = ["--model", root / "model", "--output", tmp_path / "q.onnx", "--quantize", "int8", "--calibration", tmp_path / "bad"]
-    one_error(*_no_out(run("export_onnx", argv, capsys)), "broken.png")
+    assert_one_error(*tool_errors("export_onnx", argv, capsys), "broken.png")
     assert not (tmp_path / "q.onnx").exists() and not (tmp_path / "x.onnx").exists()
-
-
-def _no_out(result):
-    status, _, lines = result
-    return status, lines
 
 
 def test_missing_onnxruntime_is_named(exported, tmp_path, capsys, monkeypatch):
     root, _ = exported
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
     argv = ["--model", root / "model", "--output", tmp_path / "q.onnx", "--quantize", "int8", "--no_check"]
-    one_error(*_no_out(run("export_onnx", argv, capsys)), "onnxruntime")
+    assert_one_error(*tool_errors("export_onnx", argv, capsys), "onnxruntime")
 
 
 @pytest.mark.integration
@@ -166,7 +142,7 @@ def test_evaluate_runs_onnx_files_like_the_model(tmp_path, capsys):
     for name, model in (("torch", tmp_path / "model"), ("onnx", tmp_path / "model.onnx")):
         argv = ["--model", model, "--dataset", "cityscapes", "--data_root", tmp_path / "data", "--synthetic_size", "96", "64",
                 "--output_json", tmp_path / f"{name}.json", "--no_progress"]  # fmt: skip
-        assert run("evaluate", argv, capsys)[0] == 0
+        assert run_tool("evaluate", argv, capsys)[0] == 0
         scores[name] = json.loads((tmp_path / f"{name}.json").read_text())
     a, b = (scores[k]["results"]["cityscapes"] if "results" in scores[k] else scores[k]["cityscapes"] for k in ("torch", "onnx"))
     confusion_a, confusion_b = np.array(a["confusion_matrix"]), np.array(b["confusion_matrix"])
@@ -179,7 +155,7 @@ def test_evaluate_runs_onnx_files_like_the_model(tmp_path, capsys):
     quantize_onnx(tmp_path / "model.onnx", tmp_path / "int8.onnx", mode="dynamic")
     argv = ["--model", tmp_path / "int8.onnx", "--dataset", "cityscapes", "--data_root", tmp_path / "data",
             "--synthetic_size", "96", "64", "--output_json", tmp_path / "int8.json", "--no_progress"]  # fmt: skip
-    assert run("evaluate", argv, capsys)[0] == 0
+    assert run_tool("evaluate", argv, capsys)[0] == 0
     assert json.loads((tmp_path / "int8.json").read_text())["quantization"]["mode"] == "dynamic"  # the results say what ran
 
 
