@@ -222,10 +222,7 @@ def quantize_onnx(source, output, *, mode: str = "static", calibration=None, num
             quantize_dynamic(prepared, quantized, per_channel=per_channel, weight_type=QuantType.QInt8)
         record["seconds"] = round(time.perf_counter() - start, 1)
         proto = onnx.load(quantized)
-        del proto.metadata_props[:]
-        for key, value in {**meta, QUANTIZATION_KEY: json.dumps(record)}.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
+        onnx.helper.set_model_props(proto, {**meta, QUANTIZATION_KEY: json.dumps(record)})  # replaces the quantiser's
         atomic_write(os.fspath(output), lambda tmp: onnx.save(proto, tmp))
     return record
 
