@@ -192,6 +192,11 @@ def mean_std(values: list):
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
 
 
+def paired_stats(by_seed: dict, plain: dict, column: str):
+    """Mean ± std over seeds of (row − plain) for one column, seeds paired; None where nothing pairs."""
+    return mean_std([c[column] - plain[s][column] for s, c in by_seed.items() if s in plain and None not in (c[column], plain[s][column])])
+
+
 def cell(stat, signed=False) -> str:
     if stat is None:
         return "n/a"
@@ -221,10 +226,7 @@ def corruption_tables(runs: dict, dataset: str, label: str) -> str:
         for row, by_seed in per_run.items():
             if row == "plain":
                 continue
-            stats = [
-                mean_std([cols[c] - plain[s][c] for s, cols in by_seed.items() if s in plain and None not in (cols[c], plain[s][c])])
-                for c in REPORT_COLUMNS
-            ]
+            stats = [paired_stats(by_seed, plain, c) for c in REPORT_COLUMNS]
             lines.append(f"| {ROWS[row][0]} | " + " | ".join(cell(s, signed=True) for s in stats) + " |")
     return "\n".join(lines) + "\n"
 
@@ -276,24 +278,47 @@ def schedule_table(all_runs: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+CHART_GROUPS = ["clean", "noise", "blur", "weather", "digital", "appearance", "all"]
+PAIRED_GROUPS = [*CHART_GROUPS, "drop", "appearance_drop"]
+
+
+def paired_ylim(errors: dict, series: dict) -> tuple:
+    """A y range covering every bar and its error bar, and zero, with a point of margin."""
+    ends = [v + sign * e for name, values in series.items() for v, e in zip(values, errors[name]) if v == v for sign in (-1, 1)]
+    return min(0.0, *ends) - 1.0, max(0.0, *ends) + 1.0
+
+
 def charts(all_runs: dict, out: Path) -> list:
+    """Per dataset: every row's mIoU by family (mean ± std over seeds), and each row minus plain (paired by
+    seed) by family, with the drops; the ablation's rows in the tables' order."""
     from srha_hf.visualization import grouped_bar_chart
 
     written = []
-    runs = all_runs.get("ablation", {})
-    groups = ["clean", "noise", "blur", "weather", "digital", "appearance", "all"]
-    for dataset in DATASETS:
-        if not runs:
-            break
+    runs = {row: all_runs.get("ablation", {})[row] for row in ROWS if row in all_runs.get("ablation", {})}
+    for dataset in DATASETS if runs else ():
+        per_run = {row: {seed: columns_of(rec, dataset) for seed, rec in by_seed.items()} for row, by_seed in runs.items()}
         series, errors = {}, {}
-        for row, by_seed in runs.items():
-            cols = [columns_of(rec, dataset) for rec in by_seed.values()]
-            stats = [mean_std([c[g] for c in cols]) for g in groups]
+        for row, by_seed in per_run.items():
+            stats = [mean_std([c[g] for c in by_seed.values()]) for g in CHART_GROUPS]
             series[ROWS[row][0]] = [float("nan") if s is None else s[0] for s in stats]  # a family not evaluated: no bar
             errors[ROWS[row][0]] = [0.0 if s is None else s[1] for s in stats]
         path = out / f"corruptions_{dataset}.png"
         title = f"The ablation under common corruptions: {dataset} val (severities 1, 3, 5; mean ± std over seeds)"
-        grouped_bar_chart(groups, series, str(path), title=title, errors=errors, separator_after=1)
+        grouped_bar_chart(CHART_GROUPS, series, str(path), title=title, errors=errors, separator_after=0)
+        written.append(str(path))
+        if "plain" not in per_run or len(per_run) < 2:
+            continue
+        series, errors = {}, {}
+        for row, by_seed in per_run.items():
+            if row != "plain":
+                stats = [paired_stats(by_seed, per_run["plain"], g) for g in PAIRED_GROUPS]
+                series[ROWS[row][0]] = [float("nan") if s is None else s[0] for s in stats]
+                errors[ROWS[row][0]] = [0.0 if s is None else s[1] for s in stats]
+        path = out / f"corruptions_{dataset}_minus_plain.png"
+        title = f"Each row minus plain, paired by seed: {dataset} val (points; a drop below zero: loses less than plain)"
+        groups = [g.replace("_", " ") for g in PAIRED_GROUPS]
+        grouped_bar_chart(groups, series, str(path), title=title, errors=errors, separator_after=len(CHART_GROUPS) - 1,
+                          ylabel="difference (points)", ylim=paired_ylim(errors, series))  # fmt: skip
         written.append(str(path))
     return written
 

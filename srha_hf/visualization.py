@@ -172,10 +172,15 @@ def grouped_bar_chart(
     ylabel: str = "mIoU (%)",
     errors: Optional[Mapping[str, Sequence[float]]] = None,
     separator_after: Optional[int] = None,
+    ylim: Optional[Sequence[float]] = None,
 ) -> str:
     """Bars grouped by ``groups`` (x axis), one colour per entry of ``series`` (name -> one value per
     group), with optional error bars (name -> one value per group) and a dotted separator line after
-    group index ``separator_after``. Written as PNG, atomically."""
+    group index ``separator_after``. The y axis runs from 0 to at least 100 (mIoU), or over ``ylim``
+    (low, high) when given, e.g. for differences, with a line at zero when the range crosses it.
+    Written as PNG, atomically."""
+    if ylim is not None and (len(ylim) != 2 or not ylim[0] < ylim[1]):
+        raise ValueError(f"ylim must be (low, high) with low < high, got {ylim!r}")
     for name, values in series.items():
         if len(values) != len(groups):
             raise ValueError(f"series {name!r} has {len(values)} values for {len(groups)} groups")
@@ -194,7 +199,12 @@ def grouped_bar_chart(
         ax.axvline(separator_after + 0.5, color="grey", lw=0.8, ls=":")
     ax.legend(fontsize=8, ncol=3, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
-    ax.set_ylim(0, max(100, ax.get_ylim()[1]))
+    if ylim is None:
+        ax.set_ylim(0, max(100, ax.get_ylim()[1]))
+    else:
+        ax.set_ylim(*ylim)
+        if ylim[0] < 0 < ylim[1]:
+            ax.axhline(0, color="black", lw=0.8)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -79,7 +79,16 @@ def test_the_report_means_pairs_and_schedule(records, tmp_path):
     schedule = next(line for line in md.splitlines() if line.startswith("| 200 | 304,305 |"))
     assert schedule.split("|")[3].strip() == "-5.0 ± 0.0"  # targets mean, full - plain
     assert (tmp_path / "out" / "table.md").read_text() == md
-    assert [p.split("/")[-1] for p in result["charts"]] == ["corruptions_gtav.png", "corruptions_cityscapes.png"]
+    charts = [p.split("/")[-1] for p in result["charts"]]
+    assert charts == [f"corruptions_{d}{part}.png" for d in ("gtav", "cityscapes") for part in ("", "_minus_plain")]
+    assert all((tmp_path / "out" / name).stat().st_size > 0 for name in charts)
+
+
+def test_the_paired_chart_range_covers_every_bar_its_error_and_zero():
+    series = {"a": [-3.0, 5.0, float("nan")], "b": [0.5, 1.0, 2.0]}
+    errors = {"a": [1.0, 2.0, 0.0], "b": [0.25, 0.0, 0.5]}
+    assert sweep.paired_ylim(errors, series) == (-5.0, 8.0)  # -3 - 1 and 5 + 2, a point of margin each side
+    assert sweep.paired_ylim({"b": [0.0]}, {"b": [2.0]}) == (-1.0, 3.0)  # zero stays in range
 
 
 def test_a_record_made_with_other_corruptions_is_not_silently_reused(records):
