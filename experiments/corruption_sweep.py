@@ -231,6 +231,29 @@ def corruption_tables(runs: dict, dataset: str, label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def appearance_table(runs: dict, datasets: dict) -> str:
+    """The paper's premise one corruption at a time: each row's drop (clean − that corruption's mean over the
+    severities) minus plain's, paired by seed, mean ± std over seeds; ``datasets``: name -> label."""
+    head = "| dataset | row | " + " | ".join(APPEARANCE) + " |"
+    lines = ["Appearance corruptions: row's drop minus plain's drop (same seed), mean ± std over seeds "
+             "(points; below zero: loses less than plain).", "", head, "|" + "---|" * (len(APPEARANCE) + 2)]  # fmt: skip
+
+    def drop(d: dict, corruption: str):
+        return None if corruption not in d["per_corruption"] else d["clean"] - d["per_corruption"][corruption]
+
+    for dataset, label in datasets.items():
+        drops = {
+            row: {seed: {c: drop(rec["datasets"][dataset], c) for c in APPEARANCE} for seed, rec in by_seed.items()}
+            for row, by_seed in runs.items()
+        }  # fmt: skip
+        plain = drops.get("plain", {})
+        for row, by_seed in drops.items():
+            if row != "plain":
+                cells = [cell(paired_stats(by_seed, plain, c), signed=True) for c in APPEARANCE]
+                lines.append(f"| {label} | {ROWS[row][0]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def schedule_table(all_runs: dict) -> str:
     """Each row's targets mean, source val, domain gap and corrupted means at 200 / 800 / 1600 steps; and
     full minus plain (same seed) at each length."""
@@ -332,6 +355,8 @@ def report(records: Path, out: Path) -> dict:
         runs = {row: all_runs["ablation"][row] for row in ROWS if row in all_runs["ablation"]}
         parts.append(corruption_tables(runs, "cityscapes", "Cityscapes-format target (val, 20 images)"))
         parts.append(corruption_tables(runs, SOURCE, "Source (GTAV-format val, 20 images)"))
+        if "plain" in runs and len(runs) > 1:
+            parts.append(appearance_table(runs, {"cityscapes": "target", SOURCE: "source"}))
     for sweep in ("steps800", "steps1600"):
         if sweep in all_runs:
             runs = {row: all_runs[sweep][row] for row in ROWS if row in all_runs[sweep]}

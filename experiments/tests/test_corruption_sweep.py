@@ -79,6 +79,9 @@ def test_the_report_means_pairs_and_schedule(records, tmp_path):
     schedule = next(line for line in md.splitlines() if line.startswith("| 200 | 304,305 |"))
     assert schedule.split("|")[3].strip() == "-5.0 ± 0.0"  # targets mean, full - plain
     assert (tmp_path / "out" / "table.md").read_text() == md
+    # appearance, brightness: plain drops 45 - 35 = 10, full 40 - 35.5 = 4.5 at both seeds; contrast not evaluated
+    appearance = [line for line in md.splitlines() if line.startswith("| target | full SRHA")]
+    assert appearance == ["| target | full SRHA (SRM + HAC + PC) | -5.5 ± 0.0 | n/a | n/a | n/a | n/a | n/a |"]
     charts = [p.split("/")[-1] for p in result["charts"]]
     assert charts == [f"corruptions_{d}{part}.png" for d in ("gtav", "cityscapes") for part in ("", "_minus_plain")]
     assert all((tmp_path / "out" / name).stat().st_size > 0 for name in charts)
