@@ -346,6 +346,49 @@ def charts(all_runs: dict, out: Path) -> list:
     return written
 
 
+SCHEDULE_PANELS = (("clean", "mIoU (%)"), ("under the corruptions", "mIoU (%), all cells"))
+
+
+def schedule_points(all_runs: dict, row: str, value) -> tuple:
+    """(steps, means, stds) of ``value(record)`` for one row over the schedule lengths that have records."""
+    points = [(STEPS[sw], mean_std([value(r) for r in all_runs[sw][row].values()])) for sw in STEPS if row in all_runs.get(sw, {})]
+    return [p[0] for p in points], [p[1][0] for p in points], [p[1][1] for p in points]
+
+
+def schedule_chart(all_runs: dict, path: Path):
+    """Plain and full SRHA against the schedule length: targets mean and source val (left), the corrupted
+    means on the target and the source (right); mean ± std over seeds. None with fewer than two lengths."""
+    if sum(1 for sw in STEPS if all_runs.get(sw)) < 2:
+        return None
+    from matplotlib.figure import Figure
+
+    from srha_hf.visualization import save_figure
+
+    fig = Figure(figsize=(11, 4.2), dpi=110)
+    axes = fig.subplots(1, 2)
+    curves = (
+        (0, "targets mean", "-", lambda r: r["training"]["target_mean"]),
+        (0, "source val", "--", lambda r: r["training"]["miou"][SOURCE]),
+        (1, "target", "-", lambda r: r["datasets"]["cityscapes"]["mean"]),
+        (1, "source", "--", lambda r: r["datasets"][SOURCE]["mean"]),
+    )
+    for panel, label, style, value in curves:
+        for row, colour in (("plain", "tab:orange"), ("full", "tab:blue")):
+            xs, means, stds = schedule_points(all_runs, row, value)
+            if xs:
+                axes[panel].errorbar(xs, means, yerr=stds, ls=style, marker="o", capsize=3, color=colour, label=f"{ROWS[row][0]}: {label}")
+    for ax, (title, ylabel) in zip(axes, SCHEDULE_PANELS):
+        ax.set_xscale("log")
+        ax.set_xticks(list(STEPS.values()), [str(v) for v in STEPS.values()])
+        ax.minorticks_off()
+        ax.set_xlabel("training steps (the poly schedule over each length)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"Plain and full SRHA by schedule length: {title}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return save_figure(fig, str(path))
+
+
 def report(records: Path, out: Path) -> dict:
     all_runs = load_records(records)
     if not all_runs:
@@ -367,6 +410,8 @@ def report(records: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "table.md", md)
     written = charts(all_runs, out)
+    schedule = schedule_chart(all_runs, out / "schedule.png")
+    written += [schedule] if schedule else []
     counts = {sweep: sum(len(s) for s in rows.values()) for sweep, rows in all_runs.items()}
     return {"records": counts, "table_md": str(out / "table.md"), "charts": written, "markdown": md}
 

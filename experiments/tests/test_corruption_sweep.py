@@ -83,7 +83,7 @@ def test_the_report_means_pairs_and_schedule(records, tmp_path):
     appearance = [line for line in md.splitlines() if line.startswith("| target | full SRHA")]
     assert appearance == ["| target | full SRHA (SRM + HAC + PC) | -5.5 ± 0.0 | n/a | n/a | n/a | n/a | n/a |"]
     charts = [p.split("/")[-1] for p in result["charts"]]
-    assert charts == [f"corruptions_{d}{part}.png" for d in ("gtav", "cityscapes") for part in ("", "_minus_plain")]
+    assert charts == [f"corruptions_{d}{part}.png" for d in ("gtav", "cityscapes") for part in ("", "_minus_plain")] + ["schedule.png"]
     assert all((tmp_path / "out" / name).stat().st_size > 0 for name in charts)
 
 
@@ -92,6 +92,14 @@ def test_the_paired_chart_range_covers_every_bar_its_error_and_zero():
     errors = {"a": [1.0, 2.0, 0.0], "b": [0.25, 0.0, 0.5]}
     assert sweep.paired_ylim(errors, series) == (-5.0, 8.0)  # -3 - 1 and 5 + 2, a point of margin each side
     assert sweep.paired_ylim({"b": [0.0]}, {"b": [2.0]}) == (-1.0, 3.0)  # zero stays in range
+
+
+def test_the_schedule_points_are_means_over_seeds_and_one_length_draws_no_chart(records, tmp_path):
+    runs = sweep.load_records(records)
+    xs, means, stds = sweep.schedule_points(runs, "full", lambda r: r["training"]["target_mean"])
+    assert xs == [200, 800] and means == pytest.approx([35.5, 35.0]) and stds == pytest.approx([0.5**0.5, 0.0])
+    assert sweep.schedule_chart({"ablation": runs["ablation"]}, tmp_path / "s.png") is None
+    assert not (tmp_path / "s.png").exists()
 
 
 def test_a_record_made_with_other_corruptions_is_not_silently_reused(records):
