@@ -164,12 +164,15 @@ def run_sweep(sweep: str, records: Path, corruptions: list, severities: list, ro
 
 
 def load_records(records: Path) -> dict:
-    """``{sweep: {row: {seed: record}}}`` of every record under ``records``."""
+    """``{sweep: {row: {seed: record}}}`` of every record under ``records``; rows in the ablation's order
+    (``ROWS``), which every table and chart keeps."""
     out: dict = {}
     for path in sorted(records.glob("*/*.json")):
         record = json.loads(path.read_text())
+        if record.get("row") not in ROWS:
+            raise SystemExit(f"{path}: row {record.get('row')!r} is not one of the ablation's rows ({', '.join(ROWS)})")
         out.setdefault(record["sweep"], {}).setdefault(record["row"], {})[record["seed"]] = record
-    return out
+    return {sweep: {row: by_row[row] for row in sorted(by_row, key=list(ROWS).index)} for sweep, by_row in out.items()}
 
 
 def columns_of(record: dict, dataset: str) -> dict:
@@ -311,32 +314,32 @@ def paired_ylim(errors: dict, series: dict) -> tuple:
     return min(0.0, *ends) - 1.0, max(0.0, *ends) + 1.0
 
 
+def bars(stats_by_row: dict) -> tuple:
+    """(series, errors) for grouped_bar_chart from each row's ``mean_std`` results, keyed by the row's title;
+    a group without a value (a family not evaluated) draws no bar."""
+    series = {ROWS[row][0]: [float("nan") if s is None else s[0] for s in stats] for row, stats in stats_by_row.items()}
+    errors = {ROWS[row][0]: [0.0 if s is None else s[1] for s in stats] for row, stats in stats_by_row.items()}
+    return series, errors
+
+
 def charts(all_runs: dict, out: Path) -> list:
     """Per dataset: every row's mIoU by family (mean ± std over seeds), and each row minus plain (paired by
     seed) by family, with the drops; the ablation's rows in the tables' order."""
     from srha_hf.visualization import grouped_bar_chart
 
     written = []
-    runs = {row: all_runs.get("ablation", {})[row] for row in ROWS if row in all_runs.get("ablation", {})}
+    runs = all_runs.get("ablation", {})
     for dataset in DATASETS if runs else ():
         per_run = {row: {seed: columns_of(rec, dataset) for seed, rec in by_seed.items()} for row, by_seed in runs.items()}
-        series, errors = {}, {}
-        for row, by_seed in per_run.items():
-            stats = [mean_std([c[g] for c in by_seed.values()]) for g in CHART_GROUPS]
-            series[ROWS[row][0]] = [float("nan") if s is None else s[0] for s in stats]  # a family not evaluated: no bar
-            errors[ROWS[row][0]] = [0.0 if s is None else s[1] for s in stats]
+        series, errors = bars({row: [mean_std([c[g] for c in by_seed.values()]) for g in CHART_GROUPS] for row, by_seed in per_run.items()})
         path = out / f"corruptions_{dataset}.png"
         title = f"The ablation under common corruptions: {dataset} val (severities 1, 3, 5; mean ± std over seeds)"
         grouped_bar_chart(CHART_GROUPS, series, str(path), title=title, errors=errors, separator_after=0)
         written.append(str(path))
         if "plain" not in per_run or len(per_run) < 2:
             continue
-        series, errors = {}, {}
-        for row, by_seed in per_run.items():
-            if row != "plain":
-                stats = [paired_stats(by_seed, per_run["plain"], g) for g in PAIRED_GROUPS]
-                series[ROWS[row][0]] = [float("nan") if s is None else s[0] for s in stats]
-                errors[ROWS[row][0]] = [0.0 if s is None else s[1] for s in stats]
+        paired = {row: [paired_stats(by_seed, per_run["plain"], g) for g in PAIRED_GROUPS] for row, by_seed in per_run.items() if row != "plain"}
+        series, errors = bars(paired)
         path = out / f"corruptions_{dataset}_minus_plain.png"
         title = f"Each row minus plain, paired by seed: {dataset} val (points; a drop below zero: loses less than plain)"
         groups = [g.replace("_", " ") for g in PAIRED_GROUPS]
@@ -395,14 +398,14 @@ def report(records: Path, out: Path) -> dict:
         raise SystemExit(f"no record under {records}: run a sweep first")
     parts = []
     if "ablation" in all_runs:
-        runs = {row: all_runs["ablation"][row] for row in ROWS if row in all_runs["ablation"]}
+        runs = all_runs["ablation"]
         parts.append(corruption_tables(runs, "cityscapes", "Cityscapes-format target (val, 20 images)"))
         parts.append(corruption_tables(runs, SOURCE, "Source (GTAV-format val, 20 images)"))
         if "plain" in runs and len(runs) > 1:
             parts.append(appearance_table(runs, {"cityscapes": "target", SOURCE: "source"}))
     for sweep in ("steps800", "steps1600"):
         if sweep in all_runs:
-            runs = {row: all_runs[sweep][row] for row in ROWS if row in all_runs[sweep]}
+            runs = all_runs[sweep]
             parts.append(corruption_tables(runs, "cityscapes", f"{STEPS[sweep]} steps, Cityscapes-format target"))
             parts.append(corruption_tables(runs, SOURCE, f"{STEPS[sweep]} steps, source val"))
     parts.append(schedule_table(all_runs))

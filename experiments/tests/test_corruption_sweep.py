@@ -102,6 +102,14 @@ def test_the_schedule_points_are_means_over_seeds_and_one_length_draws_no_chart(
     assert not (tmp_path / "s.png").exists()
 
 
+def test_records_load_in_the_ablations_row_order_and_an_unknown_row_is_named(records):
+    assert list(sweep.load_records(records)["ablation"]) == ["plain", "full"]  # the files sort full-* first
+    stray = sweep.record_path(records, "ablation", "mystery", 304)
+    stray.write_text(json.dumps({"sweep": "ablation", "row": "mystery", "seed": 304}))
+    with pytest.raises(SystemExit, match="mystery-seed304.json: row 'mystery' is not one of the ablation's rows"):
+        sweep.load_records(records)
+
+
 def test_a_record_made_with_other_corruptions_is_not_silently_reused(records):
     with pytest.raises(SystemExit, match="not what this run asks"):
         sweep.run_sweep("ablation", records, ["fog"], [1, 5], rows=["plain"], seeds=[304])
