@@ -218,14 +218,16 @@ def corruption_tables(runs: dict, dataset: str, label: str) -> str:
     """Per row (mean ± std over seeds) and paired against plain, for one dataset of one sweep."""
     head = "| row | " + " | ".join(COLUMN_TITLES[c] for c in REPORT_COLUMNS) + " |"
     rule = "|" + "---|" * (len(REPORT_COLUMNS) + 1)
-    lines = [f"{label}: mIoU (%) clean and under the corruptions, mean ± std over seeds.", "", head, rule]
     per_run = {row: {seed: columns_of(rec, dataset) for seed, rec in by_seed.items()} for row, by_seed in runs.items()}
+    seeds = sorted({seed for by_seed in runs.values() for seed in by_seed})
+    over = "mean ± std over seeds" if len(seeds) > 1 else f"seed {seeds[0]} alone"
+    lines = [f"{label}: mIoU (%) clean and under the corruptions, {over}.", "", head, rule]
     for row, by_seed in per_run.items():
         stats = [mean_std([cols[c] for cols in by_seed.values()]) for c in REPORT_COLUMNS]
         lines.append(f"| {ROWS[row][0]} | " + " | ".join(cell(s) for s in stats) + " |")
     plain = per_run.get("plain")
     if plain:
-        lines += ["", f"{label}: row minus plain (same seed), mean ± std over seeds.", "", head, rule]
+        lines += ["", f"{label}: row minus plain (same seed), {over}.", "", head, rule]
         for row, by_seed in per_run.items():
             if row == "plain":
                 continue
@@ -302,6 +304,28 @@ def schedule_table(all_runs: dict) -> str:
         ]
         lines.append(f"| {STEPS[sweep]} | {','.join(map(str, seeds))} | " + " | ".join(cell(s, signed=True) for s in stats) + " |")
     return "\n".join(lines) + "\n"
+
+
+def seed_trend_table(all_runs: dict, seed: int) -> str:
+    """One seed across the schedule lengths, so that a single-seed trend point is read against the same seed
+    (not against other seeds' means): plain's and full SRHA's targets mean and full minus plain per column."""
+    head = ("| steps | plain targets mean | full targets mean | full − plain: targets mean | source val | domain gap | "
+            "cityscapes corrupted | source corrupted |")  # fmt: skip
+    lines = [f"Seed {seed} alone by schedule length: full SRHA minus plain.", "", head, "|" + "---|" * 8]
+    columns = (
+        lambda r: r["training"]["target_mean"],
+        lambda r: r["training"]["miou"][SOURCE],
+        lambda r: r["training"]["miou"][SOURCE] - r["training"]["target_mean"],
+        lambda r: r["datasets"]["cityscapes"]["mean"],
+        lambda r: r["datasets"][SOURCE]["mean"],
+    )
+    for sweep in STEPS:
+        plain = all_runs.get(sweep, {}).get("plain", {}).get(seed)
+        full = all_runs.get(sweep, {}).get("full", {}).get(seed)
+        if plain and full:
+            cells = [f"{columns[0](plain):.1f}", f"{columns[0](full):.1f}"] + [f"{get(full) - get(plain):+.1f}" for get in columns]
+            lines.append(f"| {STEPS[sweep]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" if len(lines) > 4 else ""
 
 
 CHART_GROUPS = ["clean", "noise", "blur", "weather", "digital", "appearance", "all"]
@@ -409,6 +433,8 @@ def report(records: Path, out: Path) -> dict:
             parts.append(corruption_tables(runs, "cityscapes", f"{STEPS[sweep]} steps, Cityscapes-format target"))
             parts.append(corruption_tables(runs, SOURCE, f"{STEPS[sweep]} steps, source val"))
     parts.append(schedule_table(all_runs))
+    if all_runs.get("steps1600"):
+        parts.append(seed_trend_table(all_runs, SWEEPS["steps1600"]["seeds"][0]))
     md = "\n".join(parts)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "table.md", md)

@@ -113,3 +113,23 @@ def test_records_load_in_the_ablations_row_order_and_an_unknown_row_is_named(rec
 def test_a_record_made_with_other_corruptions_is_not_silently_reused(records):
     with pytest.raises(SystemExit, match="not what this run asks"):
         sweep.run_sweep("ablation", records, ["fog"], [1, 5], rows=["plain"], seeds=[304])
+
+
+def test_a_single_seed_trend_point_is_read_against_the_same_seed(records, tmp_path):
+    for row, targets, source in (("plain", 60.0, 75.0), ("full", 58.5, 64.0)):
+        rec = record("steps1600", row, 304, 0.45 if row == "plain" else 0.40, CELLS[row], targets, source)
+        path = sweep.record_path(records, "steps1600", row, 304)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec))
+    md = sweep.report(records, tmp_path / "out")["markdown"]
+    trend = md[md.index("Seed 304 alone by schedule length"):].splitlines()
+    # seed 304 only (the 200-step seed 305 is left out): targets 40 / 35 at 200 and 800 steps, 60 / 58.5 at 1600;
+    # source 50 / 50 then 75 / 64; corrupted (all cells) 28.75 / 28.25 on both datasets at every length
+    assert trend[4:7] == [
+        "| 200 | 40.0 | 35.0 | -5.0 | +0.0 | +5.0 | -0.5 | -0.5 |",
+        "| 800 | 40.0 | 35.0 | -5.0 | +0.0 | +5.0 | -0.5 | -0.5 |",
+        "| 1600 | 60.0 | 58.5 | -1.5 | -11.0 | -9.5 | -0.5 | -0.5 |",
+    ]
+    assert "1600 steps, Cityscapes-format target: mIoU (%) clean and under the corruptions, seed 304 alone." in md
+    assert "Cityscapes-format target (val, 20 images): mIoU (%) clean and under the corruptions, mean ± std over seeds." in md
+    assert sweep.seed_trend_table(sweep.load_records(records), 306) == ""
