@@ -168,9 +168,11 @@ def render_model_card(
     )
 
 
-def training_card_fields(config, model_config, *, num_processes: int, hardware: str, training_time: float) -> Dict[str, object]:
+def training_card_fields(config, model_config, *, num_processes: int, hardware: str, training_time: float,
+                         training_time_from_step: int = 0) -> Dict[str, object]:  # fmt: skip
     """The "Training" fields of a trained model's card, from the run's config (a ``TrainConfig``) and
-    the model's ``SRHAConfig``."""
+    the model's ``SRHAConfig``. ``training_time``: seconds over all the run's steps, or, when the earlier
+    processes of a resumed run did not record theirs, from ``training_time_from_step`` on."""
     if config.pretrain_steps:
         data = "a generic synthetic corpus" if getattr(config, "pretrain_data", "source") == "generic" else "the source"
         backbone_init = f"pretraining stage ({config.pretrain_steps} plain steps on {data}; {model_config.backbone_pretrained_source})"
@@ -198,7 +200,8 @@ def training_card_fields(config, model_config, *, num_processes: int, hardware: 
         "pc_weight": model_config.pc_weight,
         "pc_warmup_steps": config.pc_warmup_steps,
         "teacher_mode": model_config.teacher_mode,
-        "training_time": f"{training_time / 3600:.2f} h" if training_time > 3600 else f"{training_time:.0f} s",
+        "training_time": (f"{training_time / 3600:.2f} h" if training_time > 3600 else f"{training_time:.0f} s")
+        + (f" (steps {training_time_from_step}-{config.max_iter} only)" if training_time_from_step else ""),
         "hardware": hardware,
     }
 

@@ -181,11 +181,20 @@ def test_kill_and_resume_gives_the_same_weights(synthetic_root, tmp_path):
     )
     assert killed.returncode == -signal.SIGKILL
     assert (broken / "checkpoint-3").is_dir() and not (broken / "model").exists()
+    state = json.loads((broken / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["training_time_s"] > 0 and state["training_time_from_step"] == 0
     resumed = launch(
         run_args(synthetic_root, broken, "--max_iter", "6", "--checkpointing_steps", "3", "--val_datasets", "cityscapes",
                  "--resume_from_checkpoint", "latest")  # fmt: skip
     )
     assert "resumed from" in resumed.stdout and "at step 3" in resumed.stdout
+    # the training time covers all six steps: the killed process's (from its checkpoint) and this one's
+    timing = json.loads((broken / "all_results.json").read_text())
+    assert timing["steps_this_process"] == 3 and timing["training_time_from_step"] == 0
+    assert timing["training_time_s"] == pytest.approx(state["training_time_s"] + timing["training_time_this_process_s"], abs=0.11)
+    assert "over all 6 steps, with the earlier processes'" in resumed.stdout
+    fresh = json.loads((full / "all_results.json").read_text())
+    assert fresh["steps_this_process"] == 6 and fresh["training_time_s"] == fresh["training_time_this_process_s"]
     a = load_file(full / "model" / "model.safetensors")
     b = load_file(broken / "model" / "model.safetensors")
     assert a.keys() == b.keys()

@@ -123,6 +123,28 @@ def test_select_on_source_evaluates_only_the_source_and_the_card_says_last_itera
     assert "the last iteration" in history["note"]
 
 
+def test_a_resumed_runs_training_time_counts_the_earlier_processes_or_says_from_which_step():
+    from srha_hf.training.results import training_time_fields
+    from srha_hf.training.trainer import _cumulative_note
+
+    # resumed at step 300 of 1600 from a checkpoint that recorded 250.5 s: 1300 steps in 1149.6 s here
+    timing = training_time_fields(1149.6, 1300, 250.5, 0)
+    assert timing == {"training_time_s": 1400.1, "training_time_from_step": 0, "training_time_this_process_s": 1149.6,
+                      "steps_this_process": 1300, "train_it_per_s": round(1300 / 1149.6, 4)}  # fmt: skip
+    assert _cumulative_note(timing, 1600) == "; 1400.1 s over all 1600 steps, with the earlier processes'"
+    assert _cumulative_note(training_time_fields(10.0, 20, 0.0, 0), 20) == ""  # a fresh run
+    # resumed from a checkpoint that predates the record: the time counts from its step, and says so
+    old = training_time_fields(1149.6, 1300, 0.0, 300)
+    assert old["training_time_s"] == 1149.6 and old["training_time_from_step"] == 300
+    assert _cumulative_note(old, 1600) == "; 1149.6 s from step 300 (earlier steps' time not recorded)"
+    config = load_config(None, {"max_iter": 1600})
+    card = training_card_fields(config, SRHAConfig(backbone="shufflenetv2"), num_processes=1, hardware="CPU",
+                                training_time=1149.6, training_time_from_step=300)  # fmt: skip
+    assert card["training_time"] == "1150 s (steps 300-1600 only)"
+    card = training_card_fields(config, SRHAConfig(backbone="shufflenetv2"), num_processes=1, hardware="CPU", training_time=7200.0)
+    assert card["training_time"] == "2.00 h"
+
+
 @pytest.mark.slow  # a subprocess test
 def test_accumulating_run_logs_and_resumes_exactly_after_a_kill(synthetic_root, tmp_path):
     extra = ("--total_batch_size", "4", "--max_iter", "2", "--checkpointing_steps", "1", "--val_datasets", "cityscapes",

@@ -29,15 +29,30 @@ def target_mean(results: Dict[str, dict], source: str) -> float:
     return float(sum(targets) / len(targets) * 100) if targets else float("nan")
 
 
-def write_all_results(path: Path, results: Dict[str, dict], *, source: str, step: int, training_time: float, it_per_s: float) -> None:
-    """``all_results.json``: the step, training time and speed, every result and the target mean."""
+def training_time_fields(this_process_s: float, steps_run: int, before_s: float, from_step: int) -> Dict[str, object]:
+    """The timing fields of ``all_results.json``. ``training_time_s`` is this process's time plus
+    ``before_s``, the earlier processes' time recorded in the checkpoint this run resumed from (0 for a
+    fresh run); it counts from step ``training_time_from_step`` (``from_step``): 0, unless the run was
+    resumed from a checkpoint written before the time was recorded. ``train_it_per_s`` is this process's
+    speed (``steps_this_process`` in ``training_time_this_process_s``)."""
+    return {
+        "training_time_s": round(this_process_s + before_s, 1),
+        "training_time_from_step": from_step,
+        "training_time_this_process_s": round(this_process_s, 1),
+        "steps_this_process": steps_run,
+        "train_it_per_s": round(steps_run / max(this_process_s, 1e-9), 4),
+    }
+
+
+def write_all_results(path: Path, results: Dict[str, dict], *, source: str, step: int, timing: Dict[str, object]) -> None:
+    """``all_results.json``: the step, the training time and speed (:func:`training_time_fields`), every
+    result and the target mean."""
     mean = target_mean(results, source)
     write_json_atomic(
         path,
         {
             "step": step,
-            "training_time_s": round(training_time, 1),
-            "train_it_per_s": round(it_per_s, 4),
+            **timing,
             "results": plain_results(results),
             "mean_target_miou": None if math.isnan(mean) else round(mean, 2),
         },

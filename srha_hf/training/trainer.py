@@ -54,7 +54,7 @@ from .optim import build_optimizer, set_poly_lr
 from .precision import describe as describe_precision
 from .precision import resolve_mixed_precision
 from .pretrain import ensure_pretrained_backbone
-from .results import print_results_table, target_mean, write_all_results
+from .results import print_results_table, target_mean, training_time_fields, write_all_results
 
 APPEARANCE_FILE = "synthetic_appearance.json"  # a run on a trial benchmark: its Appearance hook's marker
 
@@ -197,10 +197,15 @@ class TrainingRun:
     epoch: int = 0
     batch_in_epoch: int = 0  # micro-batches of this epoch consumed (a multiple of accumulation_steps at a step)
     last_saved: Optional[int] = None  # the step of the newest checkpoint this run wrote or resumed from
+    time_before: float = 0.0  # training seconds of the processes before this one (from the resumed checkpoint)
+    time_from_step: int = 0  # the step from which time_before counts (> 0: resumed from a checkpoint without it)
+    started: float = dataclasses.field(default_factory=time.time)  # when this process's training loop began
 
     def state(self) -> dict:
         """What ``trainer_state.json`` of a checkpoint holds."""
+        elapsed = round(self.time_before + time.time() - self.started, 1)
         return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "training_time_s": elapsed, "training_time_from_step": self.time_from_step,
                 "accumulation_steps": self.accumulation_steps, "config": self.config.to_dict(), "recipe": self.recipe}  # fmt: skip
 
 
@@ -219,10 +224,11 @@ def train(config: TrainConfig, recipe: str = "custom", appearance: Optional[Appe
         log = lambda message: main and print(f"[srha] {message}", flush=True)  # noqa: E731
         backbone_init = str(ensure_pretrained_backbone(config, train, log=log, appearance=appearance))
     run = setup(config, recipe, backbone_init, appearance)
-    start_step, start_time = run.step, time.time()
+    start_step = run.step
+    run.started = time.time()
     if train_loop(run) == "interrupted":
         return stop_interrupted(run)
-    return finish(run, training_time=time.time() - start_time, steps_run=run.step - start_step)
+    return finish(run, training_time_fields(time.time() - run.started, run.step - start_step, run.time_before, run.time_from_step))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -335,6 +341,10 @@ def setup(config: TrainConfig, recipe: str, backbone_init: Optional[str], appear
     if resume_path is not None:
         state = load_checkpoint(accelerator, resume_path)
         run.step, run.epoch, run.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        if "training_time_s" in state:  # absent from checkpoints written before the time was recorded
+            run.time_before, run.time_from_step = state["training_time_s"], state["training_time_from_step"]
+        else:
+            run.time_from_step = run.step
         if state.get("accumulation_steps", 1) != accumulation:
             raise ConfigError(
                 f"{resume_path} was written with {state.get('accumulation_steps', 1)} micro-batch(es) per step, this run has "
@@ -605,12 +615,21 @@ def stop_interrupted(run: TrainingRun) -> Dict[str, object]:
     return {"status": "interrupted", "step": run.step, "results": {}, "model_dir": None}
 
 
-def finish(run: TrainingRun, *, training_time: float, steps_run: int) -> Dict[str, object]:
+def _cumulative_note(timing: Dict[str, object], step: int) -> str:
+    """For a resumed run, the time over all its steps (or why it is not known)."""
+    if timing["steps_this_process"] == step:
+        return ""
+    if timing["training_time_from_step"]:
+        return f"; {timing['training_time_s']:.1f} s from step {timing['training_time_from_step']} (earlier steps' time not recorded)"
+    return f"; {timing['training_time_s']:.1f} s over all {step} steps, with the earlier processes'"
+
+
+def finish(run: TrainingRun, timing: Dict[str, object]) -> Dict[str, object]:
     """The last checkpoint, the final evaluation and its report (``eval/``), the model folder with its
     card (``model/``), ``all_results.json``, the results table, and the push to the Hub when asked."""
     config, accelerator = run.config, run.accelerator
-    it_per_s = steps_run / max(training_time, 1e-9)
-    _log(accelerator, f"trained {steps_run} steps in {training_time:.1f} s ({it_per_s:.2f} it/s)")
+    _log(accelerator, f"trained {timing['steps_this_process']} steps in {timing['training_time_this_process_s']:.1f} s "
+                      f"({timing['train_it_per_s']:.2f} it/s)" + _cumulative_note(timing, run.step))  # fmt: skip
     if config.checkpointing_steps and run.last_saved != run.step:
         save(run)
     results = evaluate(run, final=True)
@@ -627,10 +646,10 @@ def finish(run: TrainingRun, *, training_time: float, steps_run: int) -> Dict[st
             protocol=config.eval_protocol_spec(),
         )
         training = training_card_fields(config, run.unwrapped.config, num_processes=accelerator.num_processes,
-                                        hardware=_hardware(accelerator), training_time=training_time)  # fmt: skip
+                                        hardware=_hardware(accelerator), training_time=timing["training_time_s"],
+                                        training_time_from_step=timing["training_time_from_step"])  # fmt: skip
         publish_trained_model(run.unwrapped, model_dir, config=config, recipe=run.recipe, results=results, training=training)
-        write_all_results(run.output_dir / "all_results.json", results, source=config.source_dataset, step=run.step,
-                          training_time=training_time, it_per_s=it_per_s)  # fmt: skip
+        write_all_results(run.output_dir / "all_results.json", results, source=config.source_dataset, step=run.step, timing=timing)
         print_results_table(results, config.source_dataset)
     accelerator.wait_for_everyone()
     if config.push_to_hub and accelerator.is_main_process:
