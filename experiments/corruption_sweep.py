@@ -259,6 +259,17 @@ def appearance_table(runs: dict, datasets: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# full SRHA minus plain by schedule length, in the tables' column order: targets mean, source val, domain gap,
+# the corrupted means on the Cityscapes-format target and on the source
+SCHEDULE_DIFFS = (
+    lambda r: r["training"]["target_mean"],
+    lambda r: r["training"]["miou"][SOURCE],
+    lambda r: r["training"]["miou"][SOURCE] - r["training"]["target_mean"],
+    lambda r: r["datasets"]["cityscapes"]["mean"],
+    lambda r: r["datasets"][SOURCE]["mean"],
+)
+
+
 def schedule_table(all_runs: dict) -> str:
     """Each row's targets mean, source val, domain gap and corrupted means at 200 / 800 / 1600 steps; and
     full minus plain (same seed) at each length."""
@@ -291,17 +302,7 @@ def schedule_table(all_runs: dict) -> str:
         seeds = sorted(set(plain) & set(full))
         if not seeds:
             continue
-
-        def diff(get):
-            return mean_std([get(full[s]) - get(plain[s]) for s in seeds])
-
-        stats = [
-            diff(lambda r: r["training"]["target_mean"]),
-            diff(lambda r: r["training"]["miou"][SOURCE]),
-            diff(lambda r: r["training"]["miou"][SOURCE] - r["training"]["target_mean"]),
-            diff(lambda r: r["datasets"]["cityscapes"]["mean"]),
-            diff(lambda r: r["datasets"][SOURCE]["mean"]),
-        ]
+        stats = [mean_std([get(full[s]) - get(plain[s]) for s in seeds]) for get in SCHEDULE_DIFFS]
         lines.append(f"| {STEPS[sweep]} | {','.join(map(str, seeds))} | " + " | ".join(cell(s, signed=True) for s in stats) + " |")
     return "\n".join(lines) + "\n"
 
@@ -312,18 +313,12 @@ def seed_trend_table(all_runs: dict, seed: int) -> str:
     head = ("| steps | plain targets mean | full targets mean | full − plain: targets mean | source val | domain gap | "
             "cityscapes corrupted | source corrupted |")  # fmt: skip
     lines = [f"Seed {seed} alone by schedule length: full SRHA minus plain.", "", head, "|" + "---|" * 8]
-    columns = (
-        lambda r: r["training"]["target_mean"],
-        lambda r: r["training"]["miou"][SOURCE],
-        lambda r: r["training"]["miou"][SOURCE] - r["training"]["target_mean"],
-        lambda r: r["datasets"]["cityscapes"]["mean"],
-        lambda r: r["datasets"][SOURCE]["mean"],
-    )
     for sweep in STEPS:
         plain = all_runs.get(sweep, {}).get("plain", {}).get(seed)
         full = all_runs.get(sweep, {}).get("full", {}).get(seed)
         if plain and full:
-            cells = [f"{columns[0](plain):.1f}", f"{columns[0](full):.1f}"] + [f"{get(full) - get(plain):+.1f}" for get in columns]
+            targets = SCHEDULE_DIFFS[0]
+            cells = [f"{targets(plain):.1f}", f"{targets(full):.1f}"] + [f"{get(full) - get(plain):+.1f}" for get in SCHEDULE_DIFFS]
             lines.append(f"| {STEPS[sweep]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n" if len(lines) > 4 else ""
 
